@@ -1,0 +1,62 @@
+"""The ``phs`` command line: ``phs <command> [options]``; ``phs <command> --help`` for each command.
+
+Errors the user can act on (:class:`core.errors.PHSError`) are printed as one sentence on stderr with a
+non-zero exit code, never as a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import pkgutil
+import sys
+from collections.abc import Sequence
+
+from core import __version__
+from core import commands as _commands_pkg
+from core.errors import PHSError
+
+
+def _command_modules() -> list:
+    mods = []
+    for info in sorted(pkgutil.iter_modules(_commands_pkg.__path__), key=lambda m: m.name):
+        if info.name.startswith("_"):
+            continue
+        mods.append(importlib.import_module(f"{_commands_pkg.__name__}.{info.name}"))
+    return mods
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Build the argument parser with one sub-parser per module in :mod:`core.commands`."""
+    parser = argparse.ArgumentParser(
+        prog="phs",
+        description="PHS desktop: mark an object in a photo, find the photos of your library that contain it.",
+    )
+    parser.add_argument("--version", action="version", version=f"phs {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for mod in _command_modules():
+        p = sub.add_parser(mod.NAME, help=mod.HELP, description=mod.HELP)
+        mod.add_arguments(p)
+        p.set_defaults(_run=mod.run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI and return the exit code (0 ok, 1 failure reported, 2 usage or user error)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "_run", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args._run(args) or 0)
+    except PHSError as err:
+        print(f"phs: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("phs: interrupted.", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,48 @@
+"""Where PHS desktop keeps its own files.
+
+Everything the app writes (indexes, caches, settings, the generated demo gallery) lives under one data
+directory: ``$PHS_DATA_DIR`` when set (tests and portable installs use it), else the platform's user data
+directory from platformdirs. A user's photo folder is only ever opened for reading.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import platformdirs
+
+APP_NAME = "phs-desktop"
+ENV_DATA_DIR = "PHS_DATA_DIR"
+
+
+def data_dir() -> Path:
+    """Return the data directory, creating it if needed."""
+    env = os.environ.get(ENV_DATA_DIR)
+    path = Path(env).expanduser() if env else Path(platformdirs.user_data_dir(APP_NAME, appauthor=False))
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def cache_dir() -> Path:
+    """Return the cache directory (thumbnails, encoded-image cache), a child of :func:`data_dir`."""
+    path = data_dir() / "cache"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def resources_dir() -> Path:
+    """Return the folder of shipped resources (demo model weights, model card, icons).
+
+    Found through the installed ``phs_resources`` package (a wheel maps the repository's ``resources/``
+    folder to it), else next to this checkout.
+    """
+    try:
+        from importlib.resources import files
+
+        path = Path(str(files("phs_resources")))
+        if path.is_dir():
+            return path
+    except (ModuleNotFoundError, TypeError):
+        pass
+    return Path(__file__).resolve().parent.parent / "resources"
