@@ -1,0 +1,266 @@
+"""Open a photo the way every part of PHS desktop needs it: RGB, upright, decoded no larger than needed.
+
+:func:`load_image` is the one entry point (the engine's ``set_image``, the indexer and the GUI all call it):
+
+* EXIF orientation is applied before anything else, so prompt coordinates given on the displayed photo are
+  the coordinates of the returned image.
+* A JPEG much larger than ``draft_size`` is decoded at a reduced scale by libjpeg's DCT scaling
+  (:meth:`PIL.Image.Image.draft`): a 12-megapixel photo headed for a 224 px model decodes at 1/8 scale,
+  several times faster and with a fraction of the memory. The result is never smaller than ``draft_size``
+  on either side (the squash resize to the model input still does the final resampling).
+* Every mode becomes 8-bit RGB correctly: CMYK (including Adobe's inverted CMYK) through Pillow's
+  conversion, 16-bit and 32-bit grayscale scaled (not clipped) to 8 bits, palette and alpha images
+  composited over white, animated GIF/WebP reduced to their first frame.
+* HEIC/HEIF through ``pillow-heif`` when it is installed (``pip install 'phs-desktop[heic]'``); AVIF through
+  Pillow itself when built with it, else through ``pillow-heif``.
+* Anything that cannot be decoded raises :class:`core.errors.ImageLoadError` with one sentence naming the
+  file and the reason; decompression bombs (more than :data:`MAX_PIXELS` pixels) are refused before any
+  pixel is decoded.
+
+Files are only ever opened for reading.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import threading
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import features as _pil_features
+
+from core.errors import ImageLoadError
+
+#: File name suffixes (lower case) that the scanner offers to :func:`load_image`. HEIC/HEIF are listed even
+#: without ``pillow-heif`` so that such photos are recorded with a reason instead of silently ignored.
+SUPPORTED_SUFFIXES: frozenset[str] = frozenset(
+    {
+        ".jpg", ".jpeg", ".jpe", ".jfif",
+        ".png", ".webp", ".bmp", ".dib",
+        ".tif", ".tiff", ".gif",
+        ".heic", ".heif", ".hif", ".avif",
+    }
+)  # fmt: skip
+
+HEIF_SUFFIXES: frozenset[str] = frozenset({".heic", ".heif", ".hif"})
+
+#: Largest image (width * height) that is decoded; larger declared sizes are refused as decompression
+#: bombs. Pillow's own default (about 179 million pixels before an error), enough for large panoramas.
+MAX_PIXELS: int = 2 * Image.MAX_IMAGE_PIXELS if Image.MAX_IMAGE_PIXELS else 178_956_970
+
+_HEIF_HINT = "install pillow-heif (pip install 'phs-desktop[heic]') to read HEIC/HEIF photos"
+_heif_lock = threading.Lock()
+_heif_state: bool | None = None
+
+
+def heif_available() -> bool:
+    """Return whether HEIC/HEIF photos can be decoded, registering pillow-heif's opener on first call."""
+    global _heif_state
+    with _heif_lock:
+        if _heif_state is None:
+            try:
+                import pillow_heif  # type: ignore[import-not-found]
+
+                pillow_heif.register_heif_opener()
+                _heif_state = True
+            except Exception:  # ImportError, or a broken binary wheel: both mean "not available"
+                _heif_state = False
+        return _heif_state
+
+
+def avif_available() -> bool:
+    """Return whether AVIF photos can be decoded (Pillow built with AVIF, or pillow-heif)."""
+    try:
+        if _pil_features.check("avif"):
+            return True
+    except (ValueError, OSError):
+        pass
+    return heif_available()
+
+
+def _display_name(source: object) -> str:
+    if isinstance(source, (str, Path)):
+        return Path(source).name or str(source)
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        return "the image data"
+    return "the image"
+
+
+def _suffix(source: object) -> str:
+    return Path(source).suffix.lower() if isinstance(source, (str, Path)) else ""
+
+
+def _reason(err: BaseException) -> str:
+    """Turn a Pillow / OS exception into a short lower-case reason without a trailing period."""
+    if isinstance(err, Image.DecompressionBombError):
+        return f"it is too large to decode safely (more than {MAX_PIXELS:,} pixels)"
+    if isinstance(err, UnidentifiedImageError):
+        return "it is not an image in a format PHS desktop can read"
+    if isinstance(err, PermissionError):
+        return "permission denied"
+    if isinstance(err, FileNotFoundError):
+        return "the file does not exist"
+    if isinstance(err, IsADirectoryError):
+        return "it is a folder, not a file"
+    text = " ".join(str(err).split()).rstrip(".")
+    if "truncated" in text.lower() or isinstance(err, EOFError):
+        return "the file is truncated or damaged"
+    return (
+        f"the file is damaged or unsupported ({type(err).__name__}: {text})"
+        if text
+        else (f"the file is damaged or unsupported ({type(err).__name__})")
+    )
+
+
+def _check_size(img: Image.Image) -> None:
+    w, h = img.size
+    if w <= 0 or h <= 0:
+        raise ValueError(f"invalid size {w}x{h}")
+    if w * h > MAX_PIXELS:
+        raise Image.DecompressionBombError(f"{w * h} pixels")
+
+
+def _apply_draft(img: Image.Image, draft_size: int | None) -> None:
+    """Ask the JPEG decoder for a DCT-scaled image no smaller than ``draft_size`` on each side."""
+    if not draft_size or img.format != "JPEG":
+        return
+    w, h = img.size
+    if min(w, h) < 2 * draft_size:  # no reduction possible without going below draft_size
+        return
+    # draft() keeps the mode when asked for the current one; it picks the largest scale 1/2, 1/4 or 1/8
+    # whose result is still at least (draft_size, draft_size).
+    img.draft(img.mode, (draft_size, draft_size))
+
+
+def _to_rgb(img: Image.Image) -> Image.Image:
+    """Convert any Pillow mode to 8-bit RGB (alpha composited over white)."""
+    mode = img.mode
+    if mode == "RGB":
+        return img
+    if mode == "P":
+        img = img.convert("RGBA") if "transparency" in img.info else img.convert("RGB")
+        mode = img.mode
+    if mode in ("I;16", "I;16L", "I;16B", "I;16N", "I", "F"):
+        arr = np.asarray(img)
+        if mode == "F":
+            arr = arr.astype(np.float64)
+            finite = arr[np.isfinite(arr)]
+            hi = float(finite.max()) if finite.size else 1.0
+            scale = 255.0 if hi <= 1.0 else (255.0 / 65535.0 if hi > 255.0 else 1.0)
+            arr = np.nan_to_num(arr) * scale
+        elif mode.startswith("I;16") or (arr.size and int(arr.max()) > 255):
+            arr = arr.astype(np.float64) * (255.0 / 65535.0)  # 16-bit samples, also 16-bit PNGs read as "I"
+        out = np.clip(np.rint(arr), 0, 255).astype(np.uint8)
+        return Image.fromarray(out, "L").convert("RGB")
+    if mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        rgba = img.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    return img.convert("RGB")  # L, 1, CMYK (incl. Adobe inverted), YCbCr, LAB, HSV, RGBX
+
+
+def _decode(img: Image.Image, draft_size: int | None) -> Image.Image:
+    _check_size(img)
+    if getattr(img, "is_animated", False):
+        img.seek(0)
+    _apply_draft(img, draft_size)
+    img.load()
+    img = ImageOps.exif_transpose(img)
+    return _to_rgb(img)
+
+
+def load_image(
+    source: str | Path | bytes | bytearray | memoryview | Image.Image,
+    *,
+    draft_size: int | None = None,
+) -> Image.Image:
+    """Open a photo as an upright 8-bit RGB image.
+
+    Args:
+        source: A file path, the encoded bytes of a file, or an already opened :class:`PIL.Image.Image`
+            (not modified; EXIF orientation is applied to a copy if the image still carries it).
+        draft_size: When given, a JPEG at least twice this size on its shorter side is decoded at a
+            reduced scale (1/2, 1/4 or 1/8) that keeps both sides at least ``draft_size`` pixels.
+            Pass the model's input side; ``None`` decodes at full resolution.
+
+    Returns:
+        A loaded RGB image, EXIF orientation applied; size ``(W, H)`` in its own pixels (the original
+        size, or the draft-reduced one).
+
+    Raises:
+        ImageLoadError: The file cannot be read or decoded; the message is one sentence naming the file
+            and the reason.
+    """
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        return decode_image_bytes(source, draft_size=draft_size)
+    name = _display_name(source)
+    heif_available()  # registers pillow-heif's opener when it is installed
+    if isinstance(source, Image.Image):
+        try:
+            source.load()
+            out = _to_rgb(ImageOps.exif_transpose(source))
+            return source.copy() if out is source else out
+        except Exception as err:
+            raise ImageLoadError(f"Cannot open {name}: {_reason(err)}.") from err
+    path = Path(source)
+    _check_suffix(name, path.suffix.lower())
+    try:
+        with open(path, "rb") as fh:  # read-only, never anything else
+            if os.fstat(fh.fileno()).st_size == 0:
+                raise ImageLoadError(f"Cannot open {name}: it is empty (0 bytes).")
+            with Image.open(fh) as img:
+                return _decode(img, draft_size)
+    except ImageLoadError:
+        raise
+    except MemoryError:
+        raise ImageLoadError(
+            f"Cannot open {name}: it is too large to decode in the available memory."
+        ) from None
+    except Exception as err:  # Pillow raises many types (OSError, ValueError, SyntaxError, struct.error...)
+        raise ImageLoadError(f"Cannot open {name}: {_reason(err)}.") from err
+
+
+def decode_image_bytes(
+    data: bytes | bytearray | memoryview,
+    *,
+    name: str = "the image data",
+    draft_size: int | None = None,
+) -> Image.Image:
+    """Decode the bytes of a photo file as :func:`load_image` does for a path.
+
+    The indexer reads each file once, hashes the bytes and decodes the same bytes, so a file that changes
+    while it is read can never be stored with a hash of other content.
+
+    Args:
+        data: The encoded file content.
+        name: The file name used in error messages; its suffix selects the HEIC/AVIF checks.
+        draft_size: As in :func:`load_image`.
+
+    Returns:
+        A loaded upright RGB image.
+
+    Raises:
+        ImageLoadError: One sentence naming ``name`` and the reason.
+    """
+    heif_available()
+    _check_suffix(name, Path(name).suffix.lower())
+    if len(data) == 0:
+        raise ImageLoadError(f"Cannot open {name}: it is empty (0 bytes).")
+    try:
+        with Image.open(io.BytesIO(bytes(data))) as img:
+            return _decode(img, draft_size)
+    except MemoryError:
+        raise ImageLoadError(
+            f"Cannot open {name}: it is too large to decode in the available memory."
+        ) from None
+    except Exception as err:
+        raise ImageLoadError(f"Cannot open {name}: {_reason(err)}.") from err
+
+
+def _check_suffix(name: str, suffix: str) -> None:
+    if suffix in HEIF_SUFFIXES and not heif_available():
+        raise ImageLoadError(f"Cannot open {name}: {_HEIF_HINT}.")
+    if suffix == ".avif" and not avif_available():
+        raise ImageLoadError(f"Cannot open {name}: this Pillow cannot read AVIF; {_HEIF_HINT}.")

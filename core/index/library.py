@@ -1,0 +1,292 @@
+"""An opened photo index: the SQLite database, the Query-DB cache and the FAISS vectors of one folder and model.
+
+:class:`PhotoIndex` is shared by the indexer (one writer, holding ``writer.lock``) and by searchers (any
+number, read-only, also while an indexing run commits). See :mod:`core.index.store` for the files and the
+crash-safety invariant.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from core.errors import IndexMismatchError
+from core.index import store as st
+from core.index.vectors import APPROX_THRESHOLD, VectorIndex, sync_vectors
+
+
+class EngineLike(Protocol):
+    """What the index needs from :class:`core.engine.PHSEngine` (see there for the full contract)."""
+
+    feature_dim: int
+    embed_dim: int
+    num_heads: int
+    head_dim: int
+    input_size: int
+
+    def fingerprint(self) -> dict[str, Any]: ...  # noqa: D102
+
+    def preprocess(self, img: Any) -> Any: ...  # noqa: D102
+
+    def encode_batch(self, batch: Any) -> Any: ...  # noqa: D102
+
+    def features_from_cache(  # noqa: D102
+        self, x_cls: np.ndarray, o_cls: np.ndarray, head_mask: np.ndarray, strategy: str = ...
+    ) -> np.ndarray: ...
+
+
+@dataclass(frozen=True)
+class IndexDims:
+    """Array sizes of an index.
+
+    Attributes:
+        feature_dim: ``Dout``, the stored global feature.
+        embed_dim: ``D``, the width of ``X_cls``.
+        num_heads: ``h``.
+        head_dim: ``d_h``; ``O[CLS]`` is ``(h, d_h)``.
+    """
+
+    feature_dim: int
+    embed_dim: int
+    num_heads: int
+    head_dim: int
+
+    @classmethod
+    def of(cls, engine: EngineLike) -> IndexDims:
+        """The dims of an engine."""
+        return cls(
+            int(engine.feature_dim), int(engine.embed_dim), int(engine.num_heads), int(engine.head_dim)
+        )
+
+
+def _data_files(directory: Path) -> list[Path]:
+    return [
+        directory / n
+        for n in (st.DB_FILE, st.DB_FILE + "-wal", st.DB_FILE + "-shm", st.QD_FILE, st.FAISS_FILE)
+    ]
+
+
+class PhotoIndex:
+    """One index opened for writing (the indexer) or reading (searchers).
+
+    Use :meth:`open`; close with :meth:`close` or a ``with`` block.
+
+    Attributes:
+        folder: The photo folder (absolute real path).
+        directory: The index directory.
+        sidecar: The sidecar as read or written.
+        dims: Array sizes.
+        db: The SQLite database.
+        qd: The Query-DB cache.
+        writable: Whether this handle holds the writer lock.
+    """
+
+    def __init__(
+        self,
+        folder: Path,
+        directory: Path,
+        sidecar: dict[str, Any],
+        *,
+        writable: bool,
+        lock: st.WriterLock | None = None,
+        approx_threshold: int = APPROX_THRESHOLD,
+    ) -> None:
+        self.folder = folder
+        self.directory = directory
+        self.sidecar = sidecar
+        self.writable = writable
+        self._lock = lock
+        self.approx_threshold = int(approx_threshold)
+        d = sidecar["dims"]
+        self.dims = IndexDims(d["feature_dim"], d["embed_dim"], d["num_heads"], d["head_dim"])
+        self.db = st.Database(directory / st.DB_FILE, writable=writable)
+        self.qd = st.QDCache(
+            directory / st.QD_FILE,
+            self.dims.embed_dim,
+            self.dims.num_heads,
+            self.dims.head_dim,
+            writable=writable,
+        )
+        self._vectors: VectorIndex | None = None
+        self._vectors_gen = -1
+
+    # ------------------------------------------------------------------------------------------ open
+    @classmethod
+    def open(
+        cls,
+        folder: str | Path,
+        engine: EngineLike,
+        *,
+        writable: bool = False,
+        rebuild: bool = False,
+        approx_threshold: int = APPROX_THRESHOLD,
+    ) -> PhotoIndex:
+        """Open the index of ``folder`` for the engine's model.
+
+        Args:
+            folder: The photo folder.
+            engine: Supplies the fingerprint and dims.
+            writable: Open for indexing (creates the index, takes the writer lock).
+            rebuild: With ``writable``: discard any existing index of this folder and model first.
+            approx_threshold: Vector count from which FAISS is HNSW instead of exact.
+
+        Raises:
+            IndexMissingError: Not writable and no index exists yet.
+            IndexMismatchError: The index was built with another model, preprocessing or a newer schema
+                (the message says how to rebuild it).
+            IndexBusyError: Writable and another indexing run holds the index.
+            IndexReadOnlyError: Writable and the data directory cannot be written.
+        """
+        fingerprint = st.normalize_fingerprint(engine.fingerprint())
+        folder_abs = Path(st.folder_key(folder))
+        directory = st.index_dir_for(folder_abs, fingerprint)
+        model = st.model_label(fingerprint)
+        if not writable:
+            sidecar = st.read_sidecar(directory)
+            if sidecar is None:
+                others = [s for _, s in st.list_indexes(folder_abs)]
+                if others:
+                    names = ", ".join(sorted({st.model_label(s.get("fingerprint", {})) for s in others}))
+                    raise IndexMismatchError(
+                        f"The folder {folder_abs} has no index for model {model} (it has one for {names}); search "
+                        f"with --model {names.split(', ')[0]}, or run `phs index {folder_abs} --model {model}`."
+                    )
+                raise st.IndexMissingError(
+                    f"The folder {folder_abs} has not been indexed with model {model} yet; "
+                    f"run `phs index {folder_abs} --model {model}` first."
+                )
+            st.check_sidecar(sidecar, fingerprint, folder_abs)
+            return cls(folder_abs, directory, sidecar, writable=False, approx_threshold=approx_threshold)
+
+        dims = IndexDims.of(engine)
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+            lock = st.WriterLock(directory / st.LOCK_FILE)
+            lock.acquire()
+        except PermissionError:
+            raise st.IndexReadOnlyError(
+                f"The index folder {directory} is read-only: searching works, indexing needs write access to it "
+                "(or set PHS_DATA_DIR to a writable folder)."
+            ) from None
+        try:
+            st.remove_stale_temps(directory)
+            sidecar = st.read_sidecar(directory)
+            if sidecar is not None and not rebuild:
+                st.check_sidecar(sidecar, fingerprint, folder_abs)
+            if rebuild or sidecar is None:
+                for p in _data_files(directory):
+                    with contextlib.suppress(FileNotFoundError):
+                        p.unlink()
+                sidecar = {
+                    "format": st.FORMAT,
+                    "schema": st.SCHEMA_VERSION,
+                    "folder": str(folder_abs),
+                    "model": model,
+                    "fingerprint": fingerprint,
+                    "dims": asdict(dims),
+                    "metric": st.METRIC,
+                    "normalized": True,
+                    "qd_cache": {
+                        "file": st.QD_FILE,
+                        "dtype": "float16",
+                        "layout": "row = [X_cls (D,), O_cls (h, d_h) row-major]",
+                        "row_dim": dims.embed_dim + dims.num_heads * dims.head_dim,
+                    },
+                    "faiss": None,
+                    "created_at": time.time(),
+                }
+                st.atomic_write_json(directory / st.SIDECAR, sidecar)
+            elif int(sidecar.get("schema", 0)) < st.SCHEMA_VERSION:
+                sidecar["schema"] = st.SCHEMA_VERSION  # the database migrates itself on open
+                st.atomic_write_json(directory / st.SIDECAR, sidecar)
+            return cls(
+                folder_abs, directory, sidecar, writable=True, lock=lock, approx_threshold=approx_threshold
+            )
+        except PermissionError:
+            lock.release()
+            raise st.IndexReadOnlyError(
+                f"The index folder {directory} is read-only: searching works, indexing needs write access to it."
+            ) from None
+        except BaseException:
+            lock.release()
+            raise
+
+    # --------------------------------------------------------------------------------------- vectors
+    def vectors(self) -> VectorIndex:
+        """The FAISS index, loaded on first use and brought up to date with SQLite whenever it changed."""
+        dim = self.dims.feature_dim
+        if self._vectors is None:
+            info = (st.read_sidecar(self.directory) or {}).get("faiss") or {}
+            if info.get("db_uuid") == self.db.db_uuid and info.get("kind"):
+                self._vectors = VectorIndex.load(self.directory / st.FAISS_FILE, dim, info["kind"])
+                self._vectors_gen = int(info.get("generation", -1)) if self._vectors is not None else -1
+        stale = self._vectors is None or self.db.generation != self._vectors_gen
+        if not stale:  # cheap paranoia: a file that disagrees with SQLite is reconciled, never trusted
+            n_done = self.db.conn.execute("SELECT count(*) FROM files WHERE status = 'done'").fetchone()[0]
+            stale = self._vectors.ntotal != n_done
+        if stale:
+            self._vectors, res = sync_vectors(
+                self._vectors, max(self._vectors_gen, 0), self.db, dim, threshold=self.approx_threshold
+            )
+            self._vectors_gen = res.generation
+        return self._vectors
+
+    def save_vectors(self) -> None:
+        """Write the FAISS file (atomic), then record its generation in the sidecar (writer only)."""
+        vi = self.vectors()
+        vi.save(self.directory / st.FAISS_FILE)
+        self.sidecar["faiss"] = {
+            "file": st.FAISS_FILE,
+            "kind": vi.kind,
+            "approx_threshold": self.approx_threshold,
+            "generation": self._vectors_gen,
+            "db_uuid": self.db.db_uuid,
+            "ntotal": vi.ntotal,
+        }
+        self.sidecar["updated_at"] = time.time()
+        st.atomic_write_json(self.directory / st.SIDECAR, self.sidecar)
+
+    # ------------------------------------------------------------------------------------------ info
+    def disk_bytes(self) -> dict[str, int]:
+        """Bytes on disk per file of the index (the QD cache counts its allocated capacity)."""
+        out = {}
+        for p in [*_data_files(self.directory), self.directory / st.SIDECAR]:
+            with contextlib.suppress(FileNotFoundError):
+                out[p.name] = p.stat().st_size
+        return out
+
+    def failures(self) -> list[tuple[str, str]]:
+        """``(rel, reason)`` of every file recorded as failed, sorted by path."""
+        return sorted((r.rel, r.error or "") for r in self.db.records() if r.status == "failed")
+
+    def close(self) -> None:
+        """Close the database and the cache and release the writer lock."""
+        self.qd.close()
+        self.db.close()
+        self._vectors = None
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
+
+    def __enter__(self) -> PhotoIndex:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def delete_index(directory: Path) -> None:
+    """Remove an index directory entirely."""
+    shutil.rmtree(directory, ignore_errors=True)
+
+
+def path_of(folder: Path, rel: str) -> Path:
+    """Absolute path of a photo from its stored relative path."""
+    return folder / Path(*rel.split("/")) if os.sep != "/" else folder / rel
