@@ -1,0 +1,803 @@
+"""Deterministic synthetic multi-object scenes for training, evaluation and the offline demo gallery.
+
+A scene is a cluttered background (gradient, low-frequency noise, a horizon or faint tiles, random strokes
+and arcs that are not objects) with 1 to 6 objects drawn on top, each of one of :data:`CATEGORIES`. The
+categories differ by shape and structure (a ring has a hole, a key has a ring head, a shaft and teeth, a car
+has a body, a cabin and wheels); colour and texture (solid, stripes, dots, checks, gradients, speckles) are
+drawn at random per instance, so colour alone never tells a category. Each instance also varies in size,
+aspect, rotation, its own geometry (number of star points, ring hole size, pine or round tree, ...),
+outline and shadow, and later objects may partially hide earlier ones.
+
+Conventions:
+    * Images are ``(H, W, 3)`` uint8 RGB arrays, row-major.
+    * Boxes are XYXY in continuous pixel coordinates: pixel ``(row r, column c)`` covers
+      ``[c, c + 1) x [r, r + 1)``, so a mask whose pixels span columns ``c0..c1`` (inclusive) has
+      ``x0 = c0`` and ``x1 = c1 + 1``. This is the COCO convention (``x1 = x + w``).
+    * Masks are ``(H, W)`` bool arrays of the *visible* pixels of an object, after later objects have
+      been drawn over it and after cropping at the image border.
+    * Category ids are 0-based indices into :data:`CATEGORIES`, the same ids the COCO files written by
+      :func:`core.datasets.write_scene_folder` use.
+
+Determinism: scene ``index`` of ``seed`` depends only on ``(seed, index)`` and the generation parameters
+(it is drawn from ``np.random.default_rng([seed, index])``), so image ``i`` is the same whatever the number
+of scenes generated, and the same seed gives byte-identical pixels.
+
+Visible-fraction rule: an object is placed only if, after placing it, it and every object placed before it
+keep at least ``min_visible`` of their full shape area visible (inside the image and not covered). A
+candidate that would break the rule is not drawn at all (so no unannotated slivers remain in the image) and
+another candidate is tried.
+"""
+
+from __future__ import annotations
+
+import colorsys
+import math
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+__all__ = [
+    "CATEGORIES",
+    "Scene",
+    "SceneObject",
+    "category_names",
+    "generate_scene",
+    "iter_scenes",
+]
+
+#: Category names; the category id is the index in this tuple.
+CATEGORIES: tuple[str, ...] = (
+    "circle",
+    "ring",
+    "triangle",
+    "square",
+    "star",
+    "cross",
+    "heart",
+    "arrow",
+    "crescent",
+    "house",
+    "tree",
+    "car",
+    "key",
+    "bolt",
+    "flower",
+    "fish",
+    "mushroom",
+    "cloud",
+    "ladder",
+    "mug",
+)
+
+_SHIFT = 4  # sub-pixel bits for cv2.fillPoly
+_SCALE = float(1 << _SHIFT)
+_ADD, _CUT = 1, -1
+_MIN_PIXELS = 20  # an object must keep at least this many visible pixels
+_N_PARTS = 3  # colour parts per object: 0 = textured body, 1 and 2 = solid details
+
+
+def category_names() -> dict[int, str]:
+    """Return ``{category_id: name}`` for all scene categories."""
+    return dict(enumerate(CATEGORIES))
+
+
+@dataclass(frozen=True, eq=False)
+class SceneObject:
+    """One annotated object of a :class:`Scene`.
+
+    Attributes:
+        category_id: Index into :data:`CATEGORIES`.
+        bbox: ``(4,)`` int64 XYXY box of the visible pixels (``x1``, ``y1`` exclusive, see module doc).
+        amodal_bbox: ``(4,)`` int64 XYXY box of the whole shape, hidden parts included, clipped to the image.
+        mask: ``(H, W)`` bool, the visible pixels of the object.
+        area: Number of visible pixels (``mask.sum()``).
+        full_area: Number of pixels of the whole shape, as if nothing covered it and the image had no border.
+    """
+
+    category_id: int
+    bbox: np.ndarray
+    amodal_bbox: np.ndarray
+    mask: np.ndarray
+    area: int
+    full_area: int
+
+    @property
+    def name(self) -> str:
+        """The category name."""
+        return CATEGORIES[self.category_id]
+
+    @property
+    def visible_fraction(self) -> float:
+        """``area / full_area``, at least the scene's ``min_visible``."""
+        return self.area / self.full_area
+
+
+@dataclass(frozen=True, eq=False)
+class Scene:
+    """A generated image with its objects.
+
+    Attributes:
+        seed: The generator seed.
+        index: The scene's index under that seed.
+        image: ``(H, W, 3)`` uint8 RGB.
+        objects: The annotated objects, in drawing order (later ones are on top).
+    """
+
+    seed: int
+    index: int
+    image: np.ndarray
+    objects: tuple[SceneObject, ...]
+
+    @property
+    def width(self) -> int:
+        return int(self.image.shape[1])
+
+    @property
+    def height(self) -> int:
+        return int(self.image.shape[0])
+
+    @property
+    def categories(self) -> frozenset[int]:
+        """The set of category ids present in the scene."""
+        return frozenset(o.category_id for o in self.objects)
+
+
+# --------------------------------------------------------------------------------------------------------
+# Shape geometry. Every builder returns primitives in unit coordinates (the shape roughly fills
+# [-1, 1] x [-1, 1], y pointing down): (points (n, 2) float64, op _ADD or _CUT, colour part).
+# Primitives are applied in order: _ADD fills the part's alpha, _CUT clears every part (holes).
+# --------------------------------------------------------------------------------------------------------
+
+_Prim = tuple[np.ndarray, int, int]
+
+
+def _ellipse(cx: float, cy: float, rx: float, ry: float, n: int = 40, rot: float = 0.0) -> np.ndarray:
+    t = np.linspace(0.0, 2.0 * math.pi, n, endpoint=False)
+    x, y = rx * np.cos(t), ry * np.sin(t)
+    c, s = math.cos(rot), math.sin(rot)
+    return np.stack([cx + c * x - s * y, cy + s * x + c * y], axis=1)
+
+
+def _rect(x0: float, y0: float, x1: float, y1: float) -> np.ndarray:
+    return np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1]], dtype=np.float64)
+
+
+def _rounded_rect(x0: float, y0: float, x1: float, y1: float, r: float, n: int = 6) -> np.ndarray:
+    r = min(r, (x1 - x0) / 2, (y1 - y0) / 2)
+    if r <= 1e-6:
+        return _rect(x0, y0, x1, y1)
+    pts = []
+    for cx, cy, a0 in (
+        (x1 - r, y0 + r, -0.5),
+        (x1 - r, y1 - r, 0.0),
+        (x0 + r, y1 - r, 0.5),
+        (x0 + r, y0 + r, 1.0),
+    ):
+        t = np.linspace(a0 * math.pi, (a0 + 0.5) * math.pi, n)
+        pts.append(np.stack([cx + r * np.cos(t), cy + r * np.sin(t)], axis=1))
+    return np.concatenate(pts)
+
+
+def _poly(*xy: float) -> np.ndarray:
+    return np.asarray(xy, dtype=np.float64).reshape(-1, 2)
+
+
+def _circle(rng: np.random.Generator) -> list[_Prim]:
+    return [(_ellipse(0, 0, 1, 1, 48), _ADD, 0)]
+
+
+def _ring(rng: np.random.Generator) -> list[_Prim]:
+    r_in = rng.uniform(0.42, 0.66)
+    ox, oy = rng.uniform(-0.06, 0.06, 2)
+    return [(_ellipse(0, 0, 1, 1, 48), _ADD, 0), (_ellipse(ox, oy, r_in, r_in, 40), _CUT, 0)]
+
+
+def _triangle(rng: np.random.Generator) -> list[_Prim]:
+    a = -math.pi / 2 + np.array([0, 2 * math.pi / 3, 4 * math.pi / 3]) + rng.uniform(-0.25, 0.25, 3)
+    r = rng.uniform(0.85, 1.05, 3)
+    return [(np.stack([r * np.cos(a), r * np.sin(a) + 0.2], axis=1), _ADD, 0)]
+
+
+def _square(rng: np.random.Generator) -> list[_Prim]:
+    r = rng.choice([0.0, rng.uniform(0.05, 0.3)])
+    return [(_rounded_rect(-0.85, -0.85, 0.85, 0.85, r), _ADD, 0)]
+
+
+def _star(rng: np.random.Generator) -> list[_Prim]:
+    n = int(rng.integers(5, 8))
+    inner = rng.uniform(0.36, 0.55)
+    a = -math.pi / 2 + np.arange(2 * n) * math.pi / n
+    r = np.where(np.arange(2 * n) % 2 == 0, 1.0, inner)
+    return [(np.stack([r * np.cos(a), r * np.sin(a)], axis=1), _ADD, 0)]
+
+
+def _cross(rng: np.random.Generator) -> list[_Prim]:
+    t = rng.uniform(0.22, 0.38)
+    yc = rng.choice([0.0, rng.uniform(-0.4, -0.15)])  # Greek or Latin cross
+    return [(_rect(-t, -1, t, 1), _ADD, 0), (_rect(-0.8, yc - t, 0.8, yc + t), _ADD, 0)]
+
+
+def _heart(rng: np.random.Generator) -> list[_Prim]:
+    t = np.linspace(0, 2 * math.pi, 64, endpoint=False)
+    x = 16 * np.sin(t) ** 3
+    y = -(13 * np.cos(t) - 5 * np.cos(2 * t) - 2 * np.cos(3 * t) - np.cos(4 * t))
+    dip = rng.uniform(0.8, 1.2)  # depth of the top notch
+    y = np.where(np.abs(x) < 4, y + (dip - 1) * 3 * (1 - np.abs(x) / 4) * (y < 0), y)
+    pts = np.stack([x / 16.5, (y + 2.5) / 15.0], axis=1)
+    return [(pts, _ADD, 0)]
+
+
+def _arrow(rng: np.random.Generator) -> list[_Prim]:
+    t, hl, hw = rng.uniform(0.1, 0.2), rng.uniform(0.45, 0.7), rng.uniform(0.42, 0.7)
+    b = 1 - hl
+    pts = _poly(-1, -t, b, -t, b, -hw, 1, 0, b, hw, b, t, -1, t)
+    prims: list[_Prim] = [(pts, _ADD, 0)]
+    if rng.random() < 0.4:  # fletching
+        f = rng.uniform(0.25, 0.4)
+        prims.append((_poly(-1, -t, -0.65, -t, -0.85, -t - f, -1.15, -t - f), _ADD, 0))
+        prims.append((_poly(-1, t, -0.65, t, -0.85, t + f, -1.15, t + f), _ADD, 0))
+    return prims
+
+
+def _crescent(rng: np.random.Generator) -> list[_Prim]:
+    d, r = rng.uniform(0.35, 0.62), rng.uniform(0.82, 1.0)
+    return [(_ellipse(0, 0, 1, 1, 48), _ADD, 0), (_ellipse(d, rng.uniform(-0.12, 0.12), r, r, 48), _CUT, 0)]
+
+
+def _house(rng: np.random.Generator) -> list[_Prim]:
+    bw = rng.uniform(0.55, 0.8)
+    eave = rng.uniform(-0.15, 0.05)
+    over = rng.uniform(0.08, 0.25)
+    apex = rng.uniform(-1.0, -0.8)
+    prims: list[_Prim] = []
+    if rng.random() < 0.5:  # chimney
+        cx = rng.uniform(0.2, 0.45) * bw
+        prims.append((_rect(cx, apex + 0.25, cx + 0.16, eave - 0.1), _ADD, 0))
+    prims += [
+        (_rect(-bw, eave, bw, 1.0), _ADD, 0),
+        (_poly(-bw - over, eave + 0.02, 0.0, apex, bw + over, eave + 0.02), _ADD, 1),
+    ]
+    dx = rng.uniform(-0.5, 0.5) * bw
+    prims.append((_rect(dx - 0.15, rng.uniform(0.4, 0.55), dx + 0.15, 1.0), _ADD, 2))
+    wx = -0.45 * bw if dx > 0 else 0.2 * bw
+    prims.append((_rect(wx, 0.15, wx + 0.25 * bw + 0.05, 0.38), _CUT, 0))
+    return prims
+
+
+def _tree(rng: np.random.Generator) -> list[_Prim]:
+    tw = rng.uniform(0.08, 0.17)
+    prims: list[_Prim] = [(_rect(-tw, 0.3, tw, 1.0), _ADD, 1)]
+    if rng.random() < 0.5:  # pine: stacked tiers
+        tiers = int(rng.integers(2, 4))
+        for i in range(tiers):
+            top = -1.0 + i * 1.3 / tiers
+            base = top + rng.uniform(0.7, 0.9)
+            hw = 0.45 + 0.45 * (i + 1) / tiers
+            prims.append((_poly(0.0, top, hw, base, -hw, base), _ADD, 0))
+    else:  # broadleaf: a cluster of round blobs
+        n = int(rng.integers(3, 6))
+        a = np.linspace(0, 2 * math.pi, n, endpoint=False) + rng.uniform(0, math.pi)
+        for ai in a:
+            rr = rng.uniform(0.32, 0.45)
+            prims.append((_ellipse(0.38 * math.cos(ai), -0.35 + 0.3 * math.sin(ai), rr, rr, 28), _ADD, 0))
+        prims.append((_ellipse(0, -0.35, 0.5, 0.45, 32), _ADD, 0))
+    return prims
+
+
+def _car(rng: np.random.Generator) -> list[_Prim]:
+    top = rng.uniform(-0.5, -0.35)
+    fx, bx = rng.uniform(-0.6, -0.4), rng.uniform(0.35, 0.6)
+    wr = rng.uniform(0.2, 0.27)
+    prims: list[_Prim] = [
+        (_poly(fx - 0.1, 0.0, fx + 0.15, top, bx - 0.15, top, bx + 0.1, 0.0), _ADD, 0),
+        (_rounded_rect(-1.0, -0.05, 1.0, 0.45, rng.uniform(0.05, 0.2)), _ADD, 0),
+        (_poly(fx + 0.05, -0.04, fx + 0.2, top + 0.08, -0.05, top + 0.08, -0.05, -0.04), _ADD, 2),
+        (_poly(0.05, -0.04, 0.05, top + 0.08, bx - 0.2, top + 0.08, bx - 0.05, -0.04), _ADD, 2),
+    ]
+    for x in (-0.58, 0.58):
+        prims.append((_ellipse(x, 0.45, wr, wr, 24), _ADD, 1))
+        prims.append((_ellipse(x, 0.45, wr * 0.4, wr * 0.4, 16), _ADD, 2))
+    return prims
+
+
+def _key(rng: np.random.Generator) -> list[_Prim]:
+    hr = rng.uniform(0.3, 0.42)
+    t = rng.uniform(0.06, 0.1)
+    prims: list[_Prim] = [
+        (_ellipse(-1 + hr, 0, hr, hr, 32), _ADD, 0),
+        (_rect(-1 + 1.6 * hr, -t, 1.0, t), _ADD, 0),
+    ]
+    n = int(rng.integers(2, 4))
+    for x in np.linspace(0.5, 0.92, n):
+        d = rng.uniform(0.14, 0.3)
+        prims.append((_rect(x - 0.06, t * 0.5, x + 0.06, t + d), _ADD, 0))
+    prims.append((_ellipse(-1 + hr, 0, hr * rng.uniform(0.35, 0.5), hr * 0.45, 24), _CUT, 0))
+    return prims
+
+
+def _bolt(rng: np.random.Generator) -> list[_Prim]:
+    pts = _poly(-0.05, -1, 0.5, -1, 0.12, -0.2, 0.45, -0.2, -0.35, 1.0, -0.08, 0.1, -0.4, 0.1)
+    pts = pts + rng.uniform(-0.06, 0.06, pts.shape)
+    return [(pts, _ADD, 0)]
+
+
+def _flower(rng: np.random.Generator) -> list[_Prim]:
+    n = int(rng.integers(5, 9))
+    pl, pw = rng.uniform(0.38, 0.5), rng.uniform(0.16, 0.28)
+    a0 = rng.uniform(0, math.pi)
+    prims: list[_Prim] = []
+    for i in range(n):
+        a = a0 + 2 * math.pi * i / n
+        d = 1.0 - pl
+        prims.append((_ellipse(d * math.cos(a), d * math.sin(a), pl, pw, 24, rot=a), _ADD, 0))
+    cr = rng.uniform(0.22, 0.32)
+    prims.append((_ellipse(0, 0, cr, cr, 24), _ADD, 1))
+    return prims
+
+
+def _fish(rng: np.random.Generator) -> list[_Prim]:
+    ry = rng.uniform(0.36, 0.55)
+    prims: list[_Prim] = [(_ellipse(-0.2, 0, 0.78, ry, 40), _ADD, 0)]
+    if rng.random() < 0.5:
+        tail = _poly(0.45, 0.0, 1.0, -0.55, 0.85, 0.0, 1.0, 0.55)  # forked
+    else:
+        tail = _poly(0.45, 0.0, 1.0, -0.5, 1.0, 0.5)
+    prims.append((tail, _ADD, 0))
+    prims.append((_poly(-0.4, -ry + 0.05, -0.05, -ry - 0.25, 0.15, -ry + 0.1), _ADD, 0))  # dorsal fin
+    prims.append((_ellipse(-0.65, -0.1, 0.08, 0.08, 12), _ADD, 1))
+    return prims
+
+
+def _mushroom(rng: np.random.Generator) -> list[_Prim]:
+    sw = rng.uniform(0.16, 0.3)
+    cry = rng.uniform(0.55, 0.85)
+    base = -0.05
+    t = np.linspace(math.pi, 2 * math.pi, 30)
+    cap = np.stack([np.cos(t), base + cry * np.sin(t)], axis=1)
+    cap = np.concatenate([cap, _poly(0.9, base + 0.12, -0.9, base + 0.12)])
+    prims: list[_Prim] = [(_rounded_rect(-sw, base, sw, 1.0, sw * 0.6), _ADD, 1), (cap, _ADD, 0)]
+    for _ in range(int(rng.integers(0, 4))):
+        a = rng.uniform(1.15 * math.pi, 1.85 * math.pi)
+        rr = rng.uniform(0.25, 0.6)
+        s = rng.uniform(0.08, 0.14)
+        prims.append((_ellipse(rr * math.cos(a), base + rr * cry * math.sin(a), s, s, 16), _ADD, 2))
+    return prims
+
+
+def _cloud(rng: np.random.Generator) -> list[_Prim]:
+    prims: list[_Prim] = [(_rounded_rect(-0.95, 0.0, 0.95, 0.5, 0.25), _ADD, 0)]
+    n = int(rng.integers(3, 6))
+    for i, x in enumerate(np.linspace(-0.6, 0.6, n)):
+        mid = 1.0 - abs(i - (n - 1) / 2) / max(1.0, (n - 1) / 2)
+        r = rng.uniform(0.28, 0.36) + 0.2 * mid
+        prims.append((_ellipse(x, 0.15 - r * 0.6, r, r, 28), _ADD, 0))
+    return prims
+
+
+def _ladder(rng: np.random.Generator) -> list[_Prim]:
+    hw = rng.uniform(0.32, 0.55)
+    t = rng.uniform(0.07, 0.11)
+    prims: list[_Prim] = [(_rect(-hw - t, -1, -hw + t, 1), _ADD, 0), (_rect(hw - t, -1, hw + t, 1), _ADD, 0)]
+    n = int(rng.integers(3, 6))
+    for y in np.linspace(-0.75, 0.75, n):
+        prims.append((_rect(-hw, y - t * 0.8, hw, y + t * 0.8), _ADD, 0))
+    return prims
+
+
+def _mug(rng: np.random.Generator) -> list[_Prim]:
+    right = rng.uniform(0.25, 0.45)
+    hr = rng.uniform(0.35, 0.48)
+    prims: list[_Prim] = [
+        (_ellipse(right, 0.05, hr, hr * 1.1, 32), _ADD, 0),
+        (_ellipse(right + 0.04, 0.05, hr * 0.55, hr * 0.65, 28), _CUT, 0),
+        (_rounded_rect(-0.65, -0.8, right, 0.9, rng.uniform(0.05, 0.2)), _ADD, 0),
+    ]
+    if rng.random() < 0.5:
+        y = rng.uniform(-0.4, 0.3)
+        prims.append((_rect(-0.65, y, right, y + 0.2), _ADD, 1))
+    return prims
+
+
+@dataclass(frozen=True)
+class _ShapeSpec:
+    build: Callable[[np.random.Generator], list[_Prim]]
+    max_rotation: float  # degrees, uniform in [-max, max]
+    aspect: tuple[float, float]  # x scale / y scale
+    flip: bool  # may be mirrored horizontally
+
+
+_SPECS: tuple[_ShapeSpec, ...] = (
+    _ShapeSpec(_circle, 180, (0.85, 1.18), False),
+    _ShapeSpec(_ring, 180, (0.85, 1.18), False),
+    _ShapeSpec(_triangle, 180, (0.8, 1.25), False),
+    _ShapeSpec(_square, 180, (0.8, 1.25), False),
+    _ShapeSpec(_star, 180, (0.85, 1.18), False),
+    _ShapeSpec(_cross, 180, (0.8, 1.25), False),
+    _ShapeSpec(_heart, 30, (0.85, 1.2), False),
+    _ShapeSpec(_arrow, 180, (0.85, 1.2), False),
+    _ShapeSpec(_crescent, 180, (0.85, 1.15), False),
+    _ShapeSpec(_house, 12, (0.8, 1.25), True),
+    _ShapeSpec(_tree, 12, (0.7, 1.2), False),
+    _ShapeSpec(_car, 10, (0.9, 1.3), True),
+    _ShapeSpec(_key, 180, (0.85, 1.2), False),
+    _ShapeSpec(_bolt, 30, (0.75, 1.2), True),
+    _ShapeSpec(_flower, 180, (0.9, 1.1), False),
+    _ShapeSpec(_fish, 35, (0.85, 1.25), True),
+    _ShapeSpec(_mushroom, 15, (0.8, 1.25), False),
+    _ShapeSpec(_cloud, 12, (0.9, 1.35), True),
+    _ShapeSpec(_ladder, 30, (0.7, 1.2), False),
+    _ShapeSpec(_mug, 12, (0.85, 1.2), True),
+)
+assert len(_SPECS) == len(CATEGORIES)
+
+
+# --------------------------------------------------------------------------------------------------------
+# Colours and textures
+# --------------------------------------------------------------------------------------------------------
+
+
+def _hsv(h: float, s: float, v: float) -> np.ndarray:
+    return np.array(colorsys.hsv_to_rgb(h % 1.0, s, v), dtype=np.float32) * 255.0
+
+
+def _object_colour(rng: np.random.Generator) -> np.ndarray:
+    return _hsv(rng.random(), rng.uniform(0.3, 1.0), rng.uniform(0.3, 1.0))
+
+
+def _contrasting(rng: np.random.Generator, c: np.ndarray) -> np.ndarray:
+    h, s, v = colorsys.rgb_to_hsv(*(c / 255.0))
+    if rng.random() < 0.5:
+        return _hsv(h + rng.uniform(0.25, 0.75), rng.uniform(0.3, 1.0), rng.uniform(0.35, 1.0))
+    return _hsv(h + rng.uniform(-0.05, 0.05), s * rng.uniform(0.3, 1.0), (v + rng.uniform(0.35, 0.65)) % 1.0)
+
+
+def _texture(rng: np.random.Generator, u: np.ndarray, v: np.ndarray, r: float, c1: np.ndarray) -> np.ndarray:
+    """Colour field ``(3, h, w)`` float32 over object-aligned coordinates ``u, v`` (pixels, ``(h, w)``).
+
+    Channel-first because numpy broadcasts an ``(h, w)`` weight over a leading channel axis much faster than
+    over a trailing axis of length 3.
+    """
+    kind = int(rng.integers(0, 7))
+    c2 = _contrasting(rng, c1)
+    if kind == 0:  # solid
+        return c1[:, None, None]
+    phi = rng.uniform(0, math.pi)
+    cu, su = math.cos(phi), math.sin(phi)
+    if kind == 1:  # stripes
+        period = r * rng.uniform(0.22, 0.5) + 2.0
+        w = np.clip(0.5 + 2.0 * np.sin((u * cu + v * su) * (2 * math.pi / period)), 0.0, 1.0)
+    elif kind == 2:  # dots
+        period = r * rng.uniform(0.25, 0.5) + 3.0
+        du = (u * cu + v * su) / period
+        dv = (-u * su + v * cu) / period
+        d = np.hypot(du - np.round(du), dv - np.round(dv))
+        w = np.clip((rng.uniform(0.2, 0.32) - d) * period * 0.8 + 0.5, 0.0, 1.0)
+    elif kind == 3:  # linear gradient
+        w = np.clip((u * cu + v * su) / (2 * r) + 0.5, 0.0, 1.0)
+    elif kind == 4:  # radial gradient
+        w = np.clip(np.hypot(u, v) / r, 0.0, 1.0)
+    elif kind == 5:  # checks
+        period = r * rng.uniform(0.3, 0.6) + 2.0
+        w = (
+            np.sin((u * cu + v * su) * math.pi / period) * np.sin((-u * su + v * cu) * math.pi / period) > 0
+        ) * 1.0
+    else:  # speckles
+        w = (rng.random(u.shape, dtype=np.float32) < rng.uniform(0.15, 0.4)) * rng.uniform(0.5, 1.0)
+    w = w.astype(np.float32)
+    return c1[:, None, None] + (c2 - c1)[:, None, None] * w
+
+
+# --------------------------------------------------------------------------------------------------------
+# Background
+# --------------------------------------------------------------------------------------------------------
+
+
+def _to_hwc_uint8(img: np.ndarray) -> np.ndarray:
+    """``(3, h, w)`` float (0..255) -> ``(h, w, 3)`` uint8, rounded to nearest."""
+    u8 = (np.clip(img, 0.0, 255.0) + 0.5).astype(np.uint8)
+    return cv2.merge([u8[0], u8[1], u8[2]])
+
+
+def _rbf_basis(n: int, k: int) -> np.ndarray:
+    """``(n, k)`` float32 weights of ``k`` evenly spaced Gaussian bumps over ``n`` samples, rows sum to 1."""
+    pos = (np.arange(n, dtype=np.float32) + 0.5) / n * (k - 1)
+    b = np.exp(-0.5 * ((pos[:, None] - np.arange(k, dtype=np.float32)[None, :]) / 0.7) ** 2)
+    return (b / b.sum(axis=1, keepdims=True)).astype(np.float32)
+
+
+def _smooth_field(low: np.ndarray, w: int, h: int) -> np.ndarray:
+    """Smoothly upsample ``low`` ``(C, gh, gw)`` to ``(C, h, w)`` (separable Gaussian interpolation)."""
+    bh, bw = _rbf_basis(h, low.shape[1]), _rbf_basis(w, low.shape[2])
+    return np.matmul(bh[None], np.matmul(low, bw.T))
+
+
+def _background(rng: np.random.Generator, w: int, h: int) -> np.ndarray:
+    """Cluttered background, ``(h, w, 3)`` uint8 (computed channel-first, see :func:`_texture`)."""
+    hue = rng.random()
+    ca = _hsv(hue, rng.uniform(0.05, 0.45), rng.uniform(0.3, 0.95))
+    cb = _hsv(hue + rng.uniform(-0.2, 0.2), rng.uniform(0.05, 0.45), rng.uniform(0.3, 0.95))
+    ys = np.arange(h, dtype=np.float32)[:, None] / max(h - 1, 1)
+    xs = np.arange(w, dtype=np.float32)[None, :] / max(w - 1, 1)
+    phi = rng.uniform(0, 2 * math.pi)
+    t = np.clip(0.5 + (xs - 0.5) * math.cos(phi) + (ys - 0.5) * math.sin(phi), 0, 1)
+    img = ca[:, None, None] + (cb - ca)[:, None, None] * t
+    style = int(rng.integers(0, 3))
+    if style == 1:  # horizon: a ground of another colour below a wavy line
+        cg = _hsv(rng.random(), rng.uniform(0.1, 0.5), rng.uniform(0.2, 0.8))
+        yh = rng.uniform(0.4, 0.75) + rng.uniform(0.02, 0.08) * np.sin(
+            xs * rng.uniform(3, 12) + rng.uniform(0, 6)
+        )
+        g = np.clip((ys - yh) * h / 2.0, 0, 1)
+        img = img * (1 - g) + cg[:, None, None] * g
+    elif style == 2:  # faint tiles or planks
+        period = rng.uniform(0.08, 0.2) * min(w, h)
+        amp = rng.uniform(6, 16)
+        lines = np.cos(np.arange(w, dtype=np.float32)[None, :] * (2 * math.pi / period)) > 0.93
+        if rng.random() < 0.5:
+            lines = lines | (np.cos(np.arange(h, dtype=np.float32)[:, None] * (2 * math.pi / period)) > 0.93)
+        img = img - amp * lines
+    gh, gw = int(rng.integers(3, 8)), int(rng.integers(3, 8))
+    low = rng.standard_normal((3, gh, gw), dtype=np.float32) * 0.5 + rng.standard_normal(
+        (1, gh, gw), dtype=np.float32
+    )
+    img = img + _smooth_field(low, w, h) * np.float32(rng.uniform(5, 18))
+    base = _to_hwc_uint8(img)
+
+    # Clutter: strokes, arcs and speckles that belong to no category.
+    layer = base.copy()
+    side = min(w, h)
+    n = int(rng.integers(3, 10) * max(1.0, w * h / 160.0**2) ** 0.5)
+    for _ in range(n):
+        col = tuple(float(c) for c in _hsv(rng.random(), rng.uniform(0, 0.7), rng.uniform(0.1, 1.0)))
+        th = int(rng.integers(1, max(2, side // 60) + 1))
+        kind = rng.random()
+        if kind < 0.45:
+            k = int(rng.integers(3, 8))
+            steps = rng.normal(0, side * 0.12, (k, 2)).cumsum(axis=0) + rng.uniform((0, 0), (w, h))
+            pts = np.round(steps * _SCALE).astype(np.int32)
+            cv2.polylines(layer, [pts], False, col, th, cv2.LINE_AA, _SHIFT)
+        elif kind < 0.8:
+            c = (int(rng.uniform(0, w)), int(rng.uniform(0, h)))
+            ax = (int(rng.uniform(0.05, 0.4) * side), int(rng.uniform(0.05, 0.4) * side))
+            a0 = rng.uniform(0, 360)
+            cv2.ellipse(
+                layer, c, ax, rng.uniform(0, 180), a0, a0 + rng.uniform(40, 200), col, th, cv2.LINE_AA
+            )
+        else:
+            for _ in range(int(rng.integers(5, 20))):
+                c = (int(rng.uniform(0, w)), int(rng.uniform(0, h)))
+                cv2.circle(layer, c, int(rng.integers(1, max(2, side // 80) + 1)), col, -1, cv2.LINE_AA)
+    a = rng.uniform(0.35, 0.8)
+    return cv2.addWeighted(layer, a, base, 1 - a, 0.0)
+
+
+# --------------------------------------------------------------------------------------------------------
+# Objects
+# --------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Candidate:
+    category_id: int
+    ox: int  # canvas origin in image pixels (may be negative)
+    oy: int
+    alpha: np.ndarray  # (_N_PARTS, ch, cw) uint8
+    mask: np.ndarray  # (ch, cw) bool, the whole shape
+    full_area: int
+    cx: float
+    cy: float
+    r: float
+    rot: float
+
+
+def _rasterise(rng: np.random.Generator, cat: int, cx: float, cy: float, r: float, margin: int) -> _Candidate:
+    spec = _SPECS[cat]
+    prims = spec.build(rng)
+    aspect = math.exp(rng.uniform(math.log(spec.aspect[0]), math.log(spec.aspect[1])))
+    sx, sy = r * math.sqrt(aspect), r / math.sqrt(aspect)
+    if spec.flip and rng.random() < 0.5:
+        sx = -sx
+    rot = math.radians(rng.uniform(-spec.max_rotation, spec.max_rotation))
+    c, s = math.cos(rot), math.sin(rot)
+    m = np.array([[c * sx, -s * sy], [s * sx, c * sy]])
+    pts_img = [(p @ m.T + (cx, cy), op, part) for p, op, part in prims]
+    allpts = np.concatenate([p for p, op, _ in pts_img if op == _ADD])
+    ox, oy = (np.floor(allpts.min(axis=0)) - margin).astype(int)
+    x1, y1 = (np.ceil(allpts.max(axis=0)) + margin).astype(int)
+    cw, ch = int(x1 - ox), int(y1 - oy)
+    alpha = np.zeros((_N_PARTS, ch, cw), np.uint8)
+    off = np.array([ox + 0.5, oy + 0.5])  # cv2 puts integer coordinates at pixel centres
+    for p, op, part in pts_img:
+        q = [np.round((p - off) * _SCALE).astype(np.int32)]
+        if op == _ADD:
+            cv2.fillPoly(alpha[part], q, 255, cv2.LINE_AA, _SHIFT)
+        else:
+            for k in range(_N_PARTS):
+                cv2.fillPoly(alpha[k], q, 0, cv2.LINE_AA, _SHIFT)
+    mask = alpha.max(axis=0) >= 128
+    return _Candidate(cat, int(ox), int(oy), alpha, mask, int(mask.sum()), cx, cy, r, rot)
+
+
+def _composite(rng: np.random.Generator, img: np.ndarray, cand: _Candidate) -> None:
+    """Draw ``cand`` onto ``img`` (``(3, H, W)`` float32, in place): shadow, textured parts, outline."""
+    h, w = img.shape[1:]
+    ch, cw = cand.mask.shape
+    ix0, iy0 = max(cand.ox, 0), max(cand.oy, 0)
+    ix1, iy1 = min(cand.ox + cw, w), min(cand.oy + ch, h)
+    sl = (slice(iy0 - cand.oy, iy1 - cand.oy), slice(ix0 - cand.ox, ix1 - cand.ox))
+    crop = img[:, iy0:iy1, ix0:ix1]
+    bg_mean = crop[:, ::4, ::4].mean(axis=(1, 2))
+
+    light = rng.uniform(0, 2 * math.pi)
+    lx, ly = math.cos(light), math.sin(light)
+    if rng.random() < 0.45:  # soft drop shadow, away from the light
+        k = 2 * int(cand.r * 0.08) + 1
+        a = cv2.blur(cv2.blur(cand.alpha.max(axis=0), (k, k)), (k, k))  # two box passes: a cheap soft blur
+        dx, dy = int(round(-lx * cand.r * 0.12)), int(round(-ly * cand.r * 0.12))
+        sh = np.zeros_like(a)
+        sh[max(dy, 0) : ch + min(dy, 0), max(dx, 0) : cw + min(dx, 0)] = a[
+            max(-dy, 0) : ch + min(-dy, 0), max(-dx, 0) : cw + min(-dx, 0)
+        ]
+        crop *= 1.0 - np.float32(rng.uniform(0.25, 0.5) / 255.0) * sh[sl]
+
+    ys = np.arange(iy0, iy1, dtype=np.float32)[:, None] + 0.5 - cand.cy
+    xs = np.arange(ix0, ix1, dtype=np.float32)[None, :] + 0.5 - cand.cx
+    c, s = math.cos(cand.rot), math.sin(cand.rot)
+    u = c * xs + s * ys
+    v = -s * xs + c * ys
+    shade = 1.0 + np.float32(rng.uniform(0.0, 0.25)) * np.clip((u * lx + v * ly) / np.float32(cand.r), -1, 1)
+
+    c1 = _object_colour(rng)
+    for _ in range(3):  # keep the body distinguishable from the background behind it
+        if np.abs(c1 - bg_mean).sum() > 90:
+            break
+        c1 = _object_colour(rng)
+    for part in range(_N_PARTS):
+        a = cand.alpha[part][sl]
+        if not a.any():
+            continue
+        col = _texture(rng, u, v, cand.r, c1) if part == 0 else _contrasting(rng, c1)[:, None, None]
+        af = a.astype(np.float32) * np.float32(1.0 / 255.0)
+        crop *= 1.0 - af
+        crop += col * (af * shade)
+    if rng.random() < 0.55:  # dark outline
+        m = cand.mask[sl].astype(np.uint8)
+        edge = (
+            m - cv2.erode(m, np.ones((3, 3), np.uint8), borderType=cv2.BORDER_CONSTANT, borderValue=0)
+        ) > 0
+        crop[:, edge] *= np.float32(rng.uniform(0.25, 0.6))
+
+
+def _box_of(mask: np.ndarray) -> np.ndarray:
+    rows = np.flatnonzero(mask.any(axis=1))
+    cols = np.flatnonzero(mask.any(axis=0))
+    return np.array([cols[0], rows[0], cols[-1] + 1, rows[-1] + 1], dtype=np.int64)
+
+
+def generate_scene(
+    seed: int,
+    index: int,
+    size: tuple[int, int] = (160, 160),
+    *,
+    min_objects: int = 1,
+    max_objects: int = 6,
+    min_visible: float = 0.3,
+    categories: Sequence[int] | None = None,
+) -> Scene:
+    """Generate scene ``index`` of ``seed``.
+
+    Args:
+        seed: Generator seed (non-negative).
+        index: Scene index (non-negative); the scene depends only on ``(seed, index)`` and the other args.
+        size: ``(W, H)`` in pixels, each at least 32.
+        min_objects: Least number of annotated objects.
+        max_objects: Largest number of annotated objects; the count is uniform in ``[min, max]``.
+        min_visible: Least visible fraction of an object's full area (see module doc), in ``(0, 1]``.
+        categories: Category ids to draw from (default: all of :data:`CATEGORIES`).
+
+    Returns:
+        The scene: ``image`` ``(H, W, 3)`` uint8 and its objects in drawing order.
+
+    Raises:
+        ValueError: On invalid arguments, or when ``min_objects`` objects cannot be placed (image too small).
+    """
+    w, h = int(size[0]), int(size[1])
+    if w < 32 or h < 32:
+        raise ValueError(f"Scene size must be at least 32x32 pixels, got {w}x{h}.")
+    if not 1 <= min_objects <= max_objects:
+        raise ValueError(f"Need 1 <= min_objects <= max_objects, got {min_objects} and {max_objects}.")
+    if not 0.0 < min_visible <= 1.0:
+        raise ValueError(f"min_visible must be in (0, 1], got {min_visible}.")
+    cats = (
+        np.arange(len(CATEGORIES)) if categories is None else np.asarray(sorted(set(categories)), dtype=int)
+    )
+    if cats.size == 0 or cats.min() < 0 or cats.max() >= len(CATEGORIES):
+        raise ValueError(f"Category ids must be in [0, {len(CATEGORIES) - 1}].")
+    if seed < 0 or index < 0:
+        raise ValueError("seed and index must be non-negative.")
+
+    rng = np.random.default_rng([seed, index])
+    target = int(rng.integers(min_objects, max_objects + 1))
+    img = _background(rng, w, h).transpose(2, 0, 1).astype(np.float32)  # (3, H, W), see _texture
+    side = min(w, h)
+    hi = min(0.55, 1.0 / math.sqrt(target) + 0.05)
+    lo = max(0.16, 0.45 * hi)
+
+    placed: list[_Candidate] = []
+    visible: list[np.ndarray] = []  # (H, W) bool per placed object
+    counts: list[int] = []  # visible pixels per placed object
+    attempts = 0
+    max_attempts = 40 + 25 * target
+    while len(placed) < target and attempts < max_attempts:
+        attempts += 1
+        shrink = 1.0 if attempts < 10 + 8 * target else 0.7
+        r = 0.5 * side * rng.uniform(lo, hi) * shrink
+        cx = rng.uniform(0.2 * r, w - 0.2 * r)
+        cy = rng.uniform(0.2 * r, h - 0.2 * r)
+        cat = int(rng.choice(cats))
+        margin = 2 + int(math.ceil(r * 0.35))
+        cand = _rasterise(rng, cat, cx, cy, r, margin)
+        if cand.full_area < _MIN_PIXELS:
+            continue
+        ch, cw = cand.mask.shape
+        ix0, iy0 = max(cand.ox, 0), max(cand.oy, 0)
+        ix1, iy1 = min(cand.ox + cw, w), min(cand.oy + ch, h)
+        if ix1 <= ix0 or iy1 <= iy0:
+            continue
+        m_in = cand.mask[iy0 - cand.oy : iy1 - cand.oy, ix0 - cand.ox : ix1 - cand.ox]
+        n_in = int(m_in.sum())
+        if n_in < _MIN_PIXELS or n_in < min_visible * cand.full_area:
+            continue
+        overlaps = [int(np.count_nonzero(vis[iy0:iy1, ix0:ix1] & m_in)) for vis in visible]
+        if any(
+            n - o < _MIN_PIXELS or n - o < min_visible * prev.full_area
+            for prev, n, o in zip(placed, counts, overlaps, strict=True)
+        ):
+            continue
+        for j, vis in enumerate(visible):
+            if overlaps[j]:
+                vis[iy0:iy1, ix0:ix1] &= ~m_in
+                counts[j] -= overlaps[j]
+        full = np.zeros((h, w), bool)
+        full[iy0:iy1, ix0:ix1] = m_in
+        placed.append(cand)
+        visible.append(full)
+        counts.append(n_in)
+        _composite(rng, img, cand)
+    if len(placed) < min_objects:
+        raise ValueError(
+            f"Could not place {min_objects} objects in a {w}x{h} scene; use a larger size or fewer objects."
+        )
+
+    # Sensor-like noise, uniform (cheap to draw from bytes): luminance plus a weaker per-channel part.
+    noise = np.frombuffer(rng.bytes(h * w * 3), np.uint8).reshape(3, h, w).astype(np.float32) - 127.5
+    img += noise * np.float32(rng.uniform(1.0, 3.0) / 73.6)
+    img += noise[0] * np.float32(rng.uniform(0.5, 3.0) / 73.6)  # a luminance-like shared part
+    image = _to_hwc_uint8(img)
+
+    objects = []
+    for cand, vis in zip(placed, visible, strict=True):
+        ch, cw = cand.mask.shape
+        full_box = _box_of(cand.mask) + (cand.ox, cand.oy, cand.ox, cand.oy)
+        amodal = np.clip(full_box, 0, [w, h, w, h]).astype(np.int64)
+        objects.append(
+            SceneObject(
+                category_id=cand.category_id,
+                bbox=_box_of(vis),
+                amodal_bbox=amodal,
+                mask=vis,
+                area=int(vis.sum()),
+                full_area=cand.full_area,
+            )
+        )
+    return Scene(seed=int(seed), index=int(index), image=image, objects=tuple(objects))
+
+
+def iter_scenes(
+    seed: int, n: int, size: tuple[int, int] = (160, 160), *, start: int = 0, **kwargs
+) -> Iterator[Scene]:
+    """Yield scenes ``start .. start + n - 1`` of ``seed``; ``kwargs`` go to :func:`generate_scene`."""
+    for i in range(start, start + n):
+        yield generate_scene(seed, i, size, **kwargs)
