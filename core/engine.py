@@ -509,7 +509,11 @@ class PHSEngine:
         cached = st.fa_cache.get(key)
         if cached is not None:
             return cached
-        n = min(fa.blocks, self.fa_blocks)
+        if fa.blocks > self.fa_blocks:
+            raise PromptError(
+                f"FA can act on at most the last {self.fa_blocks} blocks with this engine; choose fewer layers."
+            )
+        n = fa.blocks
         bias = vit.fa_bias(box, self.grid, self.layout.num_prefix_tokens, fa.alpha, fa.sigma)[None].to(self.device)
         depth = self.layout.depth
         with torch.no_grad(), self._autocast():

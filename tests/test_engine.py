@@ -255,3 +255,9 @@ def test_errors_before_image_and_bad_inputs(tiny_engine):
         tiny_engine.query(Prompt.from_point(1, 1), method="nope")
     with pytest.raises(PromptError):
         tiny_engine.features_from_cache(np.zeros((2, 3)), np.zeros((2, 1, 1)))
+
+
+def test_fa_on_more_blocks_than_cached_is_refused(tiny_engine):
+    tiny_engine.set_image(random_image(40, 40))
+    with pytest.raises(PromptError, match="at most"):
+        tiny_engine.query(Prompt.from_box(0, 0, 20, 20), method="fa", fa=FAParams(blocks=tiny_engine.fa_blocks + 1))
