@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 from PIL import Image
 
 from core.index.library import PhotoIndex
@@ -66,20 +65,20 @@ class FakeEngine:
     def fingerprint(self) -> dict:
         return {"model": "fake", "weights": "none", "input_size": S, "variant": self.variant}
 
-    def preprocess(self, img: Image.Image) -> torch.Tensor:
+    def preprocess(self, img: Image.Image) -> np.ndarray:
         self.preprocessed += 1
         arr = (
             np.asarray(img.convert("RGB").resize((S, S), Image.Resampling.BILINEAR), dtype=np.float32) / 255.0
         )
-        return torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1)))
+        return np.ascontiguousarray(arr.transpose(2, 0, 1))
 
     def _stats(self, x: np.ndarray) -> np.ndarray:
         b = x.shape[0]
         q = x.reshape(b, 3, 2, S // 2, 2, S // 2).mean(axis=(3, 5))  # (B, 3, 2, 2)
         return (q.reshape(b, 12) - 0.5) * 4.0
 
-    def encode_batch(self, batch: torch.Tensor) -> FakeEncoded:
-        x = batch.numpy()
+    def encode_batch(self, batch: np.ndarray) -> FakeEncoded:
+        x = np.asarray(batch)
         st = self._stats(x)
         x_cls = st @ self.wx
         o_cls = np.tanh(st @ self.wo).reshape(-1, H, DH)

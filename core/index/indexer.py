@@ -400,13 +400,11 @@ class Indexer:
         """Encode a batch, write its QD rows, flush, then record it in one SQLite transaction."""
         if not len(batch):
             return
-        import torch  # the engine's tensors; imported here so that searching never needs torch
-
         db = index.db
         feats: dict[str, np.ndarray] = {}  # hash -> normalised feature (Dout,)
         qd_rows: dict[str, np.ndarray] = {}  # hash -> float16 QD row
         if batch.encode:
-            enc = self.engine.encode_batch(torch.stack([p.tensor for p in batch.encode]))
+            enc = self.engine.encode_batch(_stack([p.tensor for p in batch.encode]))
             f = np.asarray(enc.features, dtype=np.float32)
             f = f / np.maximum(np.linalg.norm(f, axis=1, keepdims=True), 1e-12)
             rows = st.QDCache.pack(enc.x_cls, enc.o_cls)
@@ -426,7 +424,7 @@ class Indexer:
                 if again.error is not None:
                     batch.fail.append(again)
                 else:
-                    enc = self.engine.encode_batch(torch.stack([again.tensor]))
+                    enc = self.engine.encode_batch(_stack([again.tensor]))
                     f = np.asarray(enc.features, dtype=np.float32)[0]
                     feats[again.hash] = f / max(float(np.linalg.norm(f)), 1e-12)
                     qd_rows[again.hash] = st.QDCache.pack(enc.x_cls, enc.o_cls)[0]
@@ -482,6 +480,15 @@ class Indexer:
         counts["indexed"] += len(batch.encode)
         counts["reused"] += len(batch.reuse)
         counts["failed"] += len(batch.fail)
+
+
+def _stack(items: list[Any]) -> Any:
+    """Stack preprocessed ``(3, S, S)`` inputs into the ``(B, 3, S, S)`` batch the engine takes."""
+    if all(isinstance(x, np.ndarray) for x in items):
+        return np.stack(items)
+    import torch  # imported here so that searching (and numpy-only engines) never need torch
+
+    return torch.stack(items)
 
 
 def _json_ids(ids: Iterable[int]) -> str:
