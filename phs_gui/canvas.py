@@ -1,0 +1,521 @@
+"""The query photo and the prompt tools: the canvas only shows the prompt and emits what the user did.
+
+Tools are an :class:`Tool` enum with lookup tables (label, shortcut, tip, cursor, press/move/release
+handlers); the geometry lives in :mod:`phs_gui.geometry` (pure functions). The canvas edits a
+:class:`phs_gui.prompt_state.PromptState` in image pixels and emits
+
+* ``prompt_preview(state)`` while a box or handle is dragged (the window re-scores, debounced),
+* ``prompt_changed(state)`` when an edit is complete (one undo step),
+* ``file_dropped(path)`` when a photo is dropped on it,
+* ``brush_size_changed(px)`` and ``zoom_changed(scale)``.
+
+It never calls the engine. Scene coordinates are image pixels (the photo item sits at the origin, unscaled),
+so ``mapToScene`` turns a mouse position into prompt coordinates directly.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+
+import numpy as np
+from PySide6.QtCore import QPoint, QPointF, QRectF, Qt, Signal
+from PySide6.QtGui import (
+    QBrush,
+    QColor,
+    QImage,
+    QKeyEvent,
+    QMouseEvent,
+    QPainter,
+    QPen,
+    QPixmap,
+    QWheelEvent,
+)
+from PySide6.QtWidgets import QGraphicsItem, QGraphicsPixmapItem, QGraphicsScene, QGraphicsView, QWidget
+
+from phs_gui.geometry import (
+    Handle,
+    clamp_zoom,
+    drag_box,
+    handle_points,
+    hit_box,
+    normalize_box,
+    stamp_segment,
+)
+from phs_gui.prompt_state import PromptState
+
+
+class Tool(Enum):
+    """The prompt tools."""
+
+    POINT = "point"
+    BOX = "box"
+    BRUSH = "brush"
+    ERASER = "eraser"
+    PAN = "pan"
+
+
+TOOL_LABELS: dict[Tool, str] = {
+    Tool.POINT: "Point",
+    Tool.BOX: "Box",
+    Tool.BRUSH: "Brush",
+    Tool.ERASER: "Eraser",
+    Tool.PAN: "Pan",
+}
+TOOL_SHORTCUTS: dict[Tool, str] = {Tool.POINT: "P", Tool.BOX: "B", Tool.BRUSH: "M", Tool.ERASER: "E", Tool.PAN: "H"}
+TOOL_TIPS: dict[Tool, str] = {
+    Tool.POINT: "Click on the object; Shift+click marks what you do not want",
+    Tool.BOX: "Drag a box around the object; drag its handles to adjust it",
+    Tool.BRUSH: "Paint over the object; wheel or [ ] change the brush size",
+    Tool.ERASER: "Erase painted areas; wheel or [ ] change the size",
+    Tool.PAN: "Drag to move the photo (middle button pans with any tool)",
+}
+TOOL_CURSORS: dict[Tool, Qt.CursorShape] = {
+    Tool.POINT: Qt.CursorShape.CrossCursor,
+    Tool.BOX: Qt.CursorShape.CrossCursor,
+    Tool.BRUSH: Qt.CursorShape.CrossCursor,
+    Tool.ERASER: Qt.CursorShape.CrossCursor,
+    Tool.PAN: Qt.CursorShape.OpenHandCursor,
+}
+
+HANDLE_PX = 7.0  # handle size on screen
+POINT_PX = 6.0  # point radius on screen
+MASK_RGBA = (64, 156, 255, 110)
+BOX_COLOR = QColor(255, 214, 0)
+POS_COLOR = QColor(40, 220, 90)
+NEG_COLOR = QColor(240, 60, 60)
+MIN_BRUSH, MAX_BRUSH = 2, 400
+
+
+class _ImageItem(QGraphicsItem):
+    """Paints a ``QImage`` that wraps a numpy RGBA buffer (the mask overlay), so edits show without copies."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._rgba: np.ndarray | None = None
+        self._image: QImage | None = None
+
+    def set_array(self, rgba: np.ndarray | None) -> None:
+        self.prepareGeometryChange()
+        self._rgba = rgba
+        if rgba is None:
+            self._image = None
+        else:
+            h, w = rgba.shape[:2]
+            self._image = QImage(rgba.data, w, h, rgba.strides[0], QImage.Format.Format_RGBA8888)
+        self.update()
+
+    def boundingRect(self) -> QRectF:  # noqa: N802 - Qt API
+        if self._rgba is None:
+            return QRectF()
+        h, w = self._rgba.shape[:2]
+        return QRectF(0, 0, w, h)
+
+    def paint(self, painter: QPainter, option: object, widget: QWidget | None = None) -> None:
+        if self._image is not None:
+            painter.drawImage(QPointF(0, 0), self._image)
+
+
+class Canvas(QGraphicsView):
+    """Shows the query photo and the prompt; zoom (Ctrl+wheel at the cursor), pan, fit."""
+
+    prompt_changed = Signal(object)
+    prompt_preview = Signal(object)
+    file_dropped = Signal(str)
+    brush_size_changed = Signal(int)
+    zoom_changed = Signal(float)
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setScene(QGraphicsScene(self))
+        self.setRenderHints(QPainter.RenderHint.Antialiasing | QPainter.RenderHint.SmoothPixmapTransform)
+        self.setTransformationAnchor(QGraphicsView.ViewportAnchor.AnchorUnderMouse)
+        self.setResizeAnchor(QGraphicsView.ViewportAnchor.AnchorViewCenter)
+        self.setViewportUpdateMode(QGraphicsView.ViewportUpdateMode.FullViewportUpdate)
+        self.setBackgroundBrush(QBrush(QColor(38, 40, 44)))
+        self.setAcceptDrops(True)
+        self.setMouseTracking(True)
+        self.setMinimumSize(320, 240)
+        self._photo = QGraphicsPixmapItem()
+        self._photo.setTransformationMode(Qt.TransformationMode.SmoothTransformation)
+        self._overlay = _ImageItem()
+        self.scene().addItem(self._photo)
+        self.scene().addItem(self._overlay)
+        self._state: PromptState | None = None
+        self._tool = Tool.BOX
+        self._brush = 24
+        self._fit = True
+        self._drag: dict | None = None
+        self._hover: QPointF | None = None
+        self._mask_work: np.ndarray | None = None
+        self._rgba: np.ndarray | None = None
+        self._pan_from: QPoint | None = None
+        self._placeholder = "Open a photo (Ctrl+O) or drop one here"
+
+    # ------------------------------------------------------------------------------------------ state
+    @property
+    def state(self) -> PromptState | None:
+        """The prompt shown now, or ``None`` without a photo."""
+        return self._state
+
+    @property
+    def tool(self) -> Tool:
+        """The active tool."""
+        return self._tool
+
+    @property
+    def brush_size(self) -> int:
+        """Brush diameter in image pixels."""
+        return self._brush
+
+    @property
+    def zoom(self) -> float:
+        """Screen pixels per image pixel."""
+        return float(self.transform().m11())
+
+    def set_placeholder(self, text: str) -> None:
+        """The hint shown while no photo is open."""
+        self._placeholder = text
+        self.viewport().update()
+
+    def set_photo(self, rgb: np.ndarray | None) -> None:
+        """Show a new photo (``(H, W, 3)`` uint8 RGB) with an empty prompt, fitted to the window."""
+        if rgb is None:
+            self._photo.setPixmap(QPixmap())
+            self._state = None
+            self._set_mask_overlay(None)
+            self.viewport().update()
+            return
+        from phs_gui.render import to_qimage
+
+        h, w = rgb.shape[:2]
+        self._photo.setPixmap(QPixmap.fromImage(to_qimage(rgb)))
+        self.scene().setSceneRect(QRectF(0, 0, w, h))
+        self._state = PromptState((w, h))
+        self._set_mask_overlay(None)
+        self.fit_to_window()
+
+    def set_state(self, state: PromptState) -> None:
+        """Show ``state`` (undo, redo, programmatic edits); emits nothing."""
+        self._state = state
+        self._drag = None
+        self._set_mask_overlay(state.mask)
+        self.viewport().update()
+
+    def set_tool(self, tool: Tool) -> None:
+        """Switch tools."""
+        self._tool = tool
+        self._drag = None
+        self.viewport().setCursor(TOOL_CURSORS[tool])
+        self.viewport().update()
+
+    def set_brush_size(self, px: int) -> None:
+        """Brush diameter in image pixels (clamped)."""
+        px = int(min(max(px, MIN_BRUSH), MAX_BRUSH))
+        if px != self._brush:
+            self._brush = px
+            self.brush_size_changed.emit(px)
+            self.viewport().update()
+
+    def clear_prompt(self) -> None:
+        """Remove every point, the box and the mask (one undo step)."""
+        if self._state is not None and not self._state.is_empty:
+            self._commit(self._state.cleared())
+
+    def _commit(self, state: PromptState) -> None:
+        self.set_state(state)
+        self.prompt_changed.emit(state)
+
+    # ------------------------------------------------------------------------------------------- view
+    def fit_to_window(self) -> None:
+        """Show the whole photo, and keep fitting it when the window is resized until the user zooms."""
+        if self._photo.pixmap().isNull():
+            return
+        self.fitInView(self._photo, Qt.AspectRatioMode.KeepAspectRatio)
+        self._fit = True
+        self.zoom_changed.emit(self.zoom)
+
+    def zoom_by(self, factor: float, anchor: QPoint | None = None) -> None:
+        """Zoom by ``factor`` keeping the image point under ``anchor`` (viewport pixels) in place."""
+        new = clamp_zoom(self.zoom * factor)
+        f = new / self.zoom
+        if anchor is not None:
+            before = self.mapToScene(anchor)
+            self.setTransformationAnchor(QGraphicsView.ViewportAnchor.NoAnchor)
+            self.scale(f, f)
+            after = self.mapToScene(anchor)
+            d = after - before
+            self.translate(d.x(), d.y())
+            self.setTransformationAnchor(QGraphicsView.ViewportAnchor.AnchorUnderMouse)
+        else:
+            self.scale(f, f)
+        self._fit = False
+        self.zoom_changed.emit(self.zoom)
+
+    def resizeEvent(self, event) -> None:  # noqa: N802, ANN001 - Qt API
+        super().resizeEvent(event)
+        if self._fit:
+            self.fit_to_window()
+
+    # ------------------------------------------------------------------------------------- overlays
+    def _set_mask_overlay(self, mask: np.ndarray | None) -> None:
+        if mask is None:
+            self._rgba = None
+            self._overlay.set_array(None)
+            return
+        h, w = mask.shape
+        rgba = np.zeros((h, w, 4), np.uint8)
+        rgba[mask] = MASK_RGBA
+        self._rgba = rgba
+        self._overlay.set_array(rgba)
+
+    def _update_overlay_region(self, mask: np.ndarray, region: tuple[int, int, int, int]) -> None:
+        if self._rgba is None or self._rgba.shape[:2] != mask.shape:
+            self._set_mask_overlay(mask)
+            return
+        x0, y0, x1, y1 = region
+        sub = self._rgba[y0:y1, x0:x1]
+        sub[:] = 0
+        sub[mask[y0:y1, x0:x1]] = MASK_RGBA
+        self._overlay.update(QRectF(x0, y0, x1 - x0, y1 - y0))
+
+    def drawBackground(self, painter: QPainter, rect: QRectF) -> None:  # noqa: N802 - Qt API
+        super().drawBackground(painter, rect)
+        if self._state is None:
+            painter.save()
+            painter.resetTransform()
+            painter.setPen(QColor(190, 192, 198))
+            painter.drawText(self.viewport().rect(), Qt.AlignmentFlag.AlignCenter, self._placeholder)
+            painter.restore()
+
+    def drawForeground(self, painter: QPainter, rect: QRectF) -> None:  # noqa: N802 - Qt API
+        st = self._state
+        if st is None:
+            return
+        z = max(self.zoom, 1e-6)
+        painter.setRenderHint(QPainter.RenderHint.Antialiasing)
+        if st.box is not None:
+            x0, y0, x1, y1 = st.box
+            painter.setBrush(Qt.BrushStyle.NoBrush)
+            painter.setPen(QPen(QColor(0, 0, 0, 160), 4.0 / z))
+            painter.drawRect(QRectF(x0, y0, x1 - x0, y1 - y0))
+            painter.setPen(QPen(BOX_COLOR, 2.0 / z))
+            painter.drawRect(QRectF(x0, y0, x1 - x0, y1 - y0))
+            if self._tool is Tool.BOX:
+                s = HANDLE_PX / z
+                painter.setBrush(QBrush(BOX_COLOR))
+                painter.setPen(QPen(QColor(0, 0, 0), 1.0 / z))
+                for hx, hy in handle_points(st.box).values():
+                    painter.drawRect(QRectF(hx - s / 2, hy - s / 2, s, s))
+        r = POINT_PX / z
+        for x, y, pos in st.points:
+            painter.setPen(QPen(QColor(0, 0, 0), 1.5 / z))
+            painter.setBrush(QBrush(POS_COLOR if pos else NEG_COLOR))
+            painter.drawEllipse(QPointF(x, y), r, r)
+            if not pos:
+                painter.setPen(QPen(QColor(255, 255, 255), 1.5 / z))
+                painter.drawLine(QPointF(x - r * 0.5, y), QPointF(x + r * 0.5, y))
+        if self._tool in (Tool.BRUSH, Tool.ERASER) and self._hover is not None:
+            painter.setBrush(Qt.BrushStyle.NoBrush)
+            painter.setPen(QPen(QColor(255, 255, 255, 200), 1.0 / z))
+            painter.drawEllipse(self._hover, self._brush / 2, self._brush / 2)
+
+    # ------------------------------------------------------------------------------------------ mouse
+    def _image_pos(self, event: QMouseEvent) -> QPointF:
+        return self.mapToScene(event.position().toPoint())
+
+    def mousePressEvent(self, event: QMouseEvent) -> None:  # noqa: N802 - Qt API
+        if event.button() == Qt.MouseButton.MiddleButton or (
+            self._tool is Tool.PAN and event.button() == Qt.MouseButton.LeftButton
+        ):
+            self._pan_from = event.position().toPoint()
+            self.viewport().setCursor(Qt.CursorShape.ClosedHandCursor)
+            return
+        if self._state is None or event.button() != Qt.MouseButton.LeftButton:
+            return
+        _PRESS[self._tool](self, self._image_pos(event), event.modifiers())
+
+    def mouseMoveEvent(self, event: QMouseEvent) -> None:  # noqa: N802 - Qt API
+        if self._pan_from is not None:
+            d = event.position().toPoint() - self._pan_from
+            self._pan_from = event.position().toPoint()
+            self.horizontalScrollBar().setValue(self.horizontalScrollBar().value() - d.x())
+            self.verticalScrollBar().setValue(self.verticalScrollBar().value() - d.y())
+            return
+        pos = self._image_pos(event)
+        self._hover = pos
+        if self._drag is not None and self._state is not None:
+            _MOVE[self._tool](self, pos)
+        self.viewport().update()
+
+    def mouseReleaseEvent(self, event: QMouseEvent) -> None:  # noqa: N802 - Qt API
+        if self._pan_from is not None:
+            self._pan_from = None
+            self.viewport().setCursor(TOOL_CURSORS[self._tool])
+            return
+        if self._drag is not None and self._state is not None:
+            _RELEASE[self._tool](self, self._image_pos(event))
+
+    def leaveEvent(self, event) -> None:  # noqa: N802, ANN001 - Qt API
+        self._hover = None
+        self.viewport().update()
+        super().leaveEvent(event)
+
+    # point
+    def _press_point(self, pos: QPointF, mods: Qt.KeyboardModifier) -> None:
+        st = self._state
+        assert st is not None
+        w, h = st.image_size
+        if not (0 <= pos.x() <= w and 0 <= pos.y() <= h):
+            return
+        positive = not bool(mods & Qt.KeyboardModifier.ShiftModifier)
+        self._commit(st.with_point(pos.x(), pos.y(), positive))
+
+    # box
+    def _press_box(self, pos: QPointF, mods: Qt.KeyboardModifier) -> None:
+        st = self._state
+        assert st is not None
+        handle = hit_box(st.box, pos.x(), pos.y(), HANDLE_PX / max(self.zoom, 1e-6))
+        if handle is not None and st.box is not None:
+            self._drag = {"kind": "adjust", "handle": handle, "start": (pos.x(), pos.y()), "box": st.box, "before": st}
+        else:
+            self._drag = {"kind": "new", "start": (pos.x(), pos.y()), "before": st}
+
+    def _drag_box_to(self, pos: QPointF) -> PromptState | None:
+        st, d = self._state, self._drag
+        assert st is not None and d is not None
+        sx, sy = d["start"]
+        if d["kind"] == "new":
+            box = normalize_box(sx, sy, pos.x(), pos.y())
+        else:
+            box = drag_box(d["box"], d["handle"], pos.x() - sx, pos.y() - sy)
+        if box[2] - box[0] < 1 or box[3] - box[1] < 1:
+            return None
+        new = st.with_box(box)
+        return None if new.box is None else new
+
+    def _move_box(self, pos: QPointF) -> None:
+        new = self._drag_box_to(pos)
+        if new is not None:
+            self._state = new
+            self.prompt_preview.emit(new)
+
+    def _release_box(self, pos: QPointF) -> None:
+        new = self._drag_box_to(pos)
+        before = self._drag.get("before") if self._drag else None
+        self._drag = None
+        if new is None:  # a click without a drag keeps what was there
+            if before is not None:
+                self.set_state(before)
+            return
+        self._commit(new)
+
+    # brush and eraser
+    def _press_brush(self, pos: QPointF, mods: Qt.KeyboardModifier) -> None:
+        st = self._state
+        assert st is not None
+        w, h = st.image_size
+        work = np.zeros((h, w), bool) if st.mask is None else st.mask.copy()
+        self._mask_work = work
+        self._drag = {"kind": "paint", "last": (pos.x(), pos.y()), "value": self._tool is Tool.BRUSH}
+        self._paint_to(pos)
+
+    def _paint_to(self, pos: QPointF) -> None:
+        d, work = self._drag, self._mask_work
+        assert d is not None and work is not None
+        p = (pos.x(), pos.y())
+        region = stamp_segment(work, d["last"], p, self._brush / 2, d["value"])
+        d["last"] = p
+        if region is not None:
+            self._update_overlay_region(work, region)
+
+    def _move_brush(self, pos: QPointF) -> None:
+        self._paint_to(pos)
+
+    def _release_brush(self, pos: QPointF) -> None:
+        self._paint_to(pos)
+        work = self._mask_work
+        self._drag = None
+        self._mask_work = None
+        assert self._state is not None and work is not None
+        self._commit(self._state.with_mask(work if work.any() else None))
+
+    def _noop_press(self, pos: QPointF, mods: Qt.KeyboardModifier) -> None:
+        return
+
+    def _noop(self, pos: QPointF) -> None:
+        return
+
+    # --------------------------------------------------------------------------------- wheel, keys
+    def wheelEvent(self, event: QWheelEvent) -> None:  # noqa: N802 - Qt API
+        steps = event.angleDelta().y() / 120.0
+        if event.modifiers() & Qt.KeyboardModifier.ControlModifier:
+            if steps:
+                self.zoom_by(1.25**steps, event.position().toPoint())
+            return
+        if self._tool in (Tool.BRUSH, Tool.ERASER) and steps:
+            self.set_brush_size(round(self._brush * (1.15**steps)) + (1 if steps > 0 else -1))
+            return
+        super().wheelEvent(event)
+
+    def keyPressEvent(self, event: QKeyEvent) -> None:  # noqa: N802 - Qt API
+        if event.key() == Qt.Key.Key_BracketLeft:
+            self.set_brush_size(round(self._brush / 1.2))
+        elif event.key() == Qt.Key.Key_BracketRight:
+            self.set_brush_size(round(self._brush * 1.2) + 1)
+        else:
+            super().keyPressEvent(event)
+
+    # ------------------------------------------------------------------------------------ drag & drop
+    def dragEnterEvent(self, event) -> None:  # noqa: N802, ANN001 - Qt API
+        if _dropped_file(event) is not None:
+            event.acceptProposedAction()
+        else:
+            event.ignore()
+
+    def dragMoveEvent(self, event) -> None:  # noqa: N802, ANN001 - Qt API
+        if _dropped_file(event) is not None:
+            event.acceptProposedAction()
+        else:
+            event.ignore()
+
+    def dropEvent(self, event) -> None:  # noqa: N802, ANN001 - Qt API
+        path = _dropped_file(event)
+        if path is not None:
+            event.acceptProposedAction()
+            self.file_dropped.emit(path)
+
+
+def _dropped_file(event) -> str | None:  # noqa: ANN001 - Qt drag events of several types
+    md = event.mimeData()
+    if md is None or not md.hasUrls():
+        return None
+    for url in md.urls():
+        if url.isLocalFile() and Path(url.toLocalFile()).is_file():
+            return url.toLocalFile()
+    return None
+
+
+_PRESS = {
+    Tool.POINT: Canvas._press_point,
+    Tool.BOX: Canvas._press_box,
+    Tool.BRUSH: Canvas._press_brush,
+    Tool.ERASER: Canvas._press_brush,
+    Tool.PAN: Canvas._noop_press,
+}
+_MOVE = {
+    Tool.POINT: Canvas._noop,
+    Tool.BOX: Canvas._move_box,
+    Tool.BRUSH: Canvas._move_brush,
+    Tool.ERASER: Canvas._move_brush,
+    Tool.PAN: Canvas._noop,
+}
+_RELEASE = {
+    Tool.POINT: Canvas._noop,
+    Tool.BOX: Canvas._release_box,
+    Tool.BRUSH: Canvas._release_brush,
+    Tool.ERASER: Canvas._release_brush,
+    Tool.PAN: Canvas._noop,
+}
+
+__all__ = ["Canvas", "Handle", "Tool", "TOOL_LABELS", "TOOL_SHORTCUTS", "TOOL_TIPS"]

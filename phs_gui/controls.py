@@ -1,0 +1,301 @@
+"""The controls dock: model and device, PHS knobs, Query-Only/Query-DB, FA and ITAE, top-k.
+
+Signals (emitted only for user edits; :meth:`Controls.set_options` and the other setters block them):
+
+* ``options_changed(SearchOptions)`` whenever a search knob changes,
+* ``model_requested(name, device)`` when the person picks another model or device.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from PySide6.QtCore import QRectF, Qt, Signal
+from PySide6.QtGui import QColor, QMouseEvent, QPainter, QPaintEvent, QPen
+from PySide6.QtWidgets import (
+    QButtonGroup,
+    QComboBox,
+    QDoubleSpinBox,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QRadioButton,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
+
+from phs_gui.session import SearchOptions
+
+DEVICES = ("auto", "cpu", "cuda", "mps")
+
+
+class NormHistogram(QWidget):
+    """A histogram of the query photo's last-block patch query norms with the ITAE threshold as a line.
+
+    Clicking on it moves the threshold there (``theta_picked``).
+    """
+
+    theta_picked = Signal(float)
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setMinimumHeight(70)
+        self._counts: np.ndarray | None = None
+        self._edges: np.ndarray | None = None
+        self._theta: float | None = None
+        self._active = False
+        self.setToolTip("Patch query norms of the query photo; click to set the ITAE threshold there")
+
+    def set_norms(self, norms: np.ndarray | None) -> None:
+        """New norms (``(N,)``), or ``None`` to clear."""
+        if norms is None or len(norms) == 0:
+            self._counts = self._edges = None
+        else:
+            self._counts, self._edges = np.histogram(np.asarray(norms, dtype=np.float64), bins=32)
+        self.update()
+
+    def set_theta(self, theta: float, active: bool) -> None:
+        """Where the threshold line is and whether ITAE is on."""
+        self._theta, self._active = float(theta), active
+        self.update()
+
+    @property
+    def range(self) -> tuple[float, float] | None:
+        """``(min, max)`` norm, or ``None`` without data."""
+        if self._edges is None:
+            return None
+        return float(self._edges[0]), float(self._edges[-1])
+
+    def paintEvent(self, event: QPaintEvent) -> None:  # noqa: N802 - Qt API
+        p = QPainter(self)
+        r = QRectF(self.rect()).adjusted(4, 4, -4, -14)
+        p.fillRect(self.rect(), self.palette().base())
+        if self._counts is None or self._edges is None:
+            p.setPen(self.palette().placeholderText().color())
+            p.drawText(self.rect(), Qt.AlignmentFlag.AlignCenter, "open a photo to see query norms")
+            p.end()
+            return
+        lo, hi = float(self._edges[0]), float(self._edges[-1])
+        span = max(hi - lo, 1e-9)
+        top = max(int(self._counts.max()), 1)
+        n = len(self._counts)
+        bw = r.width() / n
+        for i, c in enumerate(self._counts):
+            above = self._theta is not None and self._edges[i] >= self._theta
+            col = QColor(235, 110, 60) if (above and self._active) else QColor(90, 140, 210)
+            bh = r.height() * c / top
+            p.fillRect(QRectF(r.x() + i * bw + 0.5, r.bottom() - bh, bw - 1, bh), col)
+        p.setPen(self.palette().windowText().color())
+        f = p.font()
+        f.setPointSizeF(max(f.pointSizeF() - 1.5, 6))
+        p.setFont(f)
+        p.drawText(QRectF(r.x(), r.bottom() + 1, r.width(), 12), Qt.AlignmentFlag.AlignLeft, f"{lo:.1f}")
+        p.drawText(QRectF(r.x(), r.bottom() + 1, r.width(), 12), Qt.AlignmentFlag.AlignRight, f"{hi:.1f}")
+        if self._theta is not None:
+            x = r.x() + (self._theta - lo) / span * r.width()
+            if r.x() <= x <= r.right():
+                pen = QPen(QColor(220, 40, 40) if self._active else QColor(150, 150, 150), 2)
+                p.setPen(pen)
+                p.drawLine(int(x), int(r.top()), int(x), int(r.bottom()))
+        p.end()
+
+    def mousePressEvent(self, event: QMouseEvent) -> None:  # noqa: N802 - Qt API
+        rng = self.range
+        if rng is None:
+            return
+        r = QRectF(self.rect()).adjusted(4, 4, -4, -14)
+        t = (event.position().x() - r.x()) / max(r.width(), 1)
+        self.theta_picked.emit(rng[0] + min(max(t, 0.0), 1.0) * (rng[1] - rng[0]))
+
+
+class Controls(QWidget):
+    """Every search knob in one column."""
+
+    options_changed = Signal(object)
+    model_requested = Signal(str, str)
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(6, 6, 6, 6)
+
+        model_box = QGroupBox("Model")
+        mf = QFormLayout(model_box)
+        self.model = QComboBox()
+        self.model.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        self.model.setMinimumContentsLength(18)
+        self.device = QComboBox()
+        self.device.addItems(DEVICES)
+        self.model_note = QLabel()
+        self.model_note.setWordWrap(True)
+        self.model_note.setStyleSheet("color: palette(placeholder-text);")
+        mf.addRow("Model", self.model)
+        mf.addRow("Device", self.device)
+        mf.addRow(self.model_note)
+        lay.addWidget(model_box)
+
+        phs_box = QGroupBox("Head selection")
+        pf = QFormLayout(phs_box)
+        self.h_on = QSpinBox()
+        self.h_on.setRange(1, 64)
+        self.h_on.setToolTip("Heads of the last block that PHS keeps (h_on)")
+        self.qo = QRadioButton("Query-Only")
+        self.qd = QRadioButton("Query-DB")
+        self.qo.setToolTip("Library photos keep their plain features; only the query uses the chosen heads")
+        self.qd.setToolTip("Library photos are re-ranked with the query's heads too (from the index cache)")
+        self._mode_group = QButtonGroup(self)
+        self._mode_group.addButton(self.qo)
+        self._mode_group.addButton(self.qd)
+        mode_row = QHBoxLayout()
+        mode_row.addWidget(self.qo)
+        mode_row.addWidget(self.qd)
+        self.roi_sum = QRadioButton("Sum")
+        self.roi_max = QRadioButton("Max")
+        self._roi_group = QButtonGroup(self)
+        self._roi_group.addButton(self.roi_sum)
+        self._roi_group.addButton(self.roi_max)
+        roi_row = QHBoxLayout()
+        roi_row.addWidget(self.roi_sum)
+        roi_row.addWidget(self.roi_max)
+        self.top_k = QSpinBox()
+        self.top_k.setRange(1, 500)
+        pf.addRow("h_on", self.h_on)
+        pf.addRow("Search", mode_row)
+        pf.addRow("ROI score", roi_row)
+        pf.addRow("Top-k", self.top_k)
+        lay.addWidget(phs_box)
+
+        self.fa_box = QGroupBox("Foveal attention (FA)")
+        self.fa_box.setCheckable(True)
+        self.fa_box.setToolTip("FALIP: bias the [CLS] attention of the last blocks towards the marked region")
+        ff = QFormLayout(self.fa_box)
+        self.fa_blocks = QSpinBox()
+        self.fa_blocks.setRange(1, 4)
+        self.fa_alpha = QDoubleSpinBox()
+        self.fa_alpha.setRange(0.0, 10.0)
+        self.fa_alpha.setSingleStep(0.05)
+        self.fa_alpha.setDecimals(2)
+        self.fa_sigma = QDoubleSpinBox()
+        self.fa_sigma.setRange(0.1, 1000.0)
+        self.fa_sigma.setSingleStep(5.0)
+        self.fa_sigma.setDecimals(1)
+        ff.addRow("Layers", self.fa_blocks)
+        ff.addRow("alpha", self.fa_alpha)
+        ff.addRow("sigma", self.fa_sigma)
+        lay.addWidget(self.fa_box)
+
+        self.itae_box = QGroupBox("Artifact suppression (ITAE)")
+        self.itae_box.setCheckable(True)
+        self.itae_box.setToolTip("Ignore patches whose query norm exceeds theta in the [CLS] attention")
+        itf = QFormLayout(self.itae_box)
+        self.itae_theta = QDoubleSpinBox()
+        self.itae_theta.setRange(0.0, 1e6)
+        self.itae_theta.setDecimals(2)
+        self.itae_theta.setSingleStep(0.5)
+        self.histogram = NormHistogram()
+        itf.addRow("theta", self.itae_theta)
+        itf.addRow(self.histogram)
+        lay.addWidget(self.itae_box)
+        lay.addStretch(1)
+
+        for w in (self.h_on, self.top_k, self.fa_blocks):
+            w.valueChanged.connect(self._emit)
+        for w in (self.fa_alpha, self.fa_sigma, self.itae_theta):
+            w.valueChanged.connect(self._emit)
+        for b in (self.qo, self.qd, self.roi_sum, self.roi_max):
+            b.toggled.connect(self._on_radio)
+        self.fa_box.toggled.connect(self._emit)
+        self.itae_box.toggled.connect(self._emit)
+        self.histogram.theta_picked.connect(self._on_theta_picked)
+        self.model.activated.connect(self._on_model)
+        self.device.activated.connect(self._on_model)
+
+    # --------------------------------------------------------------------------------------- options
+    def options(self) -> SearchOptions:
+        """The options shown now."""
+        return SearchOptions(
+            h_on=self.h_on.value(),
+            mode="qd" if self.qd.isChecked() else "qo",
+            roi="max" if self.roi_max.isChecked() else "sum",
+            fa_on=self.fa_box.isChecked(),
+            fa_blocks=self.fa_blocks.value(),
+            fa_alpha=self.fa_alpha.value(),
+            fa_sigma=self.fa_sigma.value(),
+            itae_on=self.itae_box.isChecked(),
+            itae_theta=self.itae_theta.value(),
+            top_k=self.top_k.value(),
+        )
+
+    def set_options(self, o: SearchOptions) -> None:
+        """Show ``o`` without emitting ``options_changed``."""
+        widgets = [self, self.h_on, self.top_k, self.fa_blocks, self.fa_alpha, self.fa_sigma, self.itae_theta,
+                   self.qo, self.qd, self.roi_sum, self.roi_max, self.fa_box, self.itae_box]
+        blocked = [w.blockSignals(True) for w in widgets]
+        try:
+            self.h_on.setValue(o.h_on)
+            self.top_k.setValue(o.top_k)
+            (self.qd if o.mode == "qd" else self.qo).setChecked(True)
+            (self.roi_max if o.roi == "max" else self.roi_sum).setChecked(True)
+            self.fa_box.setChecked(o.fa_on)
+            self.fa_blocks.setValue(o.fa_blocks)
+            self.fa_alpha.setValue(o.fa_alpha)
+            self.fa_sigma.setValue(o.fa_sigma)
+            self.itae_box.setChecked(o.itae_on)
+            self.itae_theta.setValue(o.itae_theta)
+        finally:
+            for w, b in zip(widgets, blocked):
+                w.blockSignals(b)
+        self.histogram.set_theta(o.itae_theta, o.itae_on)
+
+    def set_engine_limits(self, num_heads: int, depth: int) -> None:
+        """Limit ``h_on`` to the model's heads and FA layers to what the engine caches."""
+        for w, hi in ((self.h_on, num_heads), (self.fa_blocks, depth)):
+            b = w.blockSignals(True)
+            w.setMaximum(max(int(hi), 1))
+            w.blockSignals(b)
+
+    def set_models(self, entries: list[tuple[str, str, str]], current: str, device: str) -> None:
+        """Fill the model list with ``(name, label, note)`` entries; select ``current`` and ``device``."""
+        b = self.model.blockSignals(True)
+        self.model.clear()
+        for name, label, note in entries:
+            self.model.addItem(f"{label} — {note}", name)
+            self.model.setItemData(self.model.count() - 1, f"{name}: {note}", Qt.ItemDataRole.ToolTipRole)
+        i = self.model.findData(current)
+        self.model.setCurrentIndex(max(i, 0))
+        self.model.blockSignals(b)
+        b = self.device.blockSignals(True)
+        self.device.setCurrentIndex(max(self.device.findText(device), 0))
+        self.device.blockSignals(b)
+
+    def set_model_note(self, text: str) -> None:
+        """A line under the model list (what is loaded, that it is the demo, ...)."""
+        self.model_note.setText(text)
+
+    def set_query_norms(self, norms: np.ndarray | None) -> None:
+        """The ITAE histogram of the query photo; the first time, theta starts at a high percentile."""
+        self.histogram.set_norms(norms)
+        if norms is not None and len(norms) and self.itae_theta.value() == 0.0:
+            b = self.itae_theta.blockSignals(True)
+            self.itae_theta.setValue(float(np.percentile(norms, 98)))
+            self.itae_theta.blockSignals(b)
+        self.histogram.set_theta(self.itae_theta.value(), self.itae_box.isChecked())
+
+    # ------------------------------------------------------------------------------------------ slots
+    def _emit(self, *_: object) -> None:
+        o = self.options()
+        self.histogram.set_theta(o.itae_theta, o.itae_on)
+        self.options_changed.emit(o)
+
+    def _on_radio(self, checked: bool) -> None:
+        if checked:  # one toggled(True) per group change
+            self._emit()
+
+    def _on_theta_picked(self, theta: float) -> None:
+        self.itae_theta.setValue(round(theta, 2))
+
+    def _on_model(self, *_: object) -> None:
+        name = self.model.currentData()
+        if name:
+            self.model_requested.emit(str(name), self.device.currentText())

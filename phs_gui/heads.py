@@ -1,0 +1,202 @@
+"""The heads panel: every last-block head's [CLS] attention over the query photo, its ROI score, and which
+heads PHS kept; a click forces a head on or off.
+
+Signals: ``head_toggled(index)`` when a tile is clicked, ``reset_requested()`` for "Reset heads". The panel
+only draws what the window gives it (:meth:`HeadsPanel.show_outcome`); it computes nothing but colours.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from PySide6.QtCore import QRectF, QSize, Qt, Signal
+from PySide6.QtGui import QColor, QFont, QMouseEvent, QPainter, QPaintEvent, QPen, QPixmap
+from PySide6.QtWidgets import (
+    QGridLayout,
+    QHBoxLayout,
+    QLabel,
+    QPushButton,
+    QScrollArea,
+    QSizePolicy,
+    QVBoxLayout,
+    QWidget,
+)
+
+from phs_gui.render import blend_map, shrink, to_qimage
+
+SELECTED = QColor(255, 196, 0)
+FORCED_ON = QColor(60, 220, 120)
+FORCED_OFF = QColor(235, 70, 70)
+TILE_PX = 112
+CAPTION_PX = 18
+
+
+class HeadTile(QWidget):
+    """One head: its map over the photo, ``H<i>`` and the ROI score; outlined when selected."""
+
+    clicked = Signal(int)
+
+    def __init__(self, index: int, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.index = index
+        self.pixmap = QPixmap()
+        self.score: float | None = None
+        self.selected = False
+        self.forced: str | None = None  # "on", "off" or None
+        self.setFixedSize(TILE_PX + 6, TILE_PX + CAPTION_PX + 6)
+        self.setCursor(Qt.CursorShape.PointingHandCursor)
+        self._update_tip()
+
+    def set_data(self, pixmap: QPixmap, score: float | None, selected: bool, forced: str | None) -> None:
+        """Show a head's map, score and state."""
+        self.pixmap, self.score, self.selected, self.forced = pixmap, score, selected, forced
+        self._update_tip()
+        self.update()
+
+    def _update_tip(self) -> None:
+        state = "kept" if self.selected else "dropped"
+        if self.forced:
+            state += f" (forced {self.forced} by hand)"
+        score = "" if self.score is None else f", ROI score {self.score:.3f}"
+        self.setToolTip(f"Head {self.index}: {state}{score}. Click to force it {'off' if self.selected else 'on'}.")
+
+    def paintEvent(self, event: QPaintEvent) -> None:  # noqa: N802 - Qt API
+        p = QPainter(self)
+        p.setRenderHint(QPainter.RenderHint.Antialiasing)
+        area = QRectF(3, 3, TILE_PX, TILE_PX)
+        if not self.pixmap.isNull():
+            pm = self.pixmap.scaled(QSize(TILE_PX, TILE_PX), Qt.AspectRatioMode.KeepAspectRatio,
+                                    Qt.TransformationMode.SmoothTransformation)
+            x = area.x() + (area.width() - pm.width()) / 2
+            y = area.y() + (area.height() - pm.height()) / 2
+            p.drawPixmap(int(x), int(y), pm)
+            area = QRectF(x, y, pm.width(), pm.height())
+        if self.selected or self.forced:
+            color = {"on": FORCED_ON, "off": FORCED_OFF}.get(self.forced or "", SELECTED)
+            pen = QPen(color, 3)
+            if self.forced == "off":
+                pen.setStyle(Qt.PenStyle.DashLine)
+            p.setPen(pen)
+            p.setBrush(Qt.BrushStyle.NoBrush)
+            p.drawRect(area.adjusted(-1.5, -1.5, 1.5, 1.5))
+        p.setPen(self.palette().windowText().color() if not self.selected else SELECTED.darker(115))
+        f = QFont(self.font())
+        f.setBold(self.selected)
+        p.setFont(f)
+        text = f"H{self.index}"
+        if self.score is not None:
+            text += f"  {self.score:.3f}"
+        if self.forced:
+            text += "  ✓" if self.forced == "on" else "  ✗"
+        p.drawText(QRectF(0, TILE_PX + 6, self.width(), CAPTION_PX), Qt.AlignmentFlag.AlignCenter, text)
+        p.end()
+
+    def mousePressEvent(self, event: QMouseEvent) -> None:  # noqa: N802 - Qt API
+        if event.button() == Qt.MouseButton.LeftButton:
+            self.clicked.emit(self.index)
+
+
+class HeadsPanel(QWidget):
+    """A combined map of the selected heads on top, one tile per head below."""
+
+    head_toggled = Signal(int)
+    reset_requested = Signal()
+
+    def __init__(self, parent: QWidget | None = None, columns: int = 3) -> None:
+        super().__init__(parent)
+        self._columns = columns
+        self._photo: np.ndarray | None = None
+        self.tiles: list[HeadTile] = []
+        self.combined = QLabel()
+        self.combined.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.combined.setMinimumHeight(180)
+        self.combined.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Preferred)
+        self.summary = QLabel("Mark the object on the photo to choose heads.")
+        self.summary.setWordWrap(True)
+        self.reset_button = QPushButton("Reset heads")
+        self.reset_button.setToolTip("Forget the heads forced on or off by hand")
+        self.reset_button.setEnabled(False)
+        self.reset_button.clicked.connect(self.reset_requested)
+        top = QHBoxLayout()
+        top.addWidget(self.summary, 1)
+        top.addWidget(self.reset_button)
+        self._grid_host = QWidget()
+        self._grid = QGridLayout(self._grid_host)
+        self._grid.setSpacing(4)
+        self._grid.setContentsMargins(0, 0, 0, 0)
+        self._grid.setAlignment(Qt.AlignmentFlag.AlignTop | Qt.AlignmentFlag.AlignHCenter)
+        scroll = QScrollArea()
+        scroll.setWidgetResizable(True)
+        scroll.setWidget(self._grid_host)
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        scroll.setMinimumWidth(self._columns * (TILE_PX + 10) + 24)
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(6, 6, 6, 6)
+        caption = QLabel("<b>Selected heads, combined</b>")
+        lay.addWidget(caption)
+        lay.addWidget(self.combined)
+        lay.addLayout(top)
+        lay.addWidget(scroll, 1)
+
+    def set_photo(self, rgb: np.ndarray | None) -> None:
+        """The query photo (any size; a small copy is kept for drawing)."""
+        self._photo = None if rgb is None else shrink(rgb, 224)
+        if rgb is None:
+            self._set_tiles(0)
+            self.combined.clear()
+
+    def _set_tiles(self, n: int) -> None:
+        if len(self.tiles) == n:
+            return
+        for t in self.tiles:
+            self._grid.removeWidget(t)
+            t.deleteLater()
+        self.tiles = []
+        for i in range(n):
+            t = HeadTile(i)
+            t.clicked.connect(self.head_toggled)
+            self._grid.addWidget(t, i // self._columns, i % self._columns)
+            self.tiles.append(t)
+
+    def show_outcome(
+        self,
+        maps: np.ndarray,
+        scores: np.ndarray | None,
+        selected: np.ndarray | None,
+        combined: np.ndarray,
+        force_on: tuple[int, ...] = (),
+        force_off: tuple[int, ...] = (),
+    ) -> None:
+        """Draw every head.
+
+        Args:
+            maps: ``(h, gh, gw)`` attention per head.
+            scores: ``(h,)`` ROI scores, or ``None`` without a prompt.
+            selected: ``(h,)`` bool, or ``None`` without a prompt.
+            combined: ``(gh, gw)`` the selected heads' mean map.
+            force_on, force_off: heads forced by hand.
+        """
+        if self._photo is None:
+            return
+        h = maps.shape[0]
+        self._set_tiles(h)
+        for i, tile in enumerate(self.tiles):
+            pm = QPixmap.fromImage(to_qimage(blend_map(self._photo, maps[i])))
+            forced = "on" if i in force_on else "off" if i in force_off else None
+            tile.set_data(pm, None if scores is None else float(scores[i]),
+                          bool(selected is not None and selected[i]), forced)
+        big = blend_map(self._photo, combined, alpha=0.65)
+        pm = QPixmap.fromImage(to_qimage(big))
+        target = self.combined.size()
+        self.combined.setPixmap(pm.scaled(QSize(max(target.width() - 8, 64), max(target.height() - 8, 64)),
+                                          Qt.AspectRatioMode.KeepAspectRatio,
+                                          Qt.TransformationMode.SmoothTransformation))
+        self.reset_button.setEnabled(bool(force_on or force_off))
+        if selected is None:
+            self.summary.setText(f"{h} heads. Mark the object to choose heads (now: all heads, plain search).")
+        else:
+            kept = ", ".join(f"H{i}" for i in np.flatnonzero(selected))
+            self.summary.setText(f"Kept {int(selected.sum())} of {h}: {kept}. Click a head to force it on or off.")
+
+    def selected_tiles(self) -> list[int]:
+        """Indices of the tiles drawn as selected (tests use it)."""
+        return [t.index for t in self.tiles if t.selected]

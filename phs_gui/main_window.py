@@ -1,0 +1,843 @@
+"""The main window, assembled from parts: canvas in the middle, controls and library on the left, heads on
+the right, results at the bottom, actions in a toolbar and menus, facts in the status bar.
+
+Heavy work (loading a model, encoding the query photo, writing the demo gallery, indexing) runs in
+:class:`phs_gui.workers.Worker`; prompt edits re-score on the GUI thread from the engine's cache, debounced
+while a box is dragged. Errors appear as one sentence in the banner above the photo.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PySide6.QtCore import QSettings, Qt, QTimer
+from PySide6.QtGui import QAction, QActionGroup, QCloseEvent, QKeySequence
+from PySide6.QtWidgets import (
+    QDockWidget,
+    QFileDialog,
+    QFrame,
+    QHBoxLayout,
+    QLabel,
+    QMainWindow,
+    QMenu,
+    QScrollArea,
+    QSpinBox,
+    QSplitter,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from core.backbones import get_spec, list_models, weights_available
+from core.demo import DEMO_COUNT, demo_gallery_dir, demo_gallery_ready, gallery_categories, write_demo_gallery
+from core.engine import PHSEngine, load_engine
+from core.errors import PHSError
+from core.imageio import load_image
+from core.index import IndexMissingError, IndexProgress, IndexReport, index_folder
+from core.paths import data_dir
+from phs_gui.canvas import TOOL_LABELS, TOOL_SHORTCUTS, TOOL_TIPS, Canvas, Tool
+from phs_gui.controls import Controls
+from phs_gui.heads import HeadsPanel
+from phs_gui.library import LibraryPanel
+from phs_gui.prompt_state import History, PromptState
+from phs_gui.results import ResultsGrid
+from phs_gui.session import Outcome, SearchOptions, SearchSession
+from phs_gui.settings import Preferences, load_preferences, save_preferences
+from phs_gui.workers import Worker, WorkerPool
+
+log = logging.getLogger("phs_gui")
+
+EngineLoader = Callable[[str, str], PHSEngine]
+PHOTO_FILTER = "Photos (*.jpg *.jpeg *.png *.webp *.bmp *.tif *.tiff *.gif *.heic *.heif *.avif);;All files (*)"
+PREVIEW_DEBOUNCE_MS = 30
+
+
+def default_engine_loader(name: str, device: str) -> PHSEngine:
+    """Load a registry model on a device (weights from resources or the Hugging Face cache, never random)."""
+    return load_engine(name, device=device)
+
+
+def _load_and_encode(session: SearchSession, path: str, *, report: object, cancel: object) -> tuple:
+    """Worker body: decode the photo once, encode it, return what the window shows."""
+    img = load_image(path)
+    session.encode(img)
+    return path, np.asarray(img), session.query_norms(), session.last_encode_ms
+
+
+def _index_job(folder: str, engine: PHSEngine, *, report: Callable, cancel: object) -> IndexReport:
+    """Worker body: index a folder incrementally, reporting progress after every photo."""
+    return index_folder(folder, engine, batch_size=8, workers=2, progress=report, cancel=cancel)  # type: ignore[arg-type]
+
+
+def _demo_job(n: int, *, report: Callable, cancel: object) -> Path:
+    """Worker body: write the demo gallery."""
+    return write_demo_gallery(n, progress=lambda d, t: report((d, t)), cancel=cancel)  # type: ignore[arg-type]
+
+
+@dataclass
+class Actions:
+    """The window's actions, grouped by purpose."""
+
+    open: QAction
+    recent: QMenu
+    add_folder: QAction
+    quit: QAction
+    undo: QAction
+    redo: QAction
+    clear: QAction
+    fit: QAction
+    zoom_in: QAction
+    zoom_out: QAction
+    tools: dict[Tool, QAction] = field(default_factory=dict)
+
+
+@dataclass
+class Docks:
+    """The dock widgets and the panels in them."""
+
+    controls: Controls
+    library: LibraryPanel
+    heads: HeadsPanel
+    results: ResultsGrid
+    left: QDockWidget
+    right: QDockWidget
+    bottom: QDockWidget
+
+
+class Banner(QFrame):
+    """One sentence above the photo: information, the demo notice, or an error; closable."""
+
+    STYLES = {
+        "info": "background:#24425f; color:#e8f1fb;",
+        "demo": "background:#5a4712; color:#fff4d6;",
+        "error": "background:#6b2020; color:#ffe9e9;",
+    }
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.label = QLabel()
+        self.label.setWordWrap(True)
+        self.label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        close = QToolButton()
+        close.setText("✕")
+        close.setAutoRaise(True)
+        close.clicked.connect(self.hide)
+        lay = QHBoxLayout(self)
+        lay.setContentsMargins(10, 6, 6, 6)
+        lay.addWidget(self.label, 1)
+        lay.addWidget(close, 0, Qt.AlignmentFlag.AlignTop)
+        self.level = "info"
+        self.hide()
+
+    def show_text(self, text: str, level: str = "info") -> None:
+        """Show a sentence at a level (``info``, ``demo``, ``error``)."""
+        self.level = level
+        self.setStyleSheet(f"Banner {{{self.STYLES.get(level, self.STYLES['info'])} border-radius:4px;}}"
+                           f"QLabel {{{self.STYLES.get(level, self.STYLES['info'])}}}")
+        self.label.setText(text)
+        self.show()
+
+    @property
+    def text(self) -> str:
+        """The sentence shown (empty when hidden)."""
+        return self.label.text() if self.isVisible() else ""
+
+
+class MainWindow(QMainWindow):
+    """PHS desktop's window.
+
+    Args:
+        prefs: preferences (default: read from the data directory).
+        engine_loader: ``(name, device) -> PHSEngine``; tests pass a tiny model.
+        demo_count: photos in the generated demo gallery.
+        check_weights: fall back to the demo model when the chosen model's weights are not on the machine.
+    """
+
+    def __init__(
+        self,
+        prefs: Preferences | None = None,
+        engine_loader: EngineLoader | None = None,
+        demo_count: int = DEMO_COUNT,
+        check_weights: bool = True,
+    ) -> None:
+        super().__init__()
+        self.prefs = prefs or load_preferences()
+        self._loader = engine_loader or default_engine_loader
+        self._demo_count = demo_count
+        self._check_weights = check_weights
+        self.session: SearchSession | None = None
+        self.workers = WorkerPool(max_threads=3)
+        self.history = History()
+        self.force_on: set[int] = set()
+        self.force_off: set[int] = set()
+        self.outcome: Outcome | None = None
+        self.photo_path: str | None = None
+        self._encoding: Worker | None = None
+        self._pending_photo: str | None = None
+        self._indexing: Worker | None = None
+        self._index_folder: str | None = None
+        self._loading: Worker | None = None
+        self._demo_worker: Worker | None = None
+        self.last_prompt_ms: float | None = None
+        self.setWindowTitle("PHS desktop")
+        self.setAcceptDrops(True)
+
+        self.canvas = Canvas()
+        self.banner = Banner()
+        central = QWidget()
+        cl = QVBoxLayout(central)
+        cl.setContentsMargins(4, 4, 4, 0)
+        cl.setSpacing(4)
+        cl.addWidget(self.banner)
+        cl.addWidget(self.canvas, 1)
+        self.setCentralWidget(central)
+        self.docks = self._setup_docks()
+        self.actions_ = self._setup_actions()
+        self._setup_status()
+        self._preview_timer = QTimer(self)
+        self._preview_timer.setSingleShot(True)
+        self._preview_timer.setInterval(PREVIEW_DEBOUNCE_MS)
+        self._preview_timer.timeout.connect(self.rescore)
+        self._connect()
+        self.docks.controls.set_options(self._options_from_prefs())
+        self._refresh_models()
+        self._refresh_folders()
+        self._refresh_recent()
+        self._update_undo()
+        self.resize(1440, 900)
+        self._restore_geometry()
+
+    # ========================================================================================= assembly
+    def _setup_docks(self) -> Docks:
+        controls = Controls()
+        library = LibraryPanel()
+        heads = HeadsPanel()
+        results = ResultsGrid()
+        left_host = QSplitter(Qt.Orientation.Vertical)
+        scroll = QScrollArea()
+        scroll.setWidgetResizable(True)
+        scroll.setFrameShape(QFrame.Shape.NoFrame)
+        scroll.setWidget(controls)
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        left_host.addWidget(scroll)
+        left_host.addWidget(library)
+        library.setMinimumHeight(150)
+        left_host.setStretchFactor(0, 3)
+        left_host.setStretchFactor(1, 1)
+        left = QDockWidget("Search", self)
+        left.setObjectName("dock-search")
+        left.setWidget(left_host)
+        left.setMinimumWidth(300)
+        right = QDockWidget("Heads of the last block", self)
+        right.setObjectName("dock-heads")
+        right.setWidget(heads)
+        bottom = QDockWidget("Results", self)
+        bottom.setObjectName("dock-results")
+        bottom.setWidget(results)
+        results.setMinimumHeight(190)
+        for d in (left, right, bottom):
+            d.setFeatures(QDockWidget.DockWidgetFeature.DockWidgetMovable
+                          | QDockWidget.DockWidgetFeature.DockWidgetFloatable)
+        self.addDockWidget(Qt.DockWidgetArea.LeftDockWidgetArea, left)
+        self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, right)
+        self.addDockWidget(Qt.DockWidgetArea.BottomDockWidgetArea, bottom)
+        self.setCorner(Qt.Corner.BottomLeftCorner, Qt.DockWidgetArea.LeftDockWidgetArea)
+        self.setCorner(Qt.Corner.BottomRightCorner, Qt.DockWidgetArea.RightDockWidgetArea)
+        return Docks(controls, library, heads, results, left, right, bottom)
+
+    def _setup_actions(self) -> Actions:
+        def act(text: str, slot: Callable, shortcut: QKeySequence | str | None = None, tip: str = "") -> QAction:
+            a = QAction(text, self)
+            if shortcut is not None:
+                a.setShortcut(QKeySequence(shortcut))
+            if tip:
+                a.setToolTip(tip)
+                a.setStatusTip(tip)
+            a.triggered.connect(slot)
+            return a
+
+        file_menu = self.menuBar().addMenu("&File")
+        edit_menu = self.menuBar().addMenu("&Edit")
+        view_menu = self.menuBar().addMenu("&View")
+        tools_menu = self.menuBar().addMenu("&Tools")
+        a = Actions(
+            open=act("&Open photo…", self.open_dialog, QKeySequence.StandardKey.Open, "Open a query photo (Ctrl+O)"),
+            recent=QMenu("Open &recent", self),
+            add_folder=act("&Add photo folder…", self.add_folder_dialog, None, "Add a folder of photos to search"),
+            quit=act("&Quit", self.close, QKeySequence.StandardKey.Quit),
+            undo=act("&Undo prompt edit", self.undo, QKeySequence.StandardKey.Undo, "Undo (Ctrl+Z)"),
+            redo=act("&Redo prompt edit", self.redo, "Ctrl+Shift+Z", "Redo (Ctrl+Shift+Z)"),
+            clear=act("&Clear prompt", self.canvas.clear_prompt, "Delete", "Remove points, box and mask (Del)"),
+            fit=act("&Fit to window", self.canvas.fit_to_window, "Ctrl+0", "Show the whole photo (Ctrl+0)"),
+            zoom_in=act("Zoom &in", lambda: self.canvas.zoom_by(1.25), QKeySequence.StandardKey.ZoomIn),
+            zoom_out=act("Zoom &out", lambda: self.canvas.zoom_by(0.8), QKeySequence.StandardKey.ZoomOut),
+        )
+        a.redo.setShortcuts([QKeySequence("Ctrl+Shift+Z"), QKeySequence("Ctrl+Y")])
+        for action, short in ((a.open, "Open"), (a.undo, "Undo"), (a.redo, "Redo"), (a.clear, "Clear"),
+                              (a.fit, "Fit")):
+            action.setIconText(short)
+        group = QActionGroup(self)
+        for tool in Tool:
+            t = act(TOOL_LABELS[tool], lambda _=False, tl=tool: self.set_tool(tl), TOOL_SHORTCUTS[tool],
+                    f"{TOOL_TIPS[tool]} ({TOOL_SHORTCUTS[tool]})")
+            t.setCheckable(True)
+            group.addAction(t)
+            a.tools[tool] = t
+            tools_menu.addAction(t)
+        file_menu.addActions([a.open])
+        file_menu.addMenu(a.recent)
+        file_menu.addSeparator()
+        file_menu.addAction(a.add_folder)
+        file_menu.addSeparator()
+        file_menu.addAction(a.quit)
+        edit_menu.addActions([a.undo, a.redo, a.clear])
+        view_menu.addActions([a.fit, a.zoom_in, a.zoom_out])
+        view_menu.addSeparator()
+        for d in (self.docks.left, self.docks.right, self.docks.bottom):
+            view_menu.addAction(d.toggleViewAction())
+
+        tb = self.addToolBar("Tools")
+        tb.setObjectName("toolbar-main")
+        tb.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextOnly)
+        tb.addAction(a.open)
+        tb.addSeparator()
+        for tool in Tool:
+            tb.addAction(a.tools[tool])
+        self.brush_spin = QSpinBox()
+        self.brush_spin.setRange(2, 400)
+        self.brush_spin.setSuffix(" px")
+        self.brush_spin.setToolTip("Brush size (wheel or [ ] on the photo)")
+        self.brush_spin.setValue(self.canvas.brush_size)
+        tb.addWidget(QLabel(" Brush "))
+        tb.addWidget(self.brush_spin)
+        tb.addSeparator()
+        tb.addActions([a.clear, a.undo, a.redo])
+        tb.addSeparator()
+        tb.addAction(a.fit)
+        a.tools[Tool.BOX].setChecked(True)
+        self.canvas.set_tool(Tool.BOX)
+        return a
+
+    def _setup_status(self) -> None:
+        sb = self.statusBar()
+        self.status_model = QLabel("loading model…")
+        self.status_device = QLabel("")
+        self.status_indexed = QLabel("no folder")
+        self.status_timing = QLabel("")
+        self.status_demo = QLabel(" DEMO ")
+        self.status_demo.setStyleSheet("background:#8a6d12; color:white; border-radius:3px; font-weight:bold;")
+        self.status_demo.setToolTip("The demo model only knows the synthetic shapes of the demo gallery")
+        self.status_demo.hide()
+        sb.addPermanentWidget(self.status_demo)
+        for w in (self.status_model, self.status_device, self.status_indexed, self.status_timing):
+            sb.addPermanentWidget(w)
+
+    def _connect(self) -> None:
+        d = self.docks
+        self.canvas.prompt_changed.connect(self._on_prompt_changed)
+        self.canvas.prompt_preview.connect(lambda _s: self._preview_timer.start())
+        self.canvas.file_dropped.connect(self.open_photo)
+        self.canvas.brush_size_changed.connect(self._on_brush_size)
+        self.brush_spin.valueChanged.connect(self.canvas.set_brush_size)
+        d.controls.options_changed.connect(self._on_options)
+        d.controls.model_requested.connect(self.load_model)
+        d.heads.head_toggled.connect(self.toggle_head)
+        d.heads.reset_requested.connect(self.reset_heads)
+        d.results.use_as_query.connect(self.open_photo)
+        d.results.message.connect(lambda t: self.show_message(t, "error"))
+        d.library.add_folder_requested.connect(self.add_folder_dialog)
+        d.library.folder_selected.connect(self.select_folder)
+        d.library.index_requested.connect(self.start_indexing)
+        d.library.cancel_requested.connect(self.cancel_indexing)
+
+    # ========================================================================================= startup
+    def start(self) -> None:
+        """Load the model (falling back to the demo model when the chosen one has no weights here)."""
+        name = self.prefs.model
+        if self._check_weights and name != "demo":
+            try:
+                spec = get_spec(name)
+                ok = weights_available(spec)
+            except PHSError:
+                spec, ok = None, False
+            if not ok:
+                label = spec.label if spec is not None else name
+                self.show_message(
+                    f"No weights for {label} are on this machine, so PHS desktop runs its demo model on a "
+                    f"generated gallery of synthetic shapes; to search your own photos, run `phs download {name}` "
+                    "on a computer with internet (or pick a model that is installed).",
+                    "demo",
+                )
+                name = "demo"
+        self.load_model(name, self.prefs.device)
+
+    def load_model(self, name: str, device: str) -> None:
+        """Load a model in a worker; the current one stays usable until the new one is ready."""
+        if self._loading is not None:
+            return
+        self.cancel_indexing()
+        self.status_model.setText(f"loading {name}…")
+        w = Worker(lambda *, report, cancel: self._loader(name, device), doing=f"loading the model {name}")
+        w.signals.result.connect(lambda eng, n=name, dv=device: self._on_engine(eng, n, dv))
+        w.signals.error.connect(self._on_model_error)
+        w.signals.finished.connect(self._loading_finished)
+        self._loading = self.workers.start(w)
+
+    def _loading_finished(self) -> None:
+        self._loading = None
+
+    def _on_model_error(self, text: str) -> None:
+        self.show_message(text, "error")
+        self.status_model.setText("no model")
+        self._refresh_models()
+
+    def _on_engine(self, engine: PHSEngine, name: str, device: str) -> None:
+        if self.session is not None:
+            self.session.close()
+        self.session = SearchSession(engine)
+        self.prefs.model, self.prefs.device = name, device
+        self.is_demo = bool(engine.spec.is_demo or name == "demo")
+        self.status_demo.setVisible(self.is_demo)
+        self.status_model.setText(engine.spec.label)
+        self.status_model.setToolTip(engine.describe())
+        self.status_device.setText(f"{engine.device.type}, {engine.precision}")
+        self.setWindowTitle("PHS desktop — demo model (synthetic shapes)" if self.is_demo else "PHS desktop")
+        self.docks.controls.set_engine_limits(engine.num_heads, engine.fa_blocks)
+        self.docks.controls.set_model_note(
+            ("Demo model: trained on synthetic shapes only. " if self.is_demo else "")
+            + f"{engine.num_heads} heads, {engine.grid[0]}x{engine.grid[1]} patches, {engine.input_size}px input."
+        )
+        self._refresh_models()
+        self.force_on.clear()
+        self.force_off.clear()
+        if self.is_demo and not self._demo_ready():
+            self._make_demo_gallery()
+            return
+        if self.is_demo and str(demo_gallery_dir()) not in self.prefs.folders:
+            self._add_folder(str(demo_gallery_dir()), select=True)
+        self._open_current_folder(index_if_missing=self.is_demo)
+        photo = self.photo_path or (self.prefs.last_photo if Path(self.prefs.last_photo).is_file() else "")
+        if not photo and self.is_demo:
+            photo = self._demo_query_photo()
+        if photo:
+            self.open_photo(photo)
+
+    is_demo = False
+
+    # ============================================================================================ demo
+    def _demo_ready(self) -> bool:
+        return demo_gallery_ready()
+
+    def _make_demo_gallery(self) -> None:
+        self.docks.library.set_running(True)
+        self.docks.library.show_status("Writing the demo gallery of synthetic scenes…")
+        w = Worker(_demo_job, self._demo_count, doing="writing the demo gallery")
+        w.signals.progress.connect(self._on_demo_progress)
+        w.signals.result.connect(self._on_demo_written)
+        w.signals.error.connect(lambda t: self.show_message(t, "error"))
+        w.signals.finished.connect(lambda: self.docks.library.set_running(False))
+        self._demo_worker = self.workers.start(w)
+
+    def _on_demo_progress(self, p: tuple[int, int]) -> None:
+        done, total = p
+        self.docks.library.progress.setRange(0, total)
+        self.docks.library.progress.setValue(done)
+        self.docks.library.show_status(f"Writing the demo gallery: {done} of {total} scenes")
+
+    def _on_demo_written(self, folder: Path) -> None:
+        self._demo_worker = None
+        self._add_folder(str(folder), select=True)
+        self.docks.library.set_running(False)
+        self.start_indexing(str(folder))
+        photo = self._demo_query_photo()
+        if photo and self.photo_path is None:
+            self.open_photo(photo)
+
+    def _demo_query_photo(self) -> str:
+        """A demo scene with several objects, as the first query photo."""
+        folder = demo_gallery_dir()
+        cats = gallery_categories(folder)
+        for name in sorted(cats):
+            if len(cats[name]) >= 3 and (folder / name).is_file():
+                return str(folder / name)
+        files = sorted(folder.glob("*.jpg"))
+        return str(files[0]) if files else ""
+
+    # ========================================================================================= photos
+    def open_dialog(self) -> None:
+        """Ask for a photo and open it."""
+        start = str(Path(self.photo_path).parent) if self.photo_path else str(Path.home())
+        path, _ = QFileDialog.getOpenFileName(self, "Open a query photo", start, PHOTO_FILTER)
+        if path:
+            self.open_photo(path)
+
+    def open_photo(self, path: str) -> None:
+        """Decode and encode a photo in a worker; prompts work as soon as it arrives."""
+        if self.session is None:
+            self.show_message("The model is still loading; open the photo again in a moment.", "info")
+            return
+        if self._encoding is not None:
+            self._pending_photo = path
+            return
+        self.status_timing.setText("encoding…")
+        w = Worker(_load_and_encode, self.session, path, doing=f"opening {Path(path).name}")
+        w.signals.result.connect(self._on_encoded)
+        w.signals.error.connect(lambda t: self.show_message(t, "error"))
+        w.signals.finished.connect(self._encode_finished)
+        self._encoding = self.workers.start(w)
+
+    def _encode_finished(self) -> None:
+        self._encoding = None
+        if self._pending_photo:
+            p, self._pending_photo = self._pending_photo, None
+            self.open_photo(p)
+        elif self.photo_path is None:
+            self.status_timing.setText("")
+
+    def _on_encoded(self, out: tuple) -> None:
+        path, rgb, norms, encode_ms = out
+        self.photo_path = path
+        self.prefs.add_recent(path)
+        self.prefs.last_photo = path
+        self._refresh_recent()
+        self.canvas.set_photo(rgb)
+        self.docks.heads.set_photo(rgb)
+        self.docks.controls.set_query_norms(norms)
+        self.history.reset(self.canvas.state)  # type: ignore[arg-type]
+        self.force_on.clear()
+        self.force_off.clear()
+        self._update_undo()
+        self.encode_ms = encode_ms
+        if self.banner.level == "error":
+            self.banner.hide()
+        self.rescore()
+
+    encode_ms: float | None = None
+
+    # ========================================================================================= prompts
+    def set_tool(self, tool: Tool) -> None:
+        """Switch the prompt tool."""
+        self.actions_.tools[tool].setChecked(True)
+        self.canvas.set_tool(tool)
+
+    def _on_brush_size(self, px: int) -> None:
+        b = self.brush_spin.blockSignals(True)
+        self.brush_spin.setValue(px)
+        self.brush_spin.blockSignals(b)
+
+    def _on_prompt_changed(self, state: PromptState) -> None:
+        self._preview_timer.stop()
+        self.history.push(state)
+        self._update_undo()
+        self.rescore()
+
+    def undo(self) -> None:
+        """Restore the previous prompt and its results."""
+        st = self.history.undo()
+        if st is not None:
+            self.canvas.set_state(st)
+            self._update_undo()
+            self.rescore()
+
+    def redo(self) -> None:
+        """Re-apply an undone prompt edit."""
+        st = self.history.redo()
+        if st is not None:
+            self.canvas.set_state(st)
+            self._update_undo()
+            self.rescore()
+
+    def _update_undo(self) -> None:
+        self.actions_.undo.setEnabled(self.history.can_undo)
+        self.actions_.redo.setEnabled(self.history.can_redo)
+
+    # ========================================================================================== heads
+    def toggle_head(self, i: int) -> None:
+        """Force head ``i`` off if it is kept now, on if it is not; results follow at once."""
+        if self.outcome is None or self.outcome.selection is None:
+            self.show_message("Mark the object first (click, box or brush); then heads can be forced on or off.")
+            return
+        on, off = set(self.force_on), set(self.force_off)
+        if bool(self.outcome.selection.selected[i]):
+            self.force_on.discard(i)
+            self.force_off.add(i)
+        else:
+            self.force_off.discard(i)
+            self.force_on.add(i)
+        if not self.rescore():
+            self.force_on, self.force_off = on, off
+            self.rescore()
+
+    def reset_heads(self) -> None:
+        """Forget heads forced by hand."""
+        self.force_on.clear()
+        self.force_off.clear()
+        self.rescore()
+
+    # ========================================================================================= search
+    def _on_options(self, options: SearchOptions) -> None:
+        self._options_to_prefs(options)
+        self.rescore()
+
+    def rescore(self) -> bool:
+        """Heads, maps and results for the prompt shown now (GUI thread, from the engine's cache).
+
+        Returns:
+            ``False`` when the engine refused the prompt or head choice (the reason is in the banner).
+        """
+        if self.session is None or self._encoding is not None or not self.session.engine.is_image_set:
+            return True
+        if self.photo_path is None:
+            return True
+        t0 = time.perf_counter()
+        state = self.canvas.state
+        prompt = None if state is None else state.to_prompt()
+        options = self.docks.controls.options()
+        try:
+            out = self.session.run(prompt, options, tuple(sorted(self.force_on)), tuple(sorted(self.force_off)))
+        except PHSError as err:
+            self.show_message(str(err), "error")
+            return False
+        except Exception as err:  # a bug must not take the window down; log it, say it in one sentence
+            log.exception("re-scoring failed")
+            self.show_message(f"Something went wrong while searching: {err}.", "error")
+            return False
+        self.outcome = out
+        sel = out.selection
+        self.docks.heads.show_outcome(
+            out.maps,
+            None if sel is None else sel.scores,
+            None if sel is None else sel.selected,
+            out.combined_map(),
+            tuple(sorted(self.force_on)),
+            tuple(sorted(self.force_off)),
+        )
+        self.docks.results.show_hits(out.hits)
+        if not out.hits:
+            self.docks.results.set_empty_text(
+                "No results yet: add a photo folder and index it (Library, left)."
+                if self.session.searcher is None else "The index is empty."
+            )
+        self.last_prompt_ms = (time.perf_counter() - t0) * 1000
+        self._update_timing()
+        if self.banner.level == "error" and self.banner.isVisible():
+            self.banner.hide()
+        return True
+
+    def _update_timing(self) -> None:
+        parts = []
+        if self.encode_ms is not None:
+            parts.append(f"encode {self.encode_ms:.0f} ms")
+        if self.last_prompt_ms is not None:
+            parts.append(f"prompt→results {self.last_prompt_ms:.1f} ms")
+        self.status_timing.setText(" · ".join(parts))
+
+    # ======================================================================================== library
+    def add_folder_dialog(self) -> None:
+        """Ask for a photo folder, add it and index it."""
+        folder = QFileDialog.getExistingDirectory(self, "Add a photo folder", str(Path.home()))
+        if folder:
+            self._add_folder(folder, select=True)
+            self.select_folder(folder)
+
+    def _add_folder(self, folder: str, select: bool) -> None:
+        self.prefs.add_folder(folder)
+        if select:
+            self.prefs.current_folder = folder
+        self._refresh_folders()
+
+    def select_folder(self, folder: str) -> None:
+        """Search ``folder`` from now on (indexing it first if it has no index for this model)."""
+        self.prefs.current_folder = folder
+        self._refresh_folders()
+        self._open_current_folder(index_if_missing=True)
+        self.rescore()
+
+    def _open_current_folder(self, index_if_missing: bool) -> None:
+        folder = self.prefs.current_folder
+        if self.session is None or not folder:
+            return
+        lib = self.docks.library
+        try:
+            n = self.session.open_folder(folder)
+        except IndexMissingError:
+            self.session.close_folder()
+            if index_if_missing:
+                self.start_indexing(folder)
+            else:
+                lib.show_status("This folder is not indexed with this model yet: press Index.")
+            self._update_indexed()
+            return
+        except PHSError as err:
+            self.session.close_folder()
+            self.show_message(str(err), "error")
+            self._update_indexed()
+            return
+        lib.show_status(f"{n} photos indexed. Press Index to add new or changed photos.")
+        lib.show_failures(self.session.searcher.index.failures() if self.session.searcher else [])
+        lib.progress.setRange(0, 1)
+        lib.progress.setValue(1)
+        self._update_indexed()
+
+    def start_indexing(self, folder: str) -> None:
+        """Index ``folder`` in a worker (new and changed photos only; an interrupted run resumes)."""
+        if self.session is None or self._indexing is not None:
+            return
+        if not Path(folder).is_dir():
+            self.show_message(f"The folder {folder} is not available (moved, deleted or on an unplugged drive).",
+                              "error")
+            return
+        self._index_folder = folder
+        lib = self.docks.library
+        lib.set_running(True)
+        lib.show_status("Scanning the folder…")
+        w = Worker(_index_job, folder, self.session.index_engine, doing=f"indexing {folder}",
+                   progress_interval_s=0.1)
+        w.signals.progress.connect(self._on_index_progress)
+        w.signals.result.connect(self._on_indexed)
+        w.signals.error.connect(self._on_index_error)
+        w.signals.finished.connect(self._index_finished)
+        self._indexing = self.workers.start(w)
+
+    def cancel_indexing(self) -> None:
+        """Ask the indexing run to stop after the current photo (what it did is kept; Index resumes)."""
+        if self._indexing is not None:
+            self._indexing.cancel()
+            self.docks.library.show_status("Cancelling…")
+
+    @property
+    def indexing(self) -> bool:
+        """An indexing run is in progress."""
+        return self._indexing is not None
+
+    def _on_index_progress(self, p: IndexProgress) -> None:
+        self.docks.library.show_progress(p)
+
+    def _on_indexed(self, report: IndexReport) -> None:
+        lib = self.docks.library
+        if report.cancelled:
+            lib.show_status(f"Cancelled after {report.indexed + report.reused} new photos; press Index to resume.")
+        if self.session is not None and self.prefs.current_folder == self._index_folder:
+            try:
+                n = self.session.open_folder(report.folder)
+            except PHSError as err:
+                self.show_message(str(err), "error")
+                n = 0
+            if not report.cancelled:
+                lib.show_status(f"{n} photos indexed ({report.indexed} new, {report.skipped} unchanged, "
+                                f"{report.failed} failed) in {report.seconds:.1f} s.")
+            lib.progress.setRange(0, 1)
+            lib.progress.setValue(1 if not report.cancelled else 0)
+            lib.show_failures(self.session.searcher.index.failures() if self.session.searcher else [])
+        if report.failures:
+            first = report.failures[0]
+            more = f" ({len(report.failures)} photos could not be indexed; see Failed files)" \
+                if len(report.failures) > 1 else ""
+            self.show_message(f"{first.reason.rstrip('.')}{more}.", "error")
+        self._update_indexed()
+        self.rescore()
+
+    def _on_index_error(self, text: str) -> None:
+        self.show_message(text, "error")
+        self.docks.library.show_status("Indexing stopped.")
+
+    def _index_finished(self) -> None:
+        self._indexing = None
+        self.docks.library.set_running(False)
+
+    def _update_indexed(self) -> None:
+        n = self.session.indexed_count if self.session else 0
+        folder = self.session.folder if self.session else None
+        self.status_indexed.setText(f"{n} photos indexed" + (f" in {folder.name}" if folder else ""))
+
+    # ========================================================================================= helpers
+    def show_message(self, text: str, level: str = "info") -> None:
+        """One sentence in the banner above the photo."""
+        if level == "error":
+            log.warning("%s", text)
+        self.banner.show_text(text, level)
+
+    def _refresh_models(self) -> None:
+        entries = []
+        for spec in list_models():
+            if spec.family == "test":
+                continue
+            try:
+                have = weights_available(spec)
+            except Exception:  # noqa: BLE001 - a broken cache must not stop the list
+                have = False
+            if spec.is_demo:
+                note = "shipped" if have else "missing"
+            else:
+                note = "installed" if have else ("downloadable" if spec.hf_repo else "not available")
+            entries.append((spec.name, spec.label, note))
+        self.docks.controls.set_models(entries, self.prefs.model, self.prefs.device)
+
+    def _refresh_folders(self) -> None:
+        labels = {str(demo_gallery_dir()): "Demo gallery (synthetic)"}
+        self.docks.library.set_folders(self.prefs.folders, self.prefs.current_folder, labels)
+
+    def _refresh_recent(self) -> None:
+        menu = self.actions_.recent
+        menu.clear()
+        for p in self.prefs.recent_files:
+            menu.addAction(Path(p).name, lambda path=p: self.open_photo(path)).setToolTip(p)
+        menu.setEnabled(bool(self.prefs.recent_files))
+
+    def _options_from_prefs(self) -> SearchOptions:
+        p = self.prefs
+        return SearchOptions(p.h_on, p.mode, p.roi, p.fa_on, p.fa_blocks, p.fa_alpha, p.fa_sigma, p.itae_on,
+                             p.itae_theta, p.top_k)
+
+    def _options_to_prefs(self, o: SearchOptions) -> None:
+        p = self.prefs
+        p.h_on, p.mode, p.roi, p.top_k = o.h_on, o.mode, o.roi, o.top_k
+        p.fa_on, p.fa_blocks, p.fa_alpha, p.fa_sigma = o.fa_on, o.fa_blocks, o.fa_alpha, o.fa_sigma
+        p.itae_on, p.itae_theta = o.itae_on, o.itae_theta
+
+    def _qsettings(self) -> QSettings:
+        return QSettings(str(data_dir() / "window.ini"), QSettings.Format.IniFormat)
+
+    def _restore_geometry(self) -> None:
+        s = self._qsettings()
+        geo, state = s.value("geometry"), s.value("state")
+        if geo is not None:
+            self.restoreGeometry(geo)
+        if state is not None:
+            self.restoreState(state)
+
+    def save_settings(self) -> None:
+        """Write the preferences file and the window geometry."""
+        self._options_to_prefs(self.docks.controls.options())
+        try:
+            save_preferences(self.prefs)
+            s = self._qsettings()
+            s.setValue("geometry", self.saveGeometry())
+            s.setValue("state", self.saveState())
+        except OSError as err:
+            log.warning("could not save settings: %s", err)
+
+    # ==================================================================================== drag & drop
+    def dragEnterEvent(self, event) -> None:  # noqa: N802, ANN001 - Qt API
+        self.canvas.dragEnterEvent(event)
+
+    def dropEvent(self, event) -> None:  # noqa: N802, ANN001 - Qt API
+        self.canvas.dropEvent(event)
+
+    def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 - Qt API
+        self.save_settings()
+        self.shutdown()
+        super().closeEvent(event)
+
+    def shutdown(self) -> None:
+        """Cancel background work and close the index."""
+        self.workers.shutdown(10000)
+        self.docks.results.shutdown()
+        if self.session is not None:
+            self.session.close()
+            self.session = None

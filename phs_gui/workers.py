@@ -1,0 +1,126 @@
+"""Background work with one contract: ``progress``, ``result``, ``error``, ``finished``, cooperative cancel.
+
+A :class:`Worker` runs a plain function in a thread pool. The function receives two keyword arguments:
+``report`` (call it with any progress value; calls are throttled so a fast loop cannot flood the event
+loop) and ``cancel`` (a :class:`threading.Event` to check between steps). Its return value arrives through
+``result``; a :class:`core.errors.PHSError` arrives through ``error`` as its own one-sentence message, any
+other exception as one sentence too (the traceback goes to the log, never to the window). ``finished``
+always comes last.
+
+The signals are queued to the GUI thread, so slots run there; nothing heavy happens in them.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from PySide6.QtCore import QObject, QRunnable, QThreadPool, Signal
+
+from core.errors import PHSError
+
+log = logging.getLogger("phs_gui")
+
+
+class WorkerSignals(QObject):
+    """The signals of one :class:`Worker` (a QRunnable cannot carry signals itself)."""
+
+    progress = Signal(object)
+    result = Signal(object)
+    error = Signal(str)
+    finished = Signal()
+
+
+def user_message(err: BaseException, doing: str) -> str:
+    """One sentence for the window: a PHSError's own message, otherwise what failed and why."""
+    if isinstance(err, PHSError):
+        return str(err)
+    text = str(err).strip().rstrip(".") or type(err).__name__
+    return f"Something went wrong while {doing}: {text}."
+
+
+class Worker(QRunnable):
+    """Run ``fn(*args, report=..., cancel=..., **kwargs)`` in a pool thread.
+
+    Args:
+        fn: the work; it must accept the ``report`` and ``cancel`` keyword arguments.
+        doing: what the work is, for error messages ("encoding the photo").
+        progress_interval_s: least time between two ``progress`` signals (the last one always gets through
+            when the function reports it with ``force=True``).
+    """
+
+    def __init__(
+        self,
+        fn: Callable[..., Any],
+        *args: Any,
+        doing: str = "working",
+        progress_interval_s: float = 0.05,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__()
+        self.setAutoDelete(False)
+        self.signals = WorkerSignals()
+        self.cancel_event = threading.Event()
+        self._fn, self._args, self._kwargs = fn, args, kwargs
+        self._doing = doing
+        self._interval = progress_interval_s
+        self._last_report = 0.0
+        self.done = threading.Event()
+
+    def cancel(self) -> None:
+        """Ask the work to stop at its next check."""
+        self.cancel_event.set()
+
+    @property
+    def cancelled(self) -> bool:
+        """Whether :meth:`cancel` was called."""
+        return self.cancel_event.is_set()
+
+    def _report(self, value: Any, force: bool = False) -> None:
+        now = time.perf_counter()
+        if force or now - self._last_report >= self._interval:
+            self._last_report = now
+            self.signals.progress.emit(value)
+
+    def run(self) -> None:  # noqa: D102 - QRunnable entry point
+        try:
+            out = self._fn(*self._args, report=self._report, cancel=self.cancel_event, **self._kwargs)
+        except BaseException as err:  # noqa: BLE001 - every failure becomes one sentence
+            if not isinstance(err, PHSError):
+                log.exception("error while %s", self._doing)
+            self.signals.error.emit(user_message(err, self._doing))
+        else:
+            self.signals.result.emit(out)
+        finally:
+            self.done.set()
+            self.signals.finished.emit()
+
+
+class WorkerPool:
+    """A thread pool that keeps its running workers alive (Python side) until they finish."""
+
+    def __init__(self, max_threads: int = 3) -> None:
+        self.pool = QThreadPool()
+        self.pool.setMaxThreadCount(max_threads)
+        self._running: set[Worker] = set()
+
+    def start(self, worker: Worker) -> Worker:
+        """Start ``worker``; it is forgotten once ``finished`` has been delivered."""
+        self._running.add(worker)
+        worker.signals.finished.connect(lambda w=worker: self._running.discard(w))
+        self.pool.start(worker)
+        return worker
+
+    @property
+    def busy(self) -> bool:
+        """Some worker has not finished yet."""
+        return bool(self._running)
+
+    def shutdown(self, timeout_ms: int = 5000) -> None:
+        """Cancel every worker and wait for the pool to drain."""
+        for w in list(self._running):
+            w.cancel()
+        self.pool.waitForDone(timeout_ms)
