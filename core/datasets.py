@@ -1,0 +1,830 @@
+"""Evaluation data: one annotation model, loaders for synthetic scenes, COCO and PASCAL VOC, and splits.
+
+Every loader returns a :class:`Dataset`: category names and a tuple of :class:`ImageRecord`, each with its
+:class:`ObjectAnnotation` objects. Coordinates follow one convention everywhere:
+
+* Boxes are XYXY float in continuous pixel coordinates: pixel ``(row r, column c)`` covers
+  ``[c, c + 1) x [r, r + 1)``. A COCO box ``[x, y, w, h]`` becomes ``[x, y, x + w, y + h]``; a VOC box with
+  1-based inclusive pixel indices ``xmin..xmax`` becomes ``[xmin - 1, ymin - 1, xmax, ymax]``.
+* Masks are ``(H, W)`` bool, row-major, in the pixel frame of the stored image (EXIF orientation is *not*
+  applied: dataset annotations refer to the pixels as stored).
+
+COCO segmentations (polygons, uncompressed and compressed RLE) are decoded by this module, without
+pycocotools. RLE decoding is exact. Polygons are filled with OpenCV at 1/16 pixel precision, a pixel being
+inside when its centre is: pycocotools' rasteriser may differ on boundary pixels.
+
+Evaluation protocol helpers: :func:`split_query_database` (disjoint query and database sets),
+:func:`filter_min_objects` (queries with at least N objects, Fig. A2 of seed 000) and
+:func:`query_objects` (one prompt per object, with ``n_c`` and ``n`` for :func:`core.metrics.foir_metrics`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+import xml.etree.ElementTree as ET
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from core.errors import ImageLoadError, PHSError
+from core.scenes import CATEGORIES as SCENE_CATEGORIES
+from core.scenes import Scene, generate_scene
+
+__all__ = [
+    "SCENES_GENERATOR",
+    "VOC_CLASSES",
+    "Dataset",
+    "ImageRecord",
+    "ObjectAnnotation",
+    "QueryObject",
+    "filter_min_objects",
+    "load_coco",
+    "load_synthetic",
+    "load_voc",
+    "polygons_to_mask",
+    "query_objects",
+    "rle_decode",
+    "rle_encode",
+    "scene_record",
+    "split_query_database",
+    "synthetic_dataset",
+    "write_scene_folder",
+]
+
+#: The ``info.generator`` value of the ``annotations.json`` that :func:`write_scene_folder` writes.
+SCENES_GENERATOR = "phs scenes"
+ANNOTATIONS_FILE = "annotations.json"
+#: Marker file that :func:`write_scene_folder` puts first into a folder, so that it recognises a folder it
+#: was interrupted in.
+MARKER_FILE = ".phs-scenes"
+_OWN_NAME = re.compile(r"scene_\d{6,}\.jpg|annotations\.json|\.phs-scenes|\.annotations\..*\.tmp")
+_SCENE_NAME = re.compile(r"scene_\d{6,}\.jpg")
+
+#: The 20 PASCAL VOC classes; their id is the index in this tuple.
+VOC_CLASSES: tuple[str, ...] = (
+    "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
+    "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa", "train", "tvmonitor",
+)  # fmt: skip
+
+
+# --------------------------------------------------------------------------------------------------------
+# Annotation model
+# --------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, eq=False)
+class ObjectAnnotation:
+    """One annotated object.
+
+    Attributes:
+        category_id: The dataset's category id (a key of :attr:`Dataset.categories`).
+        bbox: ``(4,)`` float64 XYXY box in pixels (see module doc).
+        height: Height of the image the object belongs to.
+        width: Width of the image the object belongs to.
+        area: Area in pixels (the mask's pixel count when there is a mask, else the box area or the
+            dataset's own value).
+        iscrowd: COCO crowd region (a group of objects, not one object); never used as a prompt.
+        difficult: VOC "difficult" flag; kept as an ordinary object.
+        segmentation: ``None`` (box only), an ``(H, W)`` bool array, a COCO polygon list
+            ``[[x0, y0, x1, y1, ...], ...]`` or a COCO RLE dict ``{"size": [H, W], "counts": ...}``.
+            Decoded on demand by :meth:`mask`, so loading a large dataset stays cheap.
+    """
+
+    category_id: int
+    bbox: np.ndarray
+    height: int
+    width: int
+    area: float
+    iscrowd: bool = False
+    difficult: bool = False
+    segmentation: Any = field(default=None, repr=False)
+
+    @property
+    def has_mask(self) -> bool:
+        """Whether a segmentation is available."""
+        return self.segmentation is not None
+
+    def mask(self) -> np.ndarray | None:
+        """Return the ``(H, W)`` bool mask, or ``None`` for a box-only annotation."""
+        seg = self.segmentation
+        if seg is None:
+            return None
+        if isinstance(seg, np.ndarray):
+            return seg.astype(bool, copy=False)
+        if isinstance(seg, dict):
+            return rle_decode(seg)
+        return polygons_to_mask(seg, self.height, self.width)
+
+
+@dataclass(frozen=True, eq=False)
+class ImageRecord:
+    """One image with its annotations.
+
+    Attributes:
+        image_id: The dataset's image id (int for COCO and synthetic scenes, the file stem for VOC).
+        file_name: File name as in the annotations (relative to the image folder).
+        width: Image width in pixels.
+        height: Image height in pixels.
+        objects: The annotated objects.
+        path: Where the image is on disk, or ``None`` for an in-memory image.
+        pixels: ``(H, W, 3)`` uint8 RGB for an in-memory image, else ``None``.
+    """
+
+    image_id: int | str
+    file_name: str
+    width: int
+    height: int
+    objects: tuple[ObjectAnnotation, ...]
+    path: Path | None = None
+    pixels: np.ndarray | None = field(default=None, repr=False)
+
+    @property
+    def categories(self) -> frozenset[int]:
+        """Category ids present in the image (crowd regions included: they do show the category)."""
+        return frozenset(o.category_id for o in self.objects)
+
+    @property
+    def n_objects(self) -> int:
+        """Number of objects, ``n(x_Q)`` of seed 000 Eq. A3 (crowd regions excluded)."""
+        return sum(1 for o in self.objects if not o.iscrowd)
+
+    def load(self) -> np.ndarray:
+        """Return the image as ``(H, W, 3)`` uint8 RGB.
+
+        Raises:
+            ImageLoadError: When the file cannot be read or decoded.
+        """
+        if self.pixels is not None:
+            return self.pixels
+        if self.path is None:
+            raise ImageLoadError(f"Image {self.image_id!r} has neither pixels nor a file path.")
+        try:
+            with Image.open(self.path) as im:
+                return np.asarray(im.convert("RGB"))
+        except (OSError, ValueError) as err:
+            raise ImageLoadError(f"Cannot read image {self.path}: {err}.") from err
+
+
+@dataclass(frozen=True, eq=False)
+class Dataset:
+    """A set of annotated images.
+
+    Attributes:
+        name: A short name ("coco", "voc", "scenes", ...).
+        categories: ``{category_id: name}``.
+        images: The images, in a stable order.
+    """
+
+    name: str
+    categories: dict[int, str]
+    images: tuple[ImageRecord, ...]
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __iter__(self) -> Iterator[ImageRecord]:
+        return iter(self.images)
+
+    def __getitem__(self, i: int) -> ImageRecord:
+        return self.images[i]
+
+    def subset(self, indices: Sequence[int], name: str | None = None) -> Dataset:
+        """Return the images at ``indices`` (in that order) as a new dataset with the same categories."""
+        return Dataset(name or self.name, dict(self.categories), tuple(self.images[i] for i in indices))
+
+    def image_categories(self) -> list[frozenset[int]]:
+        """Per image, the set of category ids it contains (the database side of the metrics)."""
+        return [im.categories for im in self.images]
+
+    def category_counts(self) -> Counter[int]:
+        """Number of (non-crowd) objects per category id."""
+        return Counter(o.category_id for im in self.images for o in im.objects if not o.iscrowd)
+
+
+# --------------------------------------------------------------------------------------------------------
+# COCO RLE and polygons
+# --------------------------------------------------------------------------------------------------------
+
+
+def _rle_counts(mask: np.ndarray) -> list[int]:
+    """Run lengths of ``mask`` in column-major order, starting with a (possibly empty) run of zeros."""
+    flat = np.asarray(mask, dtype=bool).ravel(order="F")
+    if flat.size == 0:
+        return [0]
+    change = np.flatnonzero(flat[1:] != flat[:-1]) + 1
+    bounds = np.concatenate([[0], change, [flat.size]])
+    runs = np.diff(bounds).tolist()
+    return [0, *runs] if flat[0] else runs
+
+
+def _counts_to_string(counts: Sequence[int]) -> str:
+    """COCO's compressed RLE string (pycocotools ``rleToString``): LEB128-like, deltas after the third."""
+    out = []
+    for i, c in enumerate(counts):
+        x = int(c) - (int(counts[i - 2]) if i > 2 else 0)
+        more = True
+        while more:
+            ch = x & 0x1F
+            x >>= 5
+            more = x != -1 if ch & 0x10 else x != 0
+            if more:
+                ch |= 0x20
+            out.append(chr(ch + 48))
+    return "".join(out)
+
+
+def _string_to_counts(s: str) -> list[int]:
+    """Inverse of :func:`_counts_to_string` (pycocotools ``rleFrString``)."""
+    counts: list[int] = []
+    p = 0
+    n = len(s)
+    while p < n:
+        x = 0
+        k = 0
+        more = True
+        while more:
+            if p >= n:
+                raise ValueError("Truncated COCO RLE string.")
+            c = ord(s[p]) - 48
+            x |= (c & 0x1F) << (5 * k)
+            more = bool(c & 0x20)
+            p += 1
+            k += 1
+            if not more and (c & 0x10):
+                x |= -1 << (5 * k)
+        if len(counts) > 2:
+            x += counts[-2]
+        counts.append(x)
+    return counts
+
+
+def rle_encode(mask: np.ndarray) -> dict[str, Any]:
+    """Encode an ``(H, W)`` bool mask as COCO compressed RLE ``{"size": [H, W], "counts": str}``."""
+    mask = np.asarray(mask, dtype=bool)
+    if mask.ndim != 2:
+        raise ValueError(f"mask must be (H, W), got shape {mask.shape}.")
+    return {"size": [int(mask.shape[0]), int(mask.shape[1])], "counts": _counts_to_string(_rle_counts(mask))}
+
+
+def rle_decode(rle: dict[str, Any]) -> np.ndarray:
+    """Decode a COCO RLE (compressed string or uncompressed list ``counts``) to an ``(H, W)`` bool mask."""
+    h, w = (int(v) for v in rle["size"])
+    counts = rle["counts"]
+    if isinstance(counts, bytes):
+        counts = counts.decode("ascii")
+    if isinstance(counts, str):
+        counts = _string_to_counts(counts)
+    counts = np.asarray(counts, dtype=np.int64)
+    if counts.sum() != h * w or (counts < 0).any():
+        raise ValueError(f"RLE counts do not describe an {h}x{w} mask.")
+    values = np.zeros(len(counts), dtype=bool)
+    values[1::2] = True
+    flat = np.repeat(values, counts)
+    return flat.reshape((h, w), order="F")
+
+
+def polygons_to_mask(polygons: Sequence[Sequence[float]], height: int, width: int) -> np.ndarray:
+    """Fill COCO polygons ``[[x0, y0, x1, y1, ...], ...]`` (pixel coordinates) into an ``(H, W)`` bool mask.
+
+    A pixel is inside a polygon when its centre ``(c + 0.5, r + 0.5)`` is (even-odd rule within a polygon,
+    half-open at edges so that two polygons sharing an edge do not both claim a pixel); the mask is the union
+    of the polygons, as in COCO.
+    """
+    mask = np.zeros((height, width), bool)
+    for poly in polygons:
+        xy = np.asarray(poly, dtype=np.float64).reshape(-1, 2)
+        if len(xy) >= 3:
+            mask |= _fill_polygon(xy, height, width)
+    return mask
+
+
+def _fill_polygon(xy: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Scanline fill of one polygon ``(n, 2)`` xy at pixel centres; ``(H, W)`` bool."""
+    out = np.zeros((height, width), bool)
+    x0, y0 = xy[:, 0], xy[:, 1]
+    x1, y1 = np.roll(x0, -1), np.roll(y0, -1)
+    keep = y0 != y1
+    x0, y0, x1, y1 = x0[keep], y0[keep], x1[keep], y1[keep]
+    if x0.size == 0:
+        return out
+    r0 = max(int(np.floor(min(y0.min(), y1.min()))), 0)
+    r1 = min(int(np.ceil(max(y0.max(), y1.max()))), height)
+    if r1 <= r0:
+        return out
+    yc = np.arange(r0, r1, dtype=np.float64)[:, None] + 0.5  # (R, 1) row centres
+    lo, hi = np.minimum(y0, y1), np.maximum(y0, y1)
+    crosses = (yc >= lo) & (yc < hi)  # (R, E), half-open so a vertex is counted once
+    xi = x0 + (yc - y0) * (x1 - x0) / (y1 - y0)
+    xi = np.where(crosses, xi, np.inf)
+    xi.sort(axis=1)
+    n = crosses.sum(axis=1)
+    diff = np.zeros((r1 - r0, width + 1), np.int32)
+    for j in range(0, int(n.max()) - 1, 2):
+        rows = np.flatnonzero(n >= j + 2)
+        # pixel c is inside when xa <= c + 0.5 < xb
+        a = np.clip(np.ceil(xi[rows, j] - 0.5), 0, width).astype(np.int64)
+        b = np.clip(np.ceil(xi[rows, j + 1] - 0.5), 0, width).astype(np.int64)
+        np.add.at(diff, (rows, a), 1)
+        np.add.at(diff, (rows, b), -1)
+    out[r0:r1] = np.cumsum(diff, axis=1)[:, :width] > 0
+    return out
+
+
+def _mask_box(mask: np.ndarray) -> np.ndarray:
+    rows = np.flatnonzero(mask.any(axis=1))
+    cols = np.flatnonzero(mask.any(axis=0))
+    if rows.size == 0:
+        return np.zeros(4, np.float64)
+    return np.array([cols[0], rows[0], cols[-1] + 1, rows[-1] + 1], dtype=np.float64)
+
+
+# --------------------------------------------------------------------------------------------------------
+# COCO
+# --------------------------------------------------------------------------------------------------------
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+    except FileNotFoundError as err:
+        raise PHSError(f"The annotation file {path} does not exist.") from err
+    except (OSError, ValueError) as err:
+        raise PHSError(f"The annotation file {path} cannot be read as JSON ({err}).") from err
+    if not isinstance(data, dict) or "images" not in data or "annotations" not in data:
+        raise PHSError(f"{path} is not a COCO instances file (it needs 'images' and 'annotations').")
+    return data
+
+
+def load_coco(
+    annotations: str | Path,
+    image_dir: str | Path | None = None,
+    *,
+    name: str = "coco",
+    keep_crowd: bool = True,
+) -> Dataset:
+    """Load a COCO instances file (``instances_val2017.json`` or one written by :func:`write_scene_folder`).
+
+    Args:
+        annotations: Path of the JSON file.
+        image_dir: Folder of the images (``file_name`` is relative to it); default: the JSON's folder.
+        name: Dataset name.
+        keep_crowd: Keep ``iscrowd=1`` regions (they count for what a database image contains, and are
+            never prompts); ``False`` drops them.
+
+    Returns:
+        The dataset, images in the file's order, objects in annotation order. Category ids are the file's.
+
+    Raises:
+        PHSError: The file is missing or not a COCO instances file.
+    """
+    annotations = Path(annotations)
+    root = Path(image_dir) if image_dir is not None else annotations.parent
+    data = _read_json(annotations)
+    categories = {int(c["id"]): str(c["name"]) for c in data.get("categories", [])}
+    per_image: dict[Any, list[dict]] = {}
+    for a in data["annotations"]:
+        per_image.setdefault(a["image_id"], []).append(a)
+    images = []
+    for im in data["images"]:
+        w, h = int(im["width"]), int(im["height"])
+        objs = []
+        for a in per_image.get(im["id"], []):
+            crowd = bool(a.get("iscrowd", 0))
+            if crowd and not keep_crowd:
+                continue
+            x, y, bw, bh = (float(v) for v in a["bbox"])
+            seg = a.get("segmentation")
+            if isinstance(seg, dict) and isinstance(seg.get("counts"), list) and "size" not in seg:
+                seg = dict(seg, size=[h, w])
+            if seg is not None and not isinstance(seg, dict) and len(seg) == 0:
+                seg = None
+            cat = int(a["category_id"])
+            categories.setdefault(cat, str(cat))
+            objs.append(
+                ObjectAnnotation(
+                    category_id=cat,
+                    bbox=np.array([x, y, x + bw, y + bh], dtype=np.float64),
+                    height=h,
+                    width=w,
+                    area=float(a.get("area", bw * bh)),
+                    iscrowd=crowd,
+                    segmentation=seg,
+                )
+            )
+        images.append(
+            ImageRecord(
+                image_id=im["id"],
+                file_name=str(im["file_name"]),
+                width=w,
+                height=h,
+                objects=tuple(objs),
+                path=root / str(im["file_name"]),
+            )
+        )
+    return Dataset(name, dict(sorted(categories.items())), tuple(images))
+
+
+# --------------------------------------------------------------------------------------------------------
+# PASCAL VOC
+# --------------------------------------------------------------------------------------------------------
+
+
+def _xml_text(node: ET.Element, tag: str, default: str | None = None) -> str:
+    child = node.find(tag)
+    if child is None or child.text is None:
+        if default is None:
+            raise ValueError(f"missing <{tag}>")
+        return default
+    return child.text.strip()
+
+
+def load_voc(
+    root: str | Path,
+    image_set: str | None = None,
+    *,
+    name: str = "voc",
+    keep_difficult: bool = True,
+) -> Dataset:
+    """Load PASCAL VOC detection annotations (boxes only: every object's ``segmentation`` is ``None``).
+
+    Args:
+        root: A ``VOC20xx`` folder with ``Annotations/*.xml`` and ``JPEGImages/``.
+        image_set: Name of a list in ``ImageSets/Main`` (``"val"``, ``"trainval"``, ...); default: every
+            XML file in ``Annotations``, sorted by name.
+        name: Dataset name.
+        keep_difficult: Keep objects marked ``difficult`` (flagged on the annotation).
+
+    Returns:
+        The dataset. Category ids are indices into :data:`VOC_CLASSES`; names outside the 20 classes get
+        the next ids in order of first appearance. Image ids are the file stems.
+
+    Raises:
+        PHSError: Missing folders or list, or an XML file that cannot be parsed.
+    """
+    root = Path(root)
+    ann_dir, img_dir = root / "Annotations", root / "JPEGImages"
+    if not ann_dir.is_dir():
+        raise PHSError(f"{root} is not a PASCAL VOC folder: it has no Annotations subfolder.")
+    if image_set is None:
+        xmls = sorted(ann_dir.glob("*.xml"))
+    else:
+        list_file = root / "ImageSets" / "Main" / f"{image_set}.txt"
+        if not list_file.is_file():
+            raise PHSError(f"The image set list {list_file} does not exist.")
+        stems = [ln.split()[0] for ln in list_file.read_text(encoding="utf-8").splitlines() if ln.strip()]
+        xmls = [ann_dir / f"{s}.xml" for s in stems]
+    cat_ids = {n: i for i, n in enumerate(VOC_CLASSES)}
+    images = []
+    for xml_path in xmls:
+        try:
+            tree = ET.parse(xml_path).getroot()
+            size = tree.find("size")
+            if size is None:
+                raise ValueError("missing <size>")
+            w, h = int(float(_xml_text(size, "width"))), int(float(_xml_text(size, "height")))
+            file_name = _xml_text(tree, "filename", default=f"{xml_path.stem}.jpg")
+            objs = []
+            for obj in tree.iter("object"):
+                cname = _xml_text(obj, "name").lower()
+                difficult = _xml_text(obj, "difficult", default="0") == "1"
+                if difficult and not keep_difficult:
+                    continue
+                bb = obj.find("bndbox")
+                if bb is None:
+                    raise ValueError("object without <bndbox>")
+                x0, y0, x1, y1 = (float(_xml_text(bb, t)) for t in ("xmin", "ymin", "xmax", "ymax"))
+                box = np.array([x0 - 1.0, y0 - 1.0, x1, y1], dtype=np.float64)
+                box = np.clip(box, 0.0, [w, h, w, h])
+                cat = cat_ids.setdefault(cname, len(cat_ids))
+                objs.append(
+                    ObjectAnnotation(
+                        category_id=cat,
+                        bbox=box,
+                        height=h,
+                        width=w,
+                        area=float((box[2] - box[0]) * (box[3] - box[1])),
+                        difficult=difficult,
+                    )
+                )
+        except FileNotFoundError as err:
+            raise PHSError(f"The annotation file {xml_path} does not exist.") from err
+        except (ET.ParseError, ValueError) as err:
+            raise PHSError(f"The VOC annotation {xml_path} cannot be read ({err}).") from err
+        images.append(
+            ImageRecord(
+                image_id=xml_path.stem,
+                file_name=file_name,
+                width=w,
+                height=h,
+                objects=tuple(objs),
+                path=img_dir / file_name,
+            )
+        )
+    categories = {i: n for n, i in cat_ids.items()}
+    return Dataset(name, dict(sorted(categories.items())), tuple(images))
+
+
+# --------------------------------------------------------------------------------------------------------
+# Synthetic scenes
+# --------------------------------------------------------------------------------------------------------
+
+
+def _scene_file_name(index: int) -> str:
+    return f"scene_{index:06d}.jpg"
+
+
+def scene_record(scene: Scene, *, with_pixels: bool = True, path: Path | None = None) -> ImageRecord:
+    """Convert a generated :class:`core.scenes.Scene` to an :class:`ImageRecord` (``image_id = index``)."""
+    h, w = scene.height, scene.width
+    objs = tuple(
+        ObjectAnnotation(
+            category_id=o.category_id,
+            bbox=o.bbox.astype(np.float64),
+            height=h,
+            width=w,
+            area=float(o.area),
+            segmentation=o.mask,
+        )
+        for o in scene.objects
+    )
+    return ImageRecord(
+        image_id=scene.index,
+        file_name=_scene_file_name(scene.index),
+        width=w,
+        height=h,
+        objects=objs,
+        path=path,
+        pixels=scene.image if with_pixels else None,
+    )
+
+
+def synthetic_dataset(
+    n: int,
+    seed: int = 0,
+    size: tuple[int, int] = (160, 160),
+    *,
+    start: int = 0,
+    name: str = "scenes",
+    **scene_kwargs: Any,
+) -> Dataset:
+    """Generate ``n`` scenes in memory (pixels and exact masks), scenes ``start .. start + n - 1`` of ``seed``.
+
+    ``scene_kwargs`` go to :func:`core.scenes.generate_scene` (``min_objects``, ``max_objects``,
+    ``min_visible``, ``categories``). The annotations equal those of the folder that
+    :func:`write_scene_folder` writes with the same arguments; the pixels differ only by JPEG coding.
+    """
+    recs = tuple(scene_record(generate_scene(seed, i, size, **scene_kwargs)) for i in range(start, start + n))
+    return Dataset(name, dict(enumerate(SCENE_CATEGORIES)), recs)
+
+
+def load_synthetic(folder: str | Path) -> Dataset:
+    """Load a folder written by :func:`write_scene_folder` (or ``phs scenes``)."""
+    folder = Path(folder)
+    return load_coco(folder / ANNOTATIONS_FILE, folder, name="scenes")
+
+
+def _is_own_output(folder: Path, names: set[str]) -> bool:
+    """Whether ``folder`` (holding ``names``) was written by :func:`write_scene_folder`, and only by it.
+
+    It must hold the marker file or an ``annotations.json`` whose ``info.generator`` is ours, and nothing
+    but files with the names this writer uses.
+    """
+    if not all(_OWN_NAME.fullmatch(nm) for nm in names):
+        return False
+    if MARKER_FILE in names:
+        return True
+    try:
+        with open(folder / ANNOTATIONS_FILE, encoding="utf-8") as f:
+            data = json.load(f)
+    except (OSError, ValueError):
+        return False
+    return isinstance(data, dict) and data.get("info", {}).get("generator") == SCENES_GENERATOR
+
+
+def write_scene_folder(
+    out_dir: str | Path,
+    n: int,
+    seed: int = 0,
+    size: tuple[int, int] = (320, 240),
+    *,
+    min_objects: int = 1,
+    max_objects: int = 6,
+    min_visible: float = 0.3,
+    quality: int = 92,
+    progress: Callable[[int, int], None] | None = None,
+) -> Path:
+    """Write ``n`` scenes as JPEG files and a COCO ``annotations.json`` into ``out_dir``.
+
+    The JSON has ``images`` (id = scene index, ``scene_XXXXXX.jpg``), ``annotations`` (``category_id``,
+    ``bbox`` in COCO ``[x, y, w, h]`` of the visible pixels, ``segmentation`` as compressed RLE of the
+    visible pixels, ``area`` = visible pixel count, ``iscrowd`` = 0), ``categories`` (id = index in
+    :data:`core.scenes.CATEGORIES`, with names) and ``info`` with the generator parameters.
+
+    ``out_dir`` may be missing, empty, or a previous (possibly interrupted) output of this function: a folder
+    holding its marker file ``.phs-scenes`` or its ``annotations.json``, and only files named as it names
+    them. Scene images of a previous output that the new one does not have are removed. The JSON is
+    removed first and written last, atomically, so a folder with an ``annotations.json`` always matches
+    its images.
+
+    Args:
+        out_dir: Target folder.
+        n: Number of scenes (at least 1).
+        seed: Generator seed.
+        size: ``(W, H)`` of the images.
+        min_objects: See :func:`core.scenes.generate_scene`.
+        max_objects: See :func:`core.scenes.generate_scene`.
+        min_visible: See :func:`core.scenes.generate_scene`.
+        quality: JPEG quality (1-95).
+        progress: Called as ``progress(done, n)`` after each image.
+
+    Returns:
+        The path of ``annotations.json``.
+
+    Raises:
+        PHSError: ``out_dir`` is a file, or a non-empty folder that is not an output of this function.
+    """
+    out = Path(out_dir)
+    if n < 1:
+        raise PHSError(f"The number of scenes must be at least 1, got {n}.")
+    if out.exists() and not out.is_dir():
+        raise PHSError(f"{out} is a file, not a folder; choose another output folder.")
+    stale: set[str] = set()
+    if out.is_dir():
+        present = {p.name for p in out.iterdir()}
+        if present and not _is_own_output(out, present):
+            raise PHSError(
+                f"{out} is not empty and is not a folder written by 'phs scenes'; choose an empty or new folder."
+            )
+        stale = {nm for nm in present if _SCENE_NAME.fullmatch(nm)}
+    out.mkdir(parents=True, exist_ok=True)
+    (out / MARKER_FILE).write_text(SCENES_GENERATOR + "\n", encoding="utf-8")
+    # Until the new annotations.json is complete, the folder has none (an interrupted run leaves only images).
+    (out / ANNOTATIONS_FILE).unlink(missing_ok=True)
+
+    images, anns = [], []
+    ann_id = 1
+    for i in range(n):
+        scene = generate_scene(
+            seed, i, size, min_objects=min_objects, max_objects=max_objects, min_visible=min_visible
+        )
+        fname = _scene_file_name(i)
+        Image.fromarray(scene.image).save(out / fname, format="JPEG", quality=int(quality))
+        stale.discard(fname)
+        images.append({"id": i, "file_name": fname, "width": scene.width, "height": scene.height})
+        for o in scene.objects:
+            x0, y0, x1, y1 = (int(v) for v in o.bbox)
+            anns.append(
+                {
+                    "id": ann_id,
+                    "image_id": i,
+                    "category_id": o.category_id,
+                    "bbox": [x0, y0, x1 - x0, y1 - y0],
+                    "area": int(o.area),
+                    "iscrowd": 0,
+                    "segmentation": rle_encode(o.mask),
+                }
+            )
+            ann_id += 1
+        if progress is not None:
+            progress(i + 1, n)
+    for name in stale:
+        (out / name).unlink(missing_ok=True)
+    data = {
+        "info": {
+            "description": "PHS desktop synthetic scenes",
+            "generator": SCENES_GENERATOR,
+            "seed": int(seed),
+            "size": [int(size[0]), int(size[1])],
+            "min_objects": int(min_objects),
+            "max_objects": int(max_objects),
+            "min_visible": float(min_visible),
+            "bbox": "visible pixels",
+        },
+        "images": images,
+        "annotations": anns,
+        "categories": [
+            {"id": i, "name": nm, "supercategory": "shape"} for i, nm in enumerate(SCENE_CATEGORIES)
+        ],
+    }
+    target = out / ANNOTATIONS_FILE
+    fd, tmp = tempfile.mkstemp(prefix=".annotations.", suffix=".tmp", dir=out)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(data, f, separators=(",", ":"))
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return target
+
+
+# --------------------------------------------------------------------------------------------------------
+# Evaluation protocol
+# --------------------------------------------------------------------------------------------------------
+
+
+def filter_min_objects(dataset: Dataset, min_objects: int) -> Dataset:
+    """Keep the images with at least ``min_objects`` (non-crowd) objects (Fig. A2 of seed 000)."""
+    return Dataset(
+        dataset.name, dict(dataset.categories), tuple(im for im in dataset if im.n_objects >= min_objects)
+    )
+
+
+def split_query_database(
+    dataset: Dataset,
+    n_query: int | None = None,
+    n_database: int | None = None,
+    *,
+    seed: int = 0,
+    min_query_objects: int = 1,
+) -> tuple[Dataset, Dataset]:
+    """Split into disjoint query and database sets.
+
+    The images are shuffled with ``np.random.default_rng(seed)``. Queries are the first ``n_query`` of the
+    shuffled images that have at least ``min_query_objects`` (non-crowd) objects; the database is the first
+    ``n_database`` of all the remaining images (images without objects included: they are negatives).
+    Both keep the shuffled order.
+
+    Args:
+        dataset: The images to split.
+        n_query: Number of query images; ``None``: half of the eligible images (rounded down).
+        n_database: Number of database images; ``None``: all the rest.
+        seed: Shuffle seed.
+        min_query_objects: Least number of objects of a query image (at least 1).
+
+    Returns:
+        ``(queries, database)``, named ``"<name>-query"`` and ``"<name>-db"``.
+
+    Raises:
+        ValueError: When the dataset has too few (eligible) images for the requested sizes.
+    """
+    if min_query_objects < 1:
+        raise ValueError("A query image needs at least one object.")
+    order = np.random.default_rng(seed).permutation(len(dataset))
+    eligible = [int(i) for i in order if dataset[int(i)].n_objects >= min_query_objects]
+    if n_query is None:
+        n_query = len(eligible) // 2
+    if n_query < 1 or n_query > len(eligible):
+        raise ValueError(f"Cannot take {n_query} query images: {len(eligible)} images have enough objects.")
+    q = eligible[:n_query]
+    taken = set(q)
+    rest = [int(i) for i in order if int(i) not in taken]
+    if n_database is None:
+        n_database = len(rest)
+    if n_database < 1 or n_database > len(rest):
+        raise ValueError(
+            f"Cannot take {n_database} database images: {len(rest)} images are left after the queries."
+        )
+    db = rest[:n_database]
+    return dataset.subset(q, f"{dataset.name}-query"), dataset.subset(db, f"{dataset.name}-db")
+
+
+@dataclass(frozen=True)
+class QueryObject:
+    """One visual-prompt query: an object of a query image.
+
+    Attributes:
+        image_index: Index of the image in the query dataset.
+        object_index: Index of the object in the image's ``objects``.
+        image_id: The image's id.
+        category_id: ``c(o_i)``.
+        bbox: ``(4,)`` float64 XYXY box of the object (the box prompt).
+        n_cat: ``n_c(x_Q)``: number of objects of that category in the image.
+        n_objects: ``n(x_Q)``: number of objects in the image.
+    """
+
+    image_index: int
+    object_index: int
+    image_id: int | str
+    category_id: int
+    bbox: np.ndarray = field(repr=False)
+    n_cat: int
+    n_objects: int
+
+
+def query_objects(queries: Dataset) -> list[QueryObject]:
+    """One query per non-crowd object of every query image, in image then object order.
+
+    ``n_cat`` counts the non-crowd objects of the category in the image, so that summing ``1 / n_cat``
+    over an image's prompts of a category gives 1, as Eq. A3 of seed 000 intends.
+    """
+    out = []
+    for ii, im in enumerate(queries):
+        cats = Counter(o.category_id for o in im.objects if not o.iscrowd)
+        n = sum(cats.values())
+        for oi, o in enumerate(im.objects):
+            if o.iscrowd:
+                continue
+            out.append(QueryObject(ii, oi, im.image_id, o.category_id, o.bbox, cats[o.category_id], n))
+    return out
