@@ -728,11 +728,11 @@ class MainWindow(QMainWindow):
             except PHSError as err:
                 self.show_message(str(err), "error")
                 n = 0
-            if not report.cancelled:
+            if not report.cancelled:  # a cancelled run keeps its bar where it stopped
                 lib.show_status(f"{n} photos indexed ({report.indexed} new, {report.skipped} unchanged, "
                                 f"{report.failed} failed) in {report.seconds:.1f} s.")
-            lib.progress.setRange(0, 1)
-            lib.progress.setValue(1 if not report.cancelled else 0)
+                lib.progress.setRange(0, 1)
+                lib.progress.setValue(1)
             lib.show_failures(self.session.searcher.index.failures() if self.session.searcher else [])
         if report.failures:
             first = report.failures[0]

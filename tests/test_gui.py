@@ -1,0 +1,294 @@
+"""The desktop window, driven like a person would (pytest-qt, offscreen).
+
+A tiny ViT keeps the tests fast; its weights are random, so the gallery holds near-duplicates of the query
+scene (re-encoded, slightly brighter or flatter) among other scenes: a working pipeline must rank them
+first, and they contain the prompted object's category.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image, ImageEnhance
+
+pytest.importorskip("pytestqt")
+
+from PySide6.QtCore import QPoint, QPointF, Qt  # noqa: E402
+
+from core.engine import load_engine  # noqa: E402
+from core.scenes import generate_scene  # noqa: E402
+from phs_gui.canvas import Tool  # noqa: E402
+from phs_gui.main_window import MainWindow  # noqa: E402
+from phs_gui.settings import Preferences  # noqa: E402
+from tests.conftest import perturb_  # noqa: E402
+
+pytestmark = pytest.mark.gui
+
+TINY = ("dinov2-s14-reg4", {"img_size": 112, "depth": 3, "embed_dim": 96, "num_heads": 6})
+SEED = 5
+WAIT_MS = 30000
+
+
+def tiny_loader(name: str, device: str):
+    """A small random DINOv2-style engine whatever model is asked for (no weights needed)."""
+    engine = load_engine(TINY[0], pretrained=False, model_kwargs=TINY[1], device="cpu")
+    perturb_(engine.model, seed=3)
+    return engine
+
+
+def _query_scene():
+    for i in range(50):
+        s = generate_scene(SEED, i, (224, 224), min_objects=2, max_objects=4)
+        if len({o.category_id for o in s.objects}) >= 2:
+            return s
+    raise AssertionError("no multi-object scene")
+
+
+def make_gallery(folder: Path, n_other: int = 14, broken: bool = False) -> tuple[Path, list[str]]:
+    """Write a query photo (outside the gallery) and a gallery with 3 near-duplicates of it."""
+    folder.mkdir(parents=True, exist_ok=True)
+    q = _query_scene()
+    query = folder.parent / "query.jpg"
+    Image.fromarray(q.image).save(query, quality=95)
+    img = Image.fromarray(q.image)
+    dups = {
+        "dup_a.jpg": ImageEnhance.Brightness(img).enhance(1.08),
+        "dup_b.jpg": img.copy(),  # re-encoded at a lower JPEG quality below
+        "dup_c.jpg": ImageEnhance.Contrast(img).enhance(0.92),
+    }
+    for name, im in dups.items():
+        im.save(folder / name, quality=70 if name == "dup_b.jpg" else 85)
+    for i in range(n_other):
+        s = generate_scene(SEED + 1000, i, (224, 224))
+        Image.fromarray(s.image).save(folder / f"other_{i:02d}.jpg", quality=90)
+    if broken:
+        (folder / "broken.jpg").write_bytes(b"\xff\xd8 this is not a photo")
+    box = q.objects[-1].bbox  # the top-most object, fully visible
+    return query, [int(v) for v in box]
+
+
+@pytest.fixture
+def window(qtbot):
+    w = MainWindow(Preferences(model="demo"), engine_loader=tiny_loader, demo_count=12, check_weights=False)
+    qtbot.addWidget(w)
+    w.resize(1280, 820)
+    w.show()
+    yield w
+    w.shutdown()
+
+
+def start_with_folder(qtbot, w: MainWindow, folder: Path, query: Path) -> None:
+    w.prefs.folders = [str(folder)]
+    w.prefs.current_folder = str(folder)
+    w.prefs.last_photo = str(query)
+    w._refresh_folders()
+    w.is_demo = False
+    w.load_model("tiny", "cpu")
+    qtbot.waitUntil(lambda: w.session is not None, timeout=WAIT_MS)
+    w.select_folder(str(folder))
+    qtbot.waitUntil(lambda: not w.indexing and w.session.indexed_count > 0, timeout=WAIT_MS)
+    w.open_photo(str(query))
+    qtbot.waitUntil(lambda: w.photo_path == str(query) and w._encoding is None, timeout=WAIT_MS)
+
+
+def drag_box(qtbot, w: MainWindow, box: list[int]) -> None:
+    """Press, move and release the left button on the canvas viewport from one corner to the other."""
+    vp = w.canvas.viewport()
+    a = w.canvas.mapFromScene(QPointF(box[0], box[1]))
+    b = w.canvas.mapFromScene(QPointF(box[2], box[3]))
+    mid = QPoint((a.x() + b.x()) // 2, (a.y() + b.y()) // 2)
+    qtbot.mousePress(vp, Qt.MouseButton.LeftButton, pos=a)
+    qtbot.mouseMove(vp, mid)
+    qtbot.mouseMove(vp, b)
+    qtbot.mouseRelease(vp, Qt.MouseButton.LeftButton, pos=b)
+
+
+def ranking(w: MainWindow) -> list[tuple[str, float]]:
+    return [(Path(h.path).name, round(h.score, 6)) for h in w.outcome.hits]
+
+
+def test_box_drag_selects_heads_outlines_them_and_ranks_the_object_first(qtbot, window, tmp_path):
+    query, box = make_gallery(tmp_path / "photos")
+    start_with_folder(qtbot, window, tmp_path / "photos", query)
+    window.set_tool(Tool.BOX)
+    drag_box(qtbot, window, box)
+    st = window.canvas.state
+    assert st.box is not None and np.allclose(st.box, box, atol=3)  # view -> image pixels round-trip
+    sel = window.outcome.selection
+    assert sel is not None and int(sel.selected.sum()) == window.docks.controls.h_on.value() == 5
+    assert window.docks.heads.selected_tiles() == list(np.flatnonzero(sel.selected))
+    names = window.docks.results.paths()
+    assert len(names) == 17
+    assert {Path(p).name for p in names[:3]} == {"dup_a.jpg", "dup_b.jpg", "dup_c.jpg"}
+    assert "prompt→results" in window.status_timing.text()
+    assert "17 photos indexed" in window.status_indexed.text()
+
+
+def test_toggling_a_head_changes_the_ranking_and_undo_redo_restore_results(qtbot, window, tmp_path):
+    query, box = make_gallery(tmp_path / "photos")
+    start_with_folder(qtbot, window, tmp_path / "photos", query)
+    window.docks.controls.h_on.setValue(2)
+    drag_box(qtbot, window, box)
+    first = ranking(window)
+    first_scores = window.outcome.selection.scores.copy()
+    kept = window.outcome.selection.indices
+    window.docks.heads.tiles[kept[0]].clicked.emit(kept[0])  # as a click on the tile does
+    assert kept[0] in window.force_off and not window.outcome.selection.selected[kept[0]]
+    assert ranking(window) != first
+    qtbot.mouseClick(window.docks.heads.tiles[kept[0]], Qt.MouseButton.LeftButton)
+    assert kept[0] in window.force_on
+    window.reset_heads()
+    assert ranking(window) == first
+
+    # A second box, then undo and redo.
+    w, h = window.canvas.state.image_size
+    other = [5, 5, w // 3, h // 3]
+    drag_box(qtbot, window, other)
+    second, second_scores = ranking(window), window.outcome.selection.scores.copy()
+    assert not np.allclose(second_scores, first_scores)
+    window.undo()
+    assert np.allclose(window.canvas.state.box, box, atol=3) and ranking(window) == first
+    assert np.allclose(window.outcome.selection.scores, first_scores)
+    window.redo()
+    assert np.allclose(window.canvas.state.box, other, atol=3) and ranking(window) == second
+    assert np.allclose(window.outcome.selection.scores, second_scores)
+    qtbot.keyClick(window.canvas, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)
+    assert ranking(window) == first and window.actions_.redo.isEnabled()
+
+
+def test_qo_qd_fa_and_itae_switches_re_rank(qtbot, window, tmp_path):
+    query, box = make_gallery(tmp_path / "photos")
+    start_with_folder(qtbot, window, tmp_path / "photos", query)
+    drag_box(qtbot, window, box)
+    c = window.docks.controls
+    qo = ranking(window)
+    c.qd.click()
+    assert window.outcome is not None and c.options().mode == "qd"
+    qd = ranking(window)
+    assert qd != qo
+    c.qo.click()
+    assert ranking(window) == qo
+
+    maps = window.outcome.maps.copy()
+    c.fa_box.setChecked(True)
+    c.fa_alpha.setValue(3.0)
+    assert window.prefs.fa_on and not np.allclose(window.outcome.maps, maps)
+    assert ranking(window) != qo
+    c.fa_box.setChecked(False)
+    assert ranking(window) == qo
+
+    norms = window.session.query_norms()
+    c.itae_theta.setValue(float(np.percentile(norms, 50)))
+    c.itae_box.setChecked(True)
+    assert window.session.engine.itae_theta == pytest.approx(c.itae_theta.value())
+    assert ranking(window) != qo
+    c.itae_box.setChecked(False)
+    assert window.session.engine.itae_theta is None and ranking(window) == qo
+
+
+def test_points_and_brush_prompts_search(qtbot, window, tmp_path):
+    query, box = make_gallery(tmp_path / "photos")
+    start_with_folder(qtbot, window, tmp_path / "photos", query)
+    vp = window.canvas.viewport()
+    cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
+    window.set_tool(Tool.POINT)
+    qtbot.mouseClick(vp, Qt.MouseButton.LeftButton, pos=window.canvas.mapFromScene(QPointF(cx, cy)))
+    qtbot.mouseClick(vp, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.ShiftModifier,
+                     pos=window.canvas.mapFromScene(QPointF(3, 3)))
+    pts = window.canvas.state.points
+    assert len(pts) == 2 and pts[0][2] and not pts[1][2]
+    assert window.outcome.selection is not None
+    window.canvas.clear_prompt()
+    assert window.canvas.state.is_empty and window.outcome.selection is None  # plain search again
+    window.set_tool(Tool.BRUSH)
+    window.canvas.set_brush_size(20)
+    drag_box(qtbot, window, box)  # a stroke along the diagonal
+    m = window.canvas.state.mask
+    assert m is not None and m[int(cy), int(cx)] and not m[2, 2]
+    assert window.outcome.selection is not None and len(window.outcome.hits) == 17
+    window.set_tool(Tool.ERASER)
+    window.canvas.set_brush_size(400)
+    drag_box(qtbot, window, box)
+    assert window.canvas.state.mask is None  # all erased: nothing marked
+
+
+def test_indexing_shows_progress_cancels_resumes_and_reports_a_broken_photo(qtbot, window, tmp_path):
+    folder = tmp_path / "photos"
+    query, _ = make_gallery(folder, n_other=40, broken=True)
+    window.load_model("tiny", "cpu")
+    qtbot.waitUntil(lambda: window.session is not None, timeout=WAIT_MS)
+    window.prefs.folders = [str(folder)]
+    window.prefs.current_folder = str(folder)
+    window._refresh_folders()
+    seen = []
+
+    def cancel_after_a_batch(p):
+        seen.append(p)
+        if p.done > 8:  # the first batch of 8 is committed
+            window.cancel_indexing()
+
+    engine = window.session.index_engine
+    encode = engine.encode_batch
+
+    def slow_encode(batch):  # a slower model, so the run is still going when cancel arrives
+        time.sleep(0.15)
+        return encode(batch)
+
+    engine.encode_batch = slow_encode
+    window.start_indexing(str(folder))
+    worker = window._indexing
+    worker.signals.progress.connect(cancel_after_a_batch)
+    assert not window.docks.library.index_button.isEnabled() and window.docks.library.cancel_button.isEnabled()
+    qtbot.waitUntil(lambda: not window.indexing, timeout=WAIT_MS)
+    assert seen, "no progress was shown"
+    assert "Cancelled" in window.docks.library.status.text()
+    partial = window.session.indexed_count
+    assert 8 <= partial < 43
+    assert window.docks.library.progress.maximum() == 44 and seen[-1].total == 44
+
+    window.docks.library.index_button.click()  # resume
+    qtbot.waitUntil(lambda: not window.indexing, timeout=WAIT_MS)
+    assert window.session.indexed_count == 43
+    assert "broken.jpg" in window.banner.text
+    assert window.docks.library.failures.count() == 1
+    assert "broken.jpg" in window.docks.library.failures.item(0).text()
+    assert window.docks.library.progress.value() == window.docks.library.progress.maximum()
+
+
+def test_a_photo_that_cannot_be_opened_is_one_sentence(qtbot, window, tmp_path):
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"\x89PNG\r\n\x1a\n garbage")
+    window.load_model("tiny", "cpu")
+    qtbot.waitUntil(lambda: window.session is not None, timeout=WAIT_MS)
+    window.open_photo(str(bad))
+    qtbot.waitUntil(lambda: bool(window.banner.text), timeout=WAIT_MS)
+    text = window.banner.text
+    assert "bad.png" in text and "Traceback" not in text and text.count("\n") == 0
+    assert window.photo_path is None
+
+
+def test_first_launch_without_weights_says_so_and_runs_the_demo_gallery(qtbot, tmp_path):
+    from core.demo import demo_gallery_dir
+    from core.paths import data_dir
+
+    w = MainWindow(Preferences(model="dinov2-b14"), engine_loader=tiny_loader, demo_count=12)
+    qtbot.addWidget(w)
+    w.show()
+    try:
+        w.start()
+        assert "No weights for DINOv2 ViT-B/14" in w.banner.text and w.banner.level == "demo"
+        qtbot.waitUntil(lambda: w.session is not None and not w.indexing and w.photo_path is not None
+                        and w.session.indexed_count == 12 and w.outcome is not None, timeout=WAIT_MS)
+        gallery = demo_gallery_dir()
+        assert gallery.parent == data_dir() and len(list(gallery.glob("*.jpg"))) == 12
+        assert w.prefs.current_folder == str(gallery)
+        assert w.status_demo.isVisible() and "demo" in w.windowTitle()
+        assert len(w.outcome.hits) == 12
+        w.close()  # saves the preferences
+        saved = (data_dir() / "settings.json").read_text("utf-8")
+        assert '"model": "demo"' in saved and str(gallery) in saved
+    finally:
+        w.shutdown()
