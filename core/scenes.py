@@ -75,7 +75,6 @@ _SHIFT = 4  # sub-pixel bits for cv2.fillPoly
 _SCALE = float(1 << _SHIFT)
 _ADD, _CUT = 1, -1
 _MIN_PIXELS = 20  # an object must keep at least this many visible pixels
-_N_PARTS = 3  # colour parts per object: 0 = textured body, 1 and 2 = solid details
 
 
 def category_names() -> dict[int, str]:
@@ -495,9 +494,28 @@ def _texture(rng: np.random.Generator, u: np.ndarray, v: np.ndarray, r: float, c
 
 
 def _to_hwc_uint8(img: np.ndarray) -> np.ndarray:
-    """``(3, h, w)`` float (0..255) -> ``(h, w, 3)`` uint8, rounded to nearest."""
-    u8 = (np.clip(img, 0.0, 255.0) + 0.5).astype(np.uint8)
+    """``(3, h, w)`` float32 (0..255) -> ``(h, w, 3)`` uint8, rounded to nearest. Overwrites ``img``."""
+    np.clip(img, 0.0, 255.0, out=img)
+    img += 0.5
+    u8 = img.astype(np.uint8)
     return cv2.merge([u8[0], u8[1], u8[2]])
+
+
+_NOISE_PAD = 64
+_NOISE_TABLES: dict[tuple[int, int], np.ndarray] = {}
+
+
+def _noise_table(h: int, w: int) -> np.ndarray:
+    """``(4, h + pad, w + pad)`` float32 unit Gaussian noise, fixed (seed 0) and cached per image size."""
+    table = _NOISE_TABLES.get((h, w))
+    if table is None:
+        if len(_NOISE_TABLES) > 8:
+            _NOISE_TABLES.clear()
+        gen = np.random.default_rng(0)
+        table = gen.standard_normal((4, h + _NOISE_PAD, w + _NOISE_PAD), dtype=np.float32)
+        table.setflags(write=False)
+        _NOISE_TABLES[(h, w)] = table
+    return table
 
 
 def _rbf_basis(n: int, k: int) -> np.ndarray:
@@ -566,9 +584,11 @@ def _background(rng: np.random.Generator, w: int, h: int) -> np.ndarray:
                 layer, c, ax, rng.uniform(0, 180), a0, a0 + rng.uniform(40, 200), col, th, cv2.LINE_AA
             )
         else:
-            for _ in range(int(rng.integers(5, 20))):
-                c = (int(rng.uniform(0, w)), int(rng.uniform(0, h)))
-                cv2.circle(layer, c, int(rng.integers(1, max(2, side // 80) + 1)), col, -1, cv2.LINE_AA)
+            m = int(rng.integers(5, 20))
+            centres = rng.uniform((0, 0), (w, h), (m, 2)).astype(int).tolist()
+            radii = rng.integers(1, max(2, side // 80) + 1, m).tolist()
+            for c, rad in zip(centres, radii, strict=True):
+                cv2.circle(layer, c, rad, col, -1, cv2.LINE_AA)
     a = rng.uniform(0.35, 0.8)
     return cv2.addWeighted(layer, a, base, 1 - a, 0.0)
 
@@ -583,7 +603,8 @@ class _Candidate:
     category_id: int
     ox: int  # canvas origin in image pixels (may be negative)
     oy: int
-    alpha: np.ndarray  # (_N_PARTS, ch, cw) uint8
+    alpha: np.ndarray  # (n_parts, ch, cw) uint8, one coverage map per colour part
+    cover: np.ndarray  # (ch, cw) uint8, coverage of the whole object
     mask: np.ndarray  # (ch, cw) bool, the whole shape
     full_area: int
     cx: float
@@ -607,17 +628,19 @@ def _rasterise(rng: np.random.Generator, cat: int, cx: float, cy: float, r: floa
     ox, oy = (np.floor(allpts.min(axis=0)) - margin).astype(int)
     x1, y1 = (np.ceil(allpts.max(axis=0)) + margin).astype(int)
     cw, ch = int(x1 - ox), int(y1 - oy)
-    alpha = np.zeros((_N_PARTS, ch, cw), np.uint8)
+    n_parts = 1 + max(part for _, _, part in prims)
+    alpha = np.zeros((n_parts, ch, cw), np.uint8)
     off = np.array([ox + 0.5, oy + 0.5])  # cv2 puts integer coordinates at pixel centres
     for p, op, part in pts_img:
         q = [np.round((p - off) * _SCALE).astype(np.int32)]
         if op == _ADD:
             cv2.fillPoly(alpha[part], q, 255, cv2.LINE_AA, _SHIFT)
         else:
-            for k in range(_N_PARTS):
+            for k in range(n_parts):
                 cv2.fillPoly(alpha[k], q, 0, cv2.LINE_AA, _SHIFT)
-    mask = alpha.max(axis=0) >= 128
-    return _Candidate(cat, int(ox), int(oy), alpha, mask, int(mask.sum()), cx, cy, r, rot)
+    cover = alpha[0] if n_parts == 1 else alpha.max(axis=0)
+    mask = cover >= 128
+    return _Candidate(cat, int(ox), int(oy), alpha, cover, mask, int(np.count_nonzero(mask)), cx, cy, r, rot)
 
 
 def _composite(rng: np.random.Generator, img: np.ndarray, cand: _Candidate) -> None:
@@ -634,13 +657,16 @@ def _composite(rng: np.random.Generator, img: np.ndarray, cand: _Candidate) -> N
     lx, ly = math.cos(light), math.sin(light)
     if rng.random() < 0.45:  # soft drop shadow, away from the light
         k = 2 * int(cand.r * 0.08) + 1
-        a = cv2.blur(cv2.blur(cand.alpha.max(axis=0), (k, k)), (k, k))  # two box passes: a cheap soft blur
+        a = cv2.blur(cv2.blur(cand.cover, (k, k)), (k, k))  # two box passes: a cheap soft blur
         dx, dy = int(round(-lx * cand.r * 0.12)), int(round(-ly * cand.r * 0.12))
-        sh = np.zeros_like(a)
-        sh[max(dy, 0) : ch + min(dy, 0), max(dx, 0) : cw + min(dx, 0)] = a[
-            max(-dy, 0) : ch + min(-dy, 0), max(-dx, 0) : cw + min(-dx, 0)
-        ]
-        crop *= 1.0 - np.float32(rng.uniform(0.25, 0.5) / 255.0) * sh[sl]
+        # The shadow is the blurred canvas moved by (dx, dy), cut to the object's crop.
+        sx0, sy0 = max(ix0, cand.ox + dx), max(iy0, cand.oy + dy)
+        sx1, sy1 = min(ix1, cand.ox + dx + cw), min(iy1, cand.oy + dy + ch)
+        if sx1 > sx0 and sy1 > sy0:
+            sh = a[sy0 - cand.oy - dy : sy1 - cand.oy - dy, sx0 - cand.ox - dx : sx1 - cand.ox - dx]
+            img[:, sy0:sy1, sx0:sx1] *= 1.0 - np.float32(rng.uniform(0.25, 0.5) / 255.0) * sh
+        else:
+            rng.uniform(0.25, 0.5)  # keep the random stream the same
 
     ys = np.arange(iy0, iy1, dtype=np.float32)[:, None] + 0.5 - cand.cy
     xs = np.arange(ix0, ix1, dtype=np.float32)[None, :] + 0.5 - cand.cx
@@ -654,7 +680,7 @@ def _composite(rng: np.random.Generator, img: np.ndarray, cand: _Candidate) -> N
         if np.abs(c1 - bg_mean).sum() > 90:
             break
         c1 = _object_colour(rng)
-    for part in range(_N_PARTS):
+    for part in range(len(cand.alpha)):
         a = cand.alpha[part][sl]
         if not a.any():
             continue
@@ -772,9 +798,12 @@ def generate_scene(
         )
 
     # Sensor-like noise, uniform (cheap to draw from bytes): luminance plus a weaker per-channel part.
-    noise = np.frombuffer(rng.bytes(h * w * 3), np.uint8).reshape(3, h, w).astype(np.float32) - 127.5
-    img += noise * np.float32(rng.uniform(1.0, 3.0) / 73.6)
-    img += noise[0] * np.float32(rng.uniform(0.5, 3.0) / 73.6)  # a luminance-like shared part
+    # Sensor-like noise: a window at a random offset into a fixed table of unit Gaussian noise, per channel
+    # plus a shared luminance part (drawing fresh noise per pixel would cost more than the rest together).
+    table = _noise_table(h, w)
+    oy, ox = (int(v) for v in rng.integers(0, _NOISE_PAD + 1, 2))
+    img += table[:3, oy : oy + h, ox : ox + w] * np.float32(rng.uniform(1.0, 3.0))
+    img += table[3, oy : oy + h, ox : ox + w] * np.float32(rng.uniform(0.5, 3.0))
     image = _to_hwc_uint8(img)
 
     objects = []
