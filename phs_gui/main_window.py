@@ -75,8 +75,8 @@ def _index_job(folder: str, engine: PHSEngine, *, report: Callable, cancel: obje
 
 
 def _demo_job(n: int, *, report: Callable, cancel: object) -> Path:
-    """Worker body: write the demo gallery."""
-    return write_demo_gallery(n, progress=lambda d, t: report((d, t)), cancel=cancel)  # type: ignore[arg-type]
+    """Worker body: write the demo gallery (a few seconds; not cancellable)."""
+    return write_demo_gallery(n, progress=lambda d, t: report((d, t)))
 
 
 @dataclass
