@@ -760,8 +760,9 @@ def generate_scene(
         attempts += 1
         shrink = 1.0 if attempts < 10 + 8 * target else 0.7
         r = 0.5 * side * rng.uniform(lo, hi) * shrink
-        cx = rng.uniform(0.2 * r, w - 0.2 * r)
-        cy = rng.uniform(0.2 * r, h - 0.2 * r)
+        # Centres keep most of the shape in the frame; the border may still cut a little of it.
+        cx = rng.uniform(min(0.6 * r, w / 2), max(w - 0.6 * r, w / 2))
+        cy = rng.uniform(min(0.6 * r, h / 2), max(h - 0.6 * r, h / 2))
         cat = int(rng.choice(cats))
         margin = 2 + int(math.ceil(r * 0.35))
         cand = _rasterise(rng, cat, cx, cy, r, margin)
