@@ -10,8 +10,8 @@ Every loader returns a :class:`Dataset`: category names and a tuple of :class:`I
   applied: dataset annotations refer to the pixels as stored).
 
 COCO segmentations (polygons, uncompressed and compressed RLE) are decoded by this module, without
-pycocotools. RLE decoding is exact. Polygons are filled with OpenCV at 1/16 pixel precision, a pixel being
-inside when its centre is: pycocotools' rasteriser may differ on boundary pixels.
+pycocotools. RLE decoding is exact. Polygons are filled by a scanline rule, a pixel being inside when its
+centre is: pycocotools' rasteriser may differ on boundary pixels.
 
 Evaluation protocol helpers: :func:`split_query_database` (disjoint query and database sets),
 :func:`filter_min_objects` (queries with at least N objects, Fig. A2 of seed 000) and
