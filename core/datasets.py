@@ -543,7 +543,11 @@ def _scene_file_name(index: int) -> str:
 
 
 def scene_record(scene: Scene, *, with_pixels: bool = True, path: Path | None = None) -> ImageRecord:
-    """Convert a generated :class:`core.scenes.Scene` to an :class:`ImageRecord` (``image_id = index``)."""
+    """Convert a generated :class:`core.scenes.Scene` to an :class:`ImageRecord` (``image_id = index``).
+
+    Masks are kept as uncompressed RLE (a few hundred bytes instead of ``H * W``), decoded exactly by
+    :meth:`ObjectAnnotation.mask`.
+    """
     h, w = scene.height, scene.width
     objs = tuple(
         ObjectAnnotation(
@@ -552,7 +556,7 @@ def scene_record(scene: Scene, *, with_pixels: bool = True, path: Path | None = 
             height=h,
             width=w,
             area=float(o.area),
-            segmentation=o.mask,
+            segmentation={"size": [h, w], "counts": np.asarray(_rle_counts(o.mask), dtype=np.int64)},
         )
         for o in scene.objects
     )
