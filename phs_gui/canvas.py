@@ -178,18 +178,28 @@ class Canvas(QGraphicsView):
         self._placeholder = text
         self.viewport().update()
 
-    def set_photo(self, rgb: np.ndarray | None) -> None:
-        """Show a new photo (``(H, W, 3)`` uint8 RGB) with an empty prompt, fitted to the window."""
-        if rgb is None:
+    def set_photo(self, image: np.ndarray | QImage | None, image_size: tuple[int, int] | None = None) -> None:
+        """Show a new photo with an empty prompt, fitted to the window.
+
+        Args:
+            image: ``(h, w, 3)`` uint8 RGB or a ``QImage``; may be a reduced copy of the photo (workers
+                prepare one so that a 12-megapixel photo never stalls the window).
+            image_size: ``(W, H)`` of the original photo, the prompt's coordinate frame; default the
+                image's own size.
+        """
+        if image is None:
             self._photo.setPixmap(QPixmap())
             self._state = None
             self._set_mask_overlay(None)
             self.viewport().update()
             return
-        from phs_gui.render import to_qimage
+        if isinstance(image, np.ndarray):
+            from phs_gui.render import to_qimage
 
-        h, w = rgb.shape[:2]
-        self._photo.setPixmap(QPixmap.fromImage(to_qimage(rgb)))
+            image = to_qimage(image)
+        w, h = image_size or (image.width(), image.height())
+        self._photo.setPixmap(QPixmap.fromImage(image))
+        self._photo.setScale(w / max(image.width(), 1))  # scene units stay original-image pixels
         self.scene().setSceneRect(QRectF(0, 0, w, h))
         self._state = PromptState((w, h))
         self._set_mask_overlay(None)
@@ -231,7 +241,7 @@ class Canvas(QGraphicsView):
         """Show the whole photo, and keep fitting it when the window is resized until the user zooms."""
         if self._photo.pixmap().isNull():
             return
-        self.fitInView(self._photo, Qt.AspectRatioMode.KeepAspectRatio)
+        self.fitInView(self.sceneRect(), Qt.AspectRatioMode.KeepAspectRatio)
         self._fit = True
         self.zoom_changed.emit(self.zoom)
 

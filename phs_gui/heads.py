@@ -21,7 +21,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from phs_gui.render import blend_map, shrink, to_qimage
+from phs_gui.render import blend_on_grey, dimmed_grey, shrink, to_qimage
 
 SELECTED = QColor(255, 196, 0)
 FORCED_ON = QColor(60, 220, 120)
@@ -105,6 +105,8 @@ class HeadsPanel(QWidget):
         super().__init__(parent)
         self._columns = columns
         self._photo: np.ndarray | None = None
+        self._grey_big: np.ndarray | None = None
+        self._grey_tile: np.ndarray | None = None
         self.tiles: list[HeadTile] = []
         self.combined = QLabel()
         self.combined.setAlignment(Qt.AlignmentFlag.AlignCenter)
@@ -140,6 +142,8 @@ class HeadsPanel(QWidget):
     def set_photo(self, rgb: np.ndarray | None) -> None:
         """The query photo (any size; a small copy is kept for drawing)."""
         self._photo = None if rgb is None else shrink(rgb, 224)
+        self._grey_big = None if rgb is None else dimmed_grey(self._photo)
+        self._grey_tile = None if rgb is None else dimmed_grey(shrink(rgb, TILE_PX))
         if rgb is None:
             self._set_tiles(0)
             self.combined.clear()
@@ -175,16 +179,16 @@ class HeadsPanel(QWidget):
             combined: ``(gh, gw)`` the selected heads' mean map.
             force_on, force_off: heads forced by hand.
         """
-        if self._photo is None:
+        if self._grey_big is None or self._grey_tile is None:
             return
         h = maps.shape[0]
         self._set_tiles(h)
         for i, tile in enumerate(self.tiles):
-            pm = QPixmap.fromImage(to_qimage(blend_map(self._photo, maps[i])))
+            pm = QPixmap.fromImage(to_qimage(blend_on_grey(self._grey_tile, maps[i])))
             forced = "on" if i in force_on else "off" if i in force_off else None
             tile.set_data(pm, None if scores is None else float(scores[i]),
                           bool(selected is not None and selected[i]), forced)
-        big = blend_map(self._photo, combined, alpha=0.65)
+        big = blend_on_grey(self._grey_big, combined, alpha=0.65)
         pm = QPixmap.fromImage(to_qimage(big))
         target = self.combined.size()
         self.combined.setPixmap(pm.scaled(QSize(max(target.width() - 8, 64), max(target.height() - 8, 64)),

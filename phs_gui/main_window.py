@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 from PySide6.QtCore import QSettings, Qt, QTimer
-from PySide6.QtGui import QAction, QActionGroup, QCloseEvent, QKeySequence
+from PySide6.QtGui import QAction, QActionGroup, QCloseEvent, QImage, QKeySequence
 from PySide6.QtWidgets import (
     QDockWidget,
     QFileDialog,
@@ -45,6 +45,7 @@ from phs_gui.controls import Controls
 from phs_gui.heads import HeadsPanel
 from phs_gui.library import LibraryPanel
 from phs_gui.prompt_state import History, PromptState
+from phs_gui.render import to_qimage, warm_up
 from phs_gui.results import ResultsGrid
 from phs_gui.session import Outcome, SearchOptions, SearchSession
 from phs_gui.settings import Preferences, load_preferences, save_preferences
@@ -62,11 +63,40 @@ def default_engine_loader(name: str, device: str) -> PHSEngine:
     return load_engine(name, device=device)
 
 
-def _load_and_encode(session: SearchSession, path: str, *, report: object, cancel: object) -> tuple:
-    """Worker body: decode the photo once, encode it, return what the window shows."""
+@dataclass(frozen=True, eq=False)
+class EncodedPhoto:
+    """What the encode worker hands the window: everything display-sized, prepared off the GUI thread.
+
+    Attributes:
+        path: the photo file.
+        size: ``(W, H)`` of the photo (EXIF orientation applied), the prompt coordinate frame.
+        display: the photo for the canvas, longer side at most :data:`DISPLAY_MAX_SIDE`.
+        small: ``(h, w, 3)`` uint8 copy for the heads panel.
+        norms: ``(gh * gw,)`` query norms for the ITAE histogram.
+        encode_ms: time the engine took.
+    """
+
+    path: str
+    size: tuple[int, int]
+    display: QImage
+    small: np.ndarray
+    norms: np.ndarray
+    encode_ms: float
+
+
+DISPLAY_MAX_SIDE = 2560
+
+
+def _load_and_encode(session: SearchSession, path: str, *, report: object, cancel: object) -> EncodedPhoto:
+    """Worker body: decode the photo once, encode it, and prepare what the window shows."""
     img = load_image(path)
     session.encode(img)
-    return path, np.asarray(img), session.query_norms(), session.last_encode_ms
+    disp = img.copy()
+    disp.thumbnail((DISPLAY_MAX_SIDE, DISPLAY_MAX_SIDE))
+    small = img.copy()
+    small.thumbnail((224, 224))
+    return EncodedPhoto(path, img.size, to_qimage(np.asarray(disp)), np.asarray(small), session.query_norms(),
+                        session.last_encode_ms or 0.0)
 
 
 def _index_job(folder: str, engine: PHSEngine, *, report: Callable, cancel: object) -> IndexReport:
@@ -382,7 +412,11 @@ class MainWindow(QMainWindow):
             return
         self.cancel_indexing()
         self.status_model.setText(f"loading {name}…")
-        w = Worker(lambda *, report, cancel: self._loader(name, device), doing=f"loading the model {name}")
+        def job(*, report: Callable, cancel: object) -> PHSEngine:
+            warm_up()  # matplotlib's colour table, so the first prompt does not wait for the import
+            return self._loader(name, device)
+
+        w = Worker(job, doing=f"loading the model {name}")
         w.signals.result.connect(lambda eng, n=name, dv=device: self._on_engine(eng, n, dv))
         w.signals.error.connect(self._on_model_error)
         w.signals.finished.connect(self._loading_finished)
@@ -499,20 +533,20 @@ class MainWindow(QMainWindow):
         elif self.photo_path is None:
             self.status_timing.setText("")
 
-    def _on_encoded(self, out: tuple) -> None:
-        path, rgb, norms, encode_ms = out
+    def _on_encoded(self, out: EncodedPhoto) -> None:
+        path = out.path
         self.photo_path = path
         self.prefs.add_recent(path)
         self.prefs.last_photo = path
         self._refresh_recent()
-        self.canvas.set_photo(rgb)
-        self.docks.heads.set_photo(rgb)
-        self.docks.controls.set_query_norms(norms)
+        self.canvas.set_photo(out.display, out.size)
+        self.docks.heads.set_photo(out.small)
+        self.docks.controls.set_query_norms(out.norms)
         self.history.reset(self.canvas.state)  # type: ignore[arg-type]
         self.force_on.clear()
         self.force_off.clear()
         self._update_undo()
-        self.encode_ms = encode_ms
+        self.encode_ms = out.encode_ms
         if self.banner.level == "error":
             self.banner.hide()
         self.rescore()

@@ -54,12 +54,27 @@ def blend_map(photo: np.ndarray, attn: np.ndarray, alpha: float = 0.6, cmap: str
     Returns:
         ``(H, W, 3)`` uint8 RGB.
     """
-    h, w = photo.shape[:2]
+    return blend_on_grey(dimmed_grey(photo), attn, alpha, cmap)
+
+
+def dimmed_grey(photo: np.ndarray) -> np.ndarray:
+    """The photo as ``(H, W, 1)`` float32 grey, slightly dimmed, the backdrop of every map (compute once)."""
+    return photo.astype(np.float32).mean(axis=2, keepdims=True) * np.float32(0.9)
+
+
+def blend_on_grey(grey: np.ndarray, attn: np.ndarray, alpha: float = 0.6, cmap: str = DEFAULT_CMAP) -> np.ndarray:
+    """:func:`blend_map` on a backdrop from :func:`dimmed_grey`; ``(H, W, 3)`` uint8."""
+    h, w = grey.shape[:2]
     heat = normalize_map(upsample(normalize_map(attn), (w, h)))
-    col = colorize(heat, cmap).astype(np.float32)
-    grey = photo.astype(np.float32).mean(axis=2, keepdims=True) * np.float32(0.9)
-    out = (1 - alpha) * grey + alpha * col
-    return np.clip(out + 0.5, 0, 255).astype(np.uint8)
+    out = colorize(heat, cmap).astype(np.float32)
+    out *= np.float32(alpha)
+    out += np.float32(1 - alpha) * grey + np.float32(0.5)
+    return np.clip(out, 0, 255).astype(np.uint8)
+
+
+def warm_up() -> None:
+    """Import matplotlib and build the colour table (call from a worker so the first prompt is fast)."""
+    _lut(DEFAULT_CMAP)
 
 
 def shrink(photo: np.ndarray, max_side: int) -> np.ndarray:
