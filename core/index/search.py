@@ -5,11 +5,12 @@
 * **Query-DB (QD)**, two stages: the QO top ``candidates`` (K', default 1,000) are re-ranked by recomputing
   *their* features with the query's head mask from the QD cache (``X_cls``, ``O[CLS]``) through
   :meth:`core.engine.PHSEngine.features_from_cache`: one projection and one MLP per candidate, no image
-  decoded, no model run. Photos outside the QO top K' keep their QO rank order below the re-ranked ones
-  only if ``k > K'`` (K' is raised to ``k`` so this does not happen).
+  decoded, no model run. K' is raised to ``k`` when smaller, so every returned photo is re-ranked.
 
-A :class:`Searcher` reads a consistent SQLite snapshot per query and re-syncs its FAISS copy whenever the
-database generation moved, so it can be used while an indexing run commits batches.
+A :class:`Searcher` can be used while an indexing run commits batches (SQLite WAL readers do not block the
+writer): it loads the FAISS file once (atomically replaced by the indexer, so never torn), and before each
+query brings its in-memory copy up to date with the rows committed since (``core.index.vectors.sync_vectors``)
+whenever the database generation moved; results whose rows were removed meanwhile are dropped.
 """
 
 from __future__ import annotations

@@ -30,6 +30,10 @@ APPROX_THRESHOLD = 250_000
 HNSW_M = 32
 HNSW_EF_CONSTRUCTION = 80
 HNSW_EF_SEARCH = 128
+#: OpenMP threads FAISS uses for a single query. One thread answers a single query over 100k vectors in
+#: a few ms; FAISS's default (all cores) spends more time waking threads than searching, badly so on a busy
+#: machine (measured by bench/bench_index.py). Batches of queries keep FAISS's default.
+SINGLE_QUERY_THREADS = 1
 
 
 def choose_kind(n: int, threshold: int = APPROX_THRESHOLD) -> str:
@@ -116,7 +120,15 @@ class VectorIndex:
                 with contextlib.suppress(Exception):
                     self._gpu = faiss.index_cpu_to_gpu(faiss.StandardGpuResources(), 0, self.index)
             index = self._gpu or self.index
-        scores, ids = index.search(q, k)
+        if len(q) == 1 and SINGLE_QUERY_THREADS:
+            before = faiss.omp_get_max_threads()
+            faiss.omp_set_num_threads(SINGLE_QUERY_THREADS)
+            try:
+                scores, ids = index.search(q, k)
+            finally:
+                faiss.omp_set_num_threads(before)
+        else:
+            scores, ids = index.search(q, k)
         return scores, ids
 
     def save(self, path: Path) -> None:
