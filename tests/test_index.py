@@ -343,3 +343,45 @@ def test_non_utf8_and_long_names(tmp_path):
     db = Database(index_dir_for(folder, engine.fingerprint()) / "files.sqlite", writable=False)
     assert sorted(r.rel for r in db.records()) == sorted([odd, "x" * 240 + ".png"])
     db.close()
+
+
+def test_file_changing_while_indexed_is_redone_next_run(photos, monkeypatch):
+    from core.index.indexer import Indexer
+
+    target = photos / "img000.jpg"
+    original = Indexer._prepare
+
+    def prepare_then_change(self, f, known):
+        item = original(self, f, known)
+        if f.rel == "img000.jpg" and not target.with_suffix(".flag").exists():
+            target.with_suffix(".flag").write_text("")  # once: someone saves a new version meanwhile
+            colour_image(777).save(target, quality=95)
+            os.utime(target, ns=(5, 5_000_000_000))
+        return item
+
+    monkeypatch.setattr(Indexer, "_prepare", prepare_then_change)
+    engine = FakeEngine()
+    index_folder(photos, engine, batch_size=4)
+    report = index_folder(photos, engine, batch_size=4)
+    assert report.indexed == 1 and report.skipped == 19  # the stored stat was the old one: redone
+    with Searcher(photos, engine) as s:
+        hit = s.search(engine.feature_of(Image.open(target)), 1)[0]
+    assert hit.rel == "img000.jpg" and hit.score > 0.999
+
+
+def test_qd_cache_grows_and_keeps_rows(tmp_path):
+    from core.index.store import QDCache
+
+    qd = QDCache(tmp_path / "qd.f16", 6, 2, 3, writable=True)
+    rng = np.random.default_rng(0)
+    x, o = rng.normal(size=(3000, 6)), rng.normal(size=(3000, 2, 3))
+    for start in range(0, 3000, 700):  # several growths past the first 1,024 slots
+        sl = np.arange(start, min(start + 700, 3000))
+        qd.write(sl, QDCache.pack(x[sl], o[sl]))
+        qd.flush()
+    reader = QDCache(tmp_path / "qd.f16", 6, 2, 3, writable=False)
+    xr, orr = reader.read(np.array([0, 1023, 1024, 2999]))
+    np.testing.assert_allclose(xr, x[[0, 1023, 1024, 2999]], atol=2e-3)
+    np.testing.assert_allclose(orr, o[[0, 1023, 1024, 2999]], atol=2e-3)
+    big = QDCache.pack(np.full((1, 6), 1e6), np.zeros((1, 2, 3)))
+    assert np.isfinite(big.astype(np.float32)).all()  # clipped to the float16 range, never inf
