@@ -260,7 +260,7 @@ class Controls(QWidget):
         b = self.model.blockSignals(True)
         self.model.clear()
         for name, label, note in entries:
-            self.model.addItem(f"{label} — {note}", name)
+            self.model.addItem(f"{label} ({note})", name)
             self.model.setItemData(self.model.count() - 1, f"{name}: {note}", Qt.ItemDataRole.ToolTipRole)
         i = self.model.findData(current)
         self.model.setCurrentIndex(max(i, 0))

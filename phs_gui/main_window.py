@@ -262,7 +262,7 @@ class MainWindow(QMainWindow):
         left = QDockWidget("Search", self)
         left.setObjectName("dock-search")
         left.setWidget(left_host)
-        left.setMinimumWidth(300)
+        left.setMinimumWidth(330)
         right = QDockWidget("Heads of the last block", self)
         right.setObjectName("dock-heads")
         right.setWidget(heads)
