@@ -292,3 +292,25 @@ def test_first_launch_without_weights_says_so_and_runs_the_demo_gallery(qtbot, t
         assert '"model": "demo"' in saved and str(gallery) in saved
     finally:
         w.shutdown()
+
+
+def test_ctrl_wheel_zooms_at_the_cursor_and_fit_shows_the_whole_photo(qtbot):
+    import numpy as np
+    from PySide6.QtCore import QPointF as _P
+
+    from phs_gui.canvas import Canvas
+
+    c = Canvas()
+    qtbot.addWidget(c)
+    c.resize(500, 400)
+    c.show()
+    c.set_photo(np.full((300, 400, 3), 128, np.uint8))
+    fit = c.zoom
+    assert 400 * fit <= c.viewport().width() + 1 and 300 * fit <= c.viewport().height() + 1
+    anchor = c.mapFromScene(_P(100, 80))
+    c.zoom_by(2.0, anchor)
+    assert c.zoom == pytest.approx(2 * fit)
+    back = c.mapToScene(anchor)
+    assert abs(back.x() - 100) < 1.5 and abs(back.y() - 80) < 1.5  # the point under the cursor stayed
+    c.fit_to_window()
+    assert c.zoom == pytest.approx(fit)
