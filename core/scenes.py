@@ -31,6 +31,7 @@ another candidate is tried.
 from __future__ import annotations
 
 import colorsys
+import functools
 import math
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -152,11 +153,23 @@ class Scene:
 _Prim = tuple[np.ndarray, int, int]
 
 
-def _ellipse(cx: float, cy: float, rx: float, ry: float, n: int = 40, rot: float = 0.0) -> np.ndarray:
+@functools.cache
+def _unit_circle(n: int) -> tuple[np.ndarray, np.ndarray]:
     t = np.linspace(0.0, 2.0 * math.pi, n, endpoint=False)
-    x, y = rx * np.cos(t), ry * np.sin(t)
+    cos, sin = np.cos(t), np.sin(t)
+    cos.setflags(write=False)
+    sin.setflags(write=False)
+    return cos, sin
+
+
+def _ellipse(cx: float, cy: float, rx: float, ry: float, n: int = 40, rot: float = 0.0) -> np.ndarray:
+    cos, sin = _unit_circle(n)
+    x, y = rx * cos, ry * sin
     c, s = math.cos(rot), math.sin(rot)
-    return np.stack([cx + c * x - s * y, cy + s * x + c * y], axis=1)
+    out = np.empty((n, 2))
+    out[:, 0] = cx + c * x - s * y
+    out[:, 1] = cy + s * x + c * y
+    return out
 
 
 def _rect(x0: float, y0: float, x1: float, y1: float) -> np.ndarray:
