@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import argparse
 
-from core.backbones import get_spec, hf_weights_path, load_backbone
-from core.errors import WeightsNotFoundError
 
 NAME = "download"
 HELP = "Download a model's weights into the Hugging Face cache, with progress (needs internet)."
@@ -18,6 +16,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Download (or find) the weights, then load them once to check they fit the architecture."""
+    from core.backbones import get_spec, hf_weights_path, load_backbone  # torch: import on use
+    from core.errors import WeightsNotFoundError
+
     spec = get_spec(args.model)
     if spec.resource is not None:
         print(f"{spec.name} ships with PHS desktop; nothing to download.")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 
-from core.backbones import DEFAULT_MODEL, list_models, weights_available
 
 NAME = "models"
 HELP = "List the supported models and whether their weights are on this machine."
@@ -16,6 +15,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Print one line per model: name, label, availability."""
+    from core.backbones import DEFAULT_MODEL, list_models, weights_available  # torch: import on use
+
     for spec in list_models():
         if spec.family == "test":
             continue
