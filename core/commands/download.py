@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 
-
 NAME = "download"
 HELP = "Download a model's weights into the Hugging Face cache, with progress (needs internet)."
 

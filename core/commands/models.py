@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 
-
 NAME = "models"
 HELP = "List the supported models and whether their weights are on this machine."
 
