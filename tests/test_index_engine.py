@@ -146,7 +146,10 @@ def test_demo_model_prompted_category_dominates_top_k(tmp_path):
 
     folder = tmp_path / "scenes"
     folder.mkdir()
-    db = [generate_scene(11, i, (160, 160)) for i in range(120)]
+    card = json.loads((resources_dir() / "demo_model.json").read_text())
+    size = int(card.get("scene_size", 160))
+    h_on = int(card.get("h_on", 5))
+    db = [generate_scene(11, i, (size, size)) for i in range(120)]
     for sc in db:
         Image.fromarray(sc.image).save(folder / f"s{sc.index:03d}.png")
     engine = load_engine("demo", device="cpu")
@@ -156,10 +159,10 @@ def test_demo_model_prompted_category_dominates_top_k(tmp_path):
     precisions, base_rates = [], []
     with Searcher(folder, engine) as s:
         for qi in range(12):
-            q = generate_scene(12, qi, (160, 160), min_objects=2, max_objects=4)
+            q = generate_scene(12, qi, (size, size), min_objects=2, max_objects=4)
             obj = max(q.objects, key=lambda o: o.area)
             engine.set_image(q.image)
-            sel = engine.select_heads(Prompt.from_box(*obj.bbox.tolist()), h_on=5)
+            sel = engine.select_heads(Prompt.from_box(*obj.bbox.tolist()), h_on=h_on)
             hits = s.search(engine.feature(sel.head_mask), 10, mode="qd", head_mask=sel.head_mask)
             has = [obj.category_id in db[int(h.rel[1:4])].categories for h in hits]
             precisions.append(np.mean(has))

@@ -35,7 +35,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--batch-size", type=int, default=32, help="photos per model call and per commit (default 32)"
     )
     parser.add_argument(
-        "--workers", type=int, default=None, help="decoding threads (default: CPU count, at most 8)"
+        "--workers",
+        type=int,
+        default=None,
+        help="decoding threads (default: half the cores on the CPU, all on a GPU, at most 8)",
     )
     parser.add_argument(
         "--rebuild", action="store_true", help="discard this folder's index for the model first"

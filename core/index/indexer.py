@@ -139,6 +139,13 @@ class _Batch:
         return len(self.encode) + len(self.reuse) + len(self.fail)
 
 
+def default_workers(engine: Any) -> int:
+    """Decode threads for an engine: half the cores when it computes on the CPU, else all (at most 8)."""
+    cores = os.cpu_count() or 2
+    device = getattr(getattr(engine, "device", None), "type", "cpu")
+    return max(1, min(8, cores // 2 if device == "cpu" else cores))
+
+
 def content_hash(data: bytes) -> str:
     """BLAKE2b-128 hex digest of a file's bytes (how renamed and duplicated photos are recognised)."""
     return hashlib.blake2b(data, digest_size=16).hexdigest()
@@ -159,7 +166,8 @@ class Indexer:
         folder: The photo folder (opened read-only).
         engine: The model (:class:`core.engine.PHSEngine` or anything with the same methods).
         batch_size: Photos per model call and per commit.
-        workers: Decode threads (default: CPU count, at most 8).
+        workers: Decode threads. Default: half the CPU cores when the model runs on the CPU (its own threads
+            use the rest; more decode threads only oversubscribe the cores), else every core, at most 8.
         lookahead: Photos decoded ahead of the model at most (default ``2 * batch_size``).
         rebuild: Discard the existing index of this folder and model first.
         retry_failed: Retry files recorded as failed even when unchanged.
@@ -187,7 +195,7 @@ class Indexer:
             raise PHSError("The batch size must be at least 1.")
         self.engine = engine
         self.batch_size = int(batch_size)
-        self.workers = int(workers or min(8, os.cpu_count() or 2))
+        self.workers = int(workers or default_workers(engine))
         self.lookahead = int(lookahead or max(2 * self.batch_size, 2 * self.workers))
         self.rebuild = rebuild
         self.retry_failed = retry_failed
