@@ -325,11 +325,13 @@ class Backbone:
         spec: the registry entry.
         weights_id: ``"random"`` for ``pretrained=False``, else the weights file name and size, recorded in
             index sidecars so that features from other weights are never mixed.
+        model_kwargs: architecture overrides the model was built with (part of the index fingerprint).
     """
 
     model: VisionTransformer
     spec: ModelSpec
     weights_id: str
+    model_kwargs: dict[str, Any] = field(default_factory=dict)
 
 
 def load_backbone(
@@ -373,7 +375,7 @@ def load_backbone(
         apply_state_dict(model, load_state_dict_file(path), spec.hf_repo or path.name, spec.name)
         weights_id = f"hf:{spec.hf_repo}:{path.stat().st_size}"
     model.eval()
-    return Backbone(model=model, spec=spec, weights_id=weights_id)
+    return Backbone(model=model, spec=spec, weights_id=weights_id, model_kwargs=dict(model_kwargs or {}))
 
 
 def weights_available(spec: ModelSpec) -> bool:

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image, ImageOps
+from PIL import Image
 from timm.data import resolve_model_data_config
 
 from core import vit
@@ -204,10 +204,18 @@ class PHSEngine:
 
     def fingerprint(self) -> dict[str, Any]:
         """Everything that determines database features; indexes record it and refuse a mismatch."""
+        weights = self.backbone.weights_id
+        if weights == "random":
+            # Random weights differ from model to model: identify them by their values.
+            digest = hashlib.sha1()
+            for t in self.model.state_dict().values():
+                digest.update(t.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+            weights = f"random:{digest.hexdigest()[:16]}"
         return {
             "model": self.spec.name,
             "timm_name": self.spec.timm_name,
-            "weights": self.backbone.weights_id,
+            "arch_overrides": dict(sorted(self.backbone.model_kwargs.items())),
+            "weights": weights,
             "input_size": self.input_size,
             "mean": list(self.mean),
             "std": list(self.std),
@@ -252,9 +260,11 @@ class PHSEngine:
         Raises:
             ImageLoadError: the file cannot be read or decoded.
         """
-        if isinstance(image, (str, Path, bytes)):
-            from core.imageio import load_image
+        from core.imageio import load_image
 
+        if isinstance(image, (str, Path, bytes, Image.Image)):
+            # The indexer decodes through load_image too, so a query and its library twin match exactly
+            # (EXIF orientation, transparency over white, 16-bit and CMYK conversions).
             return load_image(image)
         if isinstance(image, np.ndarray):
             if image.ndim == 2:
@@ -262,9 +272,6 @@ class PHSEngine:
             if image.ndim != 3 or image.shape[2] not in (3, 4):
                 raise ImageLoadError(f"An image array must be (H, W, 3) RGB, not {image.shape}.")
             return Image.fromarray(np.ascontiguousarray(image[..., :3]).astype(np.uint8), "RGB")
-        if isinstance(image, Image.Image):
-            img = ImageOps.exif_transpose(image)
-            return img if img.mode == "RGB" else img.convert("RGB")
         raise ImageLoadError(f"Cannot read an image from a {type(image).__name__}.")
 
     def preprocess(self, image: Image.Image) -> torch.Tensor:
@@ -509,11 +516,11 @@ class PHSEngine:
         cached = st.fa_cache.get(key)
         if cached is not None:
             return cached
-        if fa.blocks > self.fa_blocks:
+        n = min(fa.blocks, self.layout.depth)  # "the last 4 blocks" of a 3-block model are all of them
+        if n > self.fa_blocks:
             raise PromptError(
                 f"FA can act on at most the last {self.fa_blocks} blocks with this engine; choose fewer layers."
             )
-        n = fa.blocks
         bias = vit.fa_bias(box, self.grid, self.layout.num_prefix_tokens, fa.alpha, fa.sigma)[None].to(self.device)
         depth = self.layout.depth
         with torch.no_grad(), self._autocast():

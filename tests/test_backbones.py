@@ -171,7 +171,10 @@ def test_engine_exposes_timm_module_and_fingerprint():
 
     assert isinstance(engine.model, tvt.VisionTransformer)
     fp = engine.fingerprint()
-    assert fp["weights"] == "random" and fp["resize"] == "squash-bicubic" and fp["num_heads"] == 4
+    assert fp["weights"].startswith("random:") and fp["resize"] == "squash-bicubic" and fp["num_heads"] == 4
+    assert fp["arch_overrides"] == dict(sorted(KW.items()))
+    other = load_engine(NAME, pretrained=False, model_kwargs=KW, device="cpu")
+    assert other.fingerprint()["weights"] != fp["weights"]  # two random models never share an index
     engine.set_image(random_image(30, 20))
     assert engine.image_size == (30, 20)
     assert "on cpu, fp32" in engine.describe()

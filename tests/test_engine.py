@@ -257,7 +257,12 @@ def test_errors_before_image_and_bad_inputs(tiny_engine):
         tiny_engine.features_from_cache(np.zeros((2, 3)), np.zeros((2, 1, 1)))
 
 
-def test_fa_on_more_blocks_than_cached_is_refused(tiny_engine):
-    tiny_engine.set_image(random_image(40, 40))
-    with pytest.raises(PromptError, match="at most"):
-        tiny_engine.query(Prompt.from_box(0, 0, 20, 20), method="fa", fa=FAParams(blocks=tiny_engine.fa_blocks + 1))
+def test_fa_on_more_blocks_than_cached_is_refused():
+    from core.engine import PHSEngine, load_engine
+
+    deep = load_engine("test-vit", pretrained=False, device="cpu")  # 6 blocks
+    engine = PHSEngine(deep.backbone, device="cpu", fa_blocks=2)
+    engine.set_image(random_image(40, 40))
+    engine.query(Prompt.from_box(0, 0, 20, 20), method="fa", fa=FAParams(blocks=2))
+    with pytest.raises(PromptError, match="at most the last 2 blocks"):
+        engine.query(Prompt.from_box(0, 0, 20, 20), method="fa", fa=FAParams(blocks=3))
