@@ -29,6 +29,7 @@ import torch
 import torch.nn as nn
 from timm.models.vision_transformer import VisionTransformer, checkpoint_filter_fn
 
+from core.defaults import DEFAULT_MODEL
 from core.errors import UnsupportedModelError, WeightsError, WeightsNotFoundError
 from core.paths import resources_dir
 
@@ -121,7 +122,7 @@ _SPECS += [
 ]
 
 REGISTRY: dict[str, ModelSpec] = {s.name: s for s in _SPECS}
-DEFAULT_MODEL = "dinov2-b14"
+__all__ = ["DEFAULT_MODEL", "REGISTRY", "Backbone", "ModelSpec", "get_spec", "list_models", "load_backbone"]
 
 
 def list_models() -> list[ModelSpec]:

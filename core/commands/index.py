@@ -19,7 +19,7 @@ HELP = "Index a photo folder (only new or changed photos are processed); --statu
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``phs index``."""
-    from core.backbones import DEFAULT_MODEL
+    from core.defaults import DEFAULT_MODEL
 
     parser.add_argument("path", type=Path, help="the photo folder (never written to)")
     parser.add_argument(
@@ -112,7 +112,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _default_model() -> str:
-    from core.backbones import DEFAULT_MODEL
+    from core.defaults import DEFAULT_MODEL
 
     return DEFAULT_MODEL
 

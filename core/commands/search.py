@@ -21,7 +21,7 @@ HELP = "Search an indexed folder with a query photo and a point, box or mask on 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``phs search``."""
-    from core.backbones import DEFAULT_MODEL
+    from core.defaults import DEFAULT_MODEL
 
     parser.add_argument("--folder", type=Path, required=True, help="the indexed photo folder")
     parser.add_argument("--image", type=Path, required=True, help="the query photo")
