@@ -9,11 +9,11 @@ falls back to its default.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from core.index.store import atomic_write_bytes
 from core.paths import data_dir
 
 SETTINGS_FILE = "settings.json"
@@ -123,8 +123,10 @@ def load_preferences(path: Path | None = None) -> Preferences:
 
 
 def save_preferences(prefs: Preferences, path: Path | None = None) -> None:
-    """Write the preferences atomically as indented JSON."""
-    target = path or settings_path()
-    tmp = target.with_name(f".{target.name}.tmp")
-    tmp.write_text(json.dumps(asdict(prefs), indent=2, sort_keys=True) + "\n", "utf-8")
-    os.replace(tmp, target)
+    """Write the preferences atomically as indented JSON.
+
+    A temporary file of its own (two windows may save at the same moment), fsync, ``os.replace``: a reader
+    or a process killed at any point sees the old file or the new one, never a mix or an empty file.
+    """
+    data = (json.dumps(asdict(prefs), indent=2, sort_keys=True) + "\n").encode("utf-8")
+    atomic_write_bytes(path or settings_path(), data)
