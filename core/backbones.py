@@ -191,7 +191,12 @@ def build_model(spec: ModelSpec, model_kwargs: dict[str, Any] | None = None) -> 
     """
     if spec.is_demo:
         cfg = _demo_config()
-        model = VisionTransformer(**{**cfg["vit_kwargs"], **(model_kwargs or {})})
+        kwargs = {**cfg["vit_kwargs"], **(model_kwargs or {})}
+        if cfg.get("stem") == "conv":
+            from core.convstem import ConvStem
+
+            kwargs["embed_layer"] = ConvStem
+        model = VisionTransformer(**kwargs)
     else:
         kwargs = {**spec.timm_kwargs, **(model_kwargs or {})}
         if not spec.keep_head:

@@ -266,3 +266,24 @@ def test_fa_on_more_blocks_than_cached_is_refused():
     engine.query(Prompt.from_box(0, 0, 20, 20), method="fa", fa=FAParams(blocks=2))
     with pytest.raises(PromptError, match="at most the last 2 blocks"):
         engine.query(Prompt.from_box(0, 0, 20, 20), method="fa", fa=FAParams(blocks=3))
+
+
+def test_conv_stem_vit_is_supported_and_exact():
+    """The demo model's convolutional stem keeps the token layout PHS relies on."""
+    from timm.models.vision_transformer import VisionTransformer
+
+    from core.backbones import Backbone, ModelSpec
+    from core.convstem import ConvStem
+    from core.engine import PHSEngine
+    from tests.conftest import perturb_
+
+    model = VisionTransformer(img_size=48, patch_size=8, embed_dim=32, depth=2, num_heads=4, num_classes=0,
+                              embed_layer=ConvStem).eval()
+    perturb_(model)
+    engine = PHSEngine(Backbone(model, ModelSpec("stem", "stem", "stem", "test"), "random"), device="cpu")
+    img = random_image(60, 40)
+    engine.set_image(img)
+    assert engine.grid == (6, 6) and engine.attention_maps().shape == (4, 6, 6)
+    with torch.no_grad():
+        ref = model(engine.preprocess(engine.to_pil(img))[None])[0].numpy()
+    _rel_close(engine.feature(), ref)
