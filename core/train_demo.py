@@ -82,6 +82,7 @@ class Recipe:
     w_pool: float = 1.0
     temperature: float = 0.1
     h_on_recommended: int = 2
+    stem: str = "patch"  # "conv": core.convstem.ConvStem (three stride-2 convolutions) instead of the 8x8 projection
     threads: int = 2
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -208,7 +209,12 @@ class TrainHeads(nn.Module):
 def build_vit(recipe: Recipe, seed: int) -> VisionTransformer:
     """The demo architecture with a seeded random initialisation."""
     torch.manual_seed(seed)
-    return VisionTransformer(**recipe.vit_kwargs())
+    kwargs: dict[str, Any] = recipe.vit_kwargs()
+    if recipe.stem == "conv":
+        from core.convstem import ConvStem
+
+        kwargs["embed_layer"] = ConvStem
+    return VisionTransformer(**kwargs)
 
 
 def phs_masks(attn_patches: torch.Tensor, roi: torch.Tensor, h_on: torch.Tensor) -> torch.Tensor:
@@ -419,6 +425,8 @@ def write_model(model: VisionTransformer, recipe: Recipe, seed: int, out_dir: Pa
         "h_on": recipe.h_on_recommended,
         "objective": "phs-consistent (trained to have per-object heads)",
     }
+    if recipe.stem != "patch":
+        cfg["stem"] = recipe.stem  # read by core.backbones.build_model
     (out_dir / "demo_model.json").write_text(json.dumps(cfg, indent=2) + "\n")
     return cfg
 
@@ -563,6 +571,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--w-contrast", type=float, default=Recipe.w_contrast)
     p.add_argument("--w-pool", type=float, default=Recipe.w_pool)
     p.add_argument("--h-on", type=int, default=Recipe.h_on_recommended, help="recommended h_on to record")
+    p.add_argument("--stem", choices=("patch", "conv"), default=Recipe.stem,
+                   help="patch embedding: timm's 8x8 projection or core.convstem.ConvStem")
     p.add_argument("--no-mixed-counts", action="store_true", help="all scenes with 1-6 objects")
     p.add_argument("--save-every", type=int, default=0, help="also write checkpoints to OUT/stepN every N steps")
     p.add_argument("--init", type=Path, default=None,
@@ -581,7 +591,7 @@ def main(argv: list[str] | None = None) -> int:
     recipe = Recipe(steps=a.steps, n_scenes=a.scenes, batch=a.batch, lr=a.lr, depth=a.depth,
                     embed_dim=a.embed_dim, num_heads=a.heads, threads=a.threads, w_phs=a.w_phs,
                     w_attn=a.w_attn, w_patch=a.w_patch, w_contrast=a.w_contrast, w_pool=a.w_pool, h_on_recommended=a.h_on,
-                    mixed_counts=not a.no_mixed_counts)
+                    mixed_counts=not a.no_mixed_counts, stem=a.stem)
     if a.init is not None:
         recipe.extra["init"] = str(a.init)
     if a.stage:
