@@ -464,6 +464,11 @@ ATTEMPTS: list[tuple[str, str]] = [
      "seed 1 CBIR 23.2, PHS-QO 25.6, QD 24.0, FA 23.4, Mask 23.0, Crop 19.6; seed 5 CBIR 23.7, PHS-QO 25.7, "
      "QD 23.8, FA 23.9, Mask 23.3, Crop 19.9. PHS-QO beats CBIR by 2.0-2.4 points on both seeds: below the "
      "issue's 5-point target. The gap grew with every stage; more steps are the next thing to try."),
+    ("Attempt 12 (not shipped): --stem conv (core.convstem.ConvStem), one stage, seed 0, 6,000 scenes, "
+     "--steps 1200 --stop-at 800 (404 s of training at 0.50 s/step)", "step 800: plain 2.16, pool 2.18 (the "
+     "shipped 3-stage model ends at 2.19 / 2.22 after 3,000 steps). Seed 1, 300 queries / 2,000 DB: CBIR 25.0, "
+     "PHS-QO 26.9, QD 25.8: the same +2 gap at higher absolute level in a third of the time; the lead to "
+     "follow with a longer run."),
     ("Attempt 9: attempt 8 with lr 5e-4 (side run next to attempt 8)",
      "no faster in the first 50 steps (pool 3.27 either way); stopped to give attempt 8 the cores."),
 ]
