@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import io
-import struct
-import zlib
 
 import numpy as np
 import pytest
@@ -12,6 +10,7 @@ from PIL import Image
 
 from core.errors import ImageLoadError
 from core.imageio import SUPPORTED_SUFFIXES, decode_image_bytes, heif_available, load_image
+from tests.bad_inputs import png_header_only
 
 
 def _pattern(w: int = 60, h: int = 40) -> Image.Image:
@@ -135,27 +134,9 @@ def test_bad_files_one_sentence(tmp_path):
         load_image(b"")
 
 
-def _png_header_only(w: int, h: int) -> bytes:
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return (
-            struct.pack(">I", len(data))
-            + kind
-            + data
-            + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
-        )
-
-    ihdr = struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0)
-    return (
-        b"\x89PNG\r\n\x1a\n"
-        + chunk(b"IHDR", ihdr)
-        + chunk(b"IDAT", zlib.compress(b"\0" * 64))
-        + chunk(b"IEND", b"")
-    )
-
-
 def test_decompression_bomb_refused_before_decoding(tmp_path):
     p = tmp_path / "bomb.png"
-    p.write_bytes(_png_header_only(100_000, 100_000))
+    p.write_bytes(png_header_only(100_000, 100_000))
     with pytest.raises(ImageLoadError) as info:
         load_image(p)
     assert "too large" in _one_sentence(info.value, "bomb.png")

@@ -197,7 +197,7 @@ def test_bad_files_recorded_with_reason_and_run_completes(photos):
 
 
 def _bomb() -> bytes:
-    from tests.test_imageio import _png_header_only
+    from tests.bad_inputs import png_header_only as _png_header_only
 
     return _png_header_only(100_000, 100_000)
 

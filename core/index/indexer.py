@@ -452,34 +452,10 @@ class Indexer:
         with db.transaction() as conn:
             gen = db.next_generation(conn)
             for p, slot in zip(done_items, slots):
-                old = conn.execute(
-                    "SELECT slot FROM files WHERE path = ?", (st.encode_rel(p.file.rel),)
-                ).fetchone()
-                if old is not None and old[0] is not None:
-                    freed.append(old[0])
-                conn.execute(
-                    "INSERT INTO files (path, size, mtime_ns, hash, status, error, feature, slot, gen, first_seen, "
-                    "updated_at) VALUES (?, ?, ?, ?, 'done', NULL, ?, ?, ?, ?, ?) ON CONFLICT(path) DO UPDATE SET "
-                    "size = excluded.size, mtime_ns = excluded.mtime_ns, hash = excluded.hash, status = 'done', "
-                    "error = NULL, feature = excluded.feature, slot = excluded.slot, gen = excluded.gen, "
-                    "updated_at = excluded.updated_at",
-                    (st.encode_rel(p.file.rel), p.file.size, p.file.mtime_ns, p.hash,
-                     feats[p.hash].astype(np.float32).tobytes(), int(slot), gen, t, t),
-                )  # fmt: skip
+                freed += _upsert_file(conn, p, "done", None, feats[p.hash].astype(np.float32).tobytes(), int(slot),
+                                      gen, t)  # fmt: skip
             for p in batch.fail:
-                old = conn.execute(
-                    "SELECT slot FROM files WHERE path = ?", (st.encode_rel(p.file.rel),)
-                ).fetchone()
-                if old is not None and old[0] is not None:
-                    freed.append(old[0])
-                conn.execute(
-                    "INSERT INTO files (path, size, mtime_ns, hash, status, error, feature, slot, gen, first_seen, "
-                    "updated_at) VALUES (?, ?, ?, ?, 'failed', ?, NULL, NULL, ?, ?, ?) ON CONFLICT(path) DO UPDATE "
-                    "SET size = excluded.size, mtime_ns = excluded.mtime_ns, hash = excluded.hash, "
-                    "status = 'failed', error = excluded.error, feature = NULL, slot = NULL, gen = excluded.gen, "
-                    "updated_at = excluded.updated_at",
-                    (st.encode_rel(p.file.rel), p.file.size, p.file.mtime_ns, p.hash, p.error, gen, t, t),
-                )
+                freed += _upsert_file(conn, p, "failed", p.error, None, None, gen, t)
         for s in freed:  # free only once the commit that stopped referencing them has landed
             heapq.heappush(self._free, int(s))
         for p in batch.fail:
@@ -488,6 +464,21 @@ class Indexer:
         counts["indexed"] += len(batch.encode)
         counts["reused"] += len(batch.reuse)
         counts["failed"] += len(batch.fail)
+
+
+def _upsert_file(conn: Any, p: Any, status: str, error: str | None, feature: bytes | None, slot: int | None,
+                 gen: int, t: float) -> list[int]:
+    """Insert or update one photo's row; return the QD slot its previous row held (to free after commit)."""
+    rel = st.encode_rel(p.file.rel)
+    old = conn.execute("SELECT slot FROM files WHERE path = ?", (rel,)).fetchone()
+    conn.execute(
+        "INSERT INTO files (path, size, mtime_ns, hash, status, error, feature, slot, gen, first_seen, updated_at) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(path) DO UPDATE SET size = excluded.size, "
+        "mtime_ns = excluded.mtime_ns, hash = excluded.hash, status = excluded.status, error = excluded.error, "
+        "feature = excluded.feature, slot = excluded.slot, gen = excluded.gen, updated_at = excluded.updated_at",
+        (rel, p.file.size, p.file.mtime_ns, p.hash, status, error, feature, slot, gen, t, t),
+    )
+    return [old[0]] if old is not None and old[0] is not None else []
 
 
 def _stack(items: list[Any]) -> Any:

@@ -16,14 +16,13 @@ from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import faiss
 import numpy as np
 
-from core.index.store import Database, fsync_dir
+from core.index.store import Database, atomic_replace
 
 #: Number of vectors from which an approximate (HNSW) index replaces the exact one.
 APPROX_THRESHOLD = 250_000
@@ -133,20 +132,7 @@ class VectorIndex:
 
     def save(self, path: Path) -> None:
         """Write the index atomically (temp file in the same folder, fsync, rename, fsync folder)."""
-        path = Path(path)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        os.close(fd)
-        try:
-            os.chmod(tmp, 0o644)
-            faiss.write_index(self.index, tmp)
-            with open(tmp, "rb") as fh:
-                os.fsync(fh.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
-        fsync_dir(path.parent)
+        atomic_replace(Path(path), lambda tmp: faiss.write_index(self.index, tmp))
 
     @classmethod
     def load(cls, path: Path, dim: int, kind: str) -> VectorIndex | None:
