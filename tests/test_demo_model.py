@@ -66,22 +66,18 @@ def benchmark(demo):
 
 
 @pytest.mark.slow
-def test_fast_benchmark_phs_beats_cbir(demo, benchmark):
-    """PHS Query-Only above CBIR on MP@100 (the shipped model: +1.3 here, +2.0 to +2.4 at 300/2,000)."""
+def test_fast_benchmark_phs_beats_cbir_by_five_points(demo, benchmark):
+    """The issue's acceptance on a seed never used for tuning: PHS-QO at least 5 points MP@100 above CBIR.
+
+    The shipped model gives about +10 at 300 queries / 2,000 images on seeds 1, 5 and 7 (MODEL_CARD.md),
+    so 5 points is far outside seed-to-seed noise (under 1 point between those seeds).
+    """
     res = benchmark
     assert res.metrics["cbir"].n_queries >= 250
     cbir, qo = res.metrics["cbir"].mp, res.metrics["phs-qo"].mp
-    assert qo - cbir >= 0.8, (cbir, qo)
-    assert default_h_on(demo) == json.loads((resources_dir() / "demo_model.json").read_text())["h_on"]
-
-
-@pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="issue 3 target not reached yet: the demo model gives PHS-QO about +2 "
-                   "MP@100 over CBIR, not +5 (resources/MODEL_CARD.md); passes once a longer-trained model ships")
-def test_issue_target_phs_five_points_over_cbir(benchmark):
-    """The issue's acceptance: PHS-QO at least 5 points MP@100 above CBIR, far outside seed-to-seed noise."""
-    cbir, qo = benchmark.metrics["cbir"].mp, benchmark.metrics["phs-qo"].mp
     assert qo - cbir >= 5.0, (cbir, qo)
+    assert res.metrics["phs-qd"].mp > cbir
+    assert default_h_on(demo) == json.loads((resources_dir() / "demo_model.json").read_text())["h_on"]
 
 
 def test_train_demo_writes_a_loadable_model(tmp_path):
