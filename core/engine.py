@@ -202,6 +202,19 @@ class PHSEngine:
         """``(W, H)`` of the current image (after EXIF orientation)."""
         return self._require().image_size
 
+    @property
+    def recommended_h_on(self) -> int:
+        """``h_on`` to use when none is chosen: the demo model's recorded value, else the paper's 5 (clipped to ``h``)."""
+        h_on = 5
+        if self.spec.is_demo:
+            import json
+
+            from core.paths import resources_dir
+
+            with contextlib.suppress(OSError, ValueError):
+                h_on = int(json.loads((resources_dir() / "demo_model.json").read_text()).get("h_on", 5))
+        return int(min(max(h_on, 1), self.num_heads))
+
     def fingerprint(self) -> dict[str, Any]:
         """Everything that determines database features; indexes record it and refuse a mismatch."""
         weights = self.backbone.weights_id

@@ -268,16 +268,8 @@ def make_prompt(kind: str, bbox: np.ndarray, mask: np.ndarray | None) -> Prompt:
 
 
 def default_h_on(engine: PHSEngine) -> int:
-    """``h_on`` to use when none is given: the demo model's recommended value, else the paper's 5."""
-    if engine.spec.is_demo:
-        from core.paths import resources_dir
-
-        try:
-            cfg = json.loads((resources_dir() / "demo_model.json").read_text())
-            return int(min(max(int(cfg.get("h_on", 5)), 1), engine.num_heads))
-        except (OSError, ValueError):
-            pass
-    return int(min(5, engine.num_heads))
+    """``h_on`` to use when none is given: :attr:`core.engine.PHSEngine.recommended_h_on`."""
+    return engine.recommended_h_on
 
 
 # --------------------------------------------------------------------------------------------------------

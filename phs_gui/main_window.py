@@ -434,6 +434,10 @@ class MainWindow(QMainWindow):
         if self.session is not None:
             self.session.close()
         self.session = SearchSession(engine)
+        if name != self.prefs.model:  # a different model: start from its recommended h_on (demo: 2 of 8 heads)
+            self.prefs.h_on = engine.recommended_h_on
+            self.docks.controls.set_engine_limits(engine.num_heads, engine.fa_blocks)
+            self.docks.controls.set_options(self._options_from_prefs())
         self.prefs.model, self.prefs.device = name, device
         self.is_demo = bool(engine.spec.is_demo or name == "demo")
         self.status_demo.setVisible(self.is_demo)

@@ -274,7 +274,7 @@ def test_first_launch_without_weights_says_so_and_runs_the_demo_gallery(qtbot, t
     from core.demo import demo_gallery_dir
     from core.paths import data_dir
 
-    w = MainWindow(Preferences(model="dinov2-b14"), engine_loader=tiny_loader, demo_count=12)
+    w = MainWindow(Preferences(model="dinov2-b14", h_on=1), engine_loader=tiny_loader, demo_count=12)
     qtbot.addWidget(w)
     w.show()
     try:
@@ -287,6 +287,9 @@ def test_first_launch_without_weights_says_so_and_runs_the_demo_gallery(qtbot, t
         assert w.prefs.current_folder == str(gallery)
         assert w.status_demo.isVisible() and "demo" in w.windowTitle()
         assert len(w.outcome.hits) == 12
+        # Another model was loaded than the preferences were made for: its recommended h_on applies.
+        recommended = w.session.engine.recommended_h_on
+        assert recommended != 1 and w.prefs.h_on == w.docks.controls.h_on.value() == recommended
         w.close()  # saves the preferences
         saved = (data_dir() / "settings.json").read_text("utf-8")
         assert '"model": "demo"' in saved and str(gallery) in saved
