@@ -7,6 +7,7 @@ non-zero exit code, never as a traceback.
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib
 import os
 import pkgutil
@@ -18,13 +19,15 @@ from core import commands as _commands_pkg
 from core.errors import PHSError
 
 
-def _command_modules() -> list:
+@functools.cache
+def _command_modules() -> tuple:
+    """The sub-command modules, discovered once per process (later calls need no access to the package folder)."""
     mods = []
     for info in sorted(pkgutil.iter_modules(_commands_pkg.__path__), key=lambda m: m.name):
         if info.name.startswith("_"):
             continue
         mods.append(importlib.import_module(f"{_commands_pkg.__name__}.{info.name}"))
-    return mods
+    return tuple(mods)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -68,7 +68,9 @@ def _preimport() -> None:
 
     Image.init()  # every Pillow format plugin
 
-    import core.cli  # noqa: F401
+    import core.cli
+
+    core.cli.build_parser()  # discovers and imports every sub-command while the package folder is readable
     import core.commands.index  # noqa: F401
     import core.commands.search  # noqa: F401
     import core.imageio as imageio
