@@ -317,3 +317,43 @@ def test_ctrl_wheel_zooms_at_the_cursor_and_fit_shows_the_whole_photo(qtbot):
     assert abs(back.x() - 100) < 1.5 and abs(back.y() - 80) < 1.5  # the point under the cursor stayed
     c.fit_to_window()
     assert c.zoom == pytest.approx(fit)
+
+
+@pytest.mark.slow
+def test_demo_index_box_puts_the_prompted_category_at_the_top(qtbot):
+    """The real first launch: demo model, generated demo gallery, a box on an object of the query photo.
+
+    Counted over every object of the demo query photo: the top-5 results (the query itself excluded) contain
+    the prompted category far more often than a random gallery photo does.
+    """
+    from core.datasets import load_synthetic
+    from core.demo import demo_gallery_dir
+
+    def demo_loader(name: str, device: str):
+        return load_engine("demo", device="cpu")
+
+    w = MainWindow(Preferences(), engine_loader=demo_loader, demo_count=60)  # no DINOv2 weights: falls back
+    qtbot.addWidget(w)
+    w.resize(1280, 820)
+    w.show()
+    try:
+        w.start()
+        qtbot.waitUntil(lambda: w.session is not None and not w.indexing and w.photo_path is not None
+                        and w._encoding is None and w.session.indexed_count == 60, timeout=WAIT_MS)
+        assert w.docks.controls.h_on.value() == w.session.engine.recommended_h_on
+        records = {Path(r.path).name: r for r in load_synthetic(demo_gallery_dir()).images}
+        query = records[Path(w.photo_path).name]
+        hits, base = [], []
+        for obj in query.objects:
+            w.set_tool(Tool.BOX)
+            drag_box(qtbot, w, [int(v) for v in obj.bbox])
+            assert int(w.outcome.selection.selected.sum()) == w.docks.controls.h_on.value()
+            top = [Path(p).name for p in w.docks.results.paths() if Path(p).name != query.file_name][:5]
+            hits += [obj.category_id in records[name].categories for name in top]
+            base.append(np.mean([obj.category_id in r.categories for r in records.values()]))
+        precision, chance = float(np.mean(hits)), float(np.mean(base))
+        print(f"demo index: precision@5 of the prompted category {precision:.2f}, gallery base rate {chance:.2f}")
+        assert len(query.objects) >= 2
+        assert precision >= 2 * chance and precision >= chance + 0.25, (precision, chance)
+    finally:
+        w.shutdown()
