@@ -528,6 +528,13 @@ def write_plots(result: EvalResult, out_dir: Path) -> list[Path]:
 
     k = result.k
     written: list[Path] = []
+
+    def save(fig, name: str) -> None:
+        fig.tight_layout()
+        written.append(out_dir / f"{name}.png")
+        fig.savefig(written[-1], dpi=120)
+        plt.close(fig)
+
     if result.sweep:
         fig, ax = plt.subplots(figsize=(5, 3.5))
         for meth, d in result.sweep.items():
@@ -538,11 +545,7 @@ def write_plots(result: EvalResult, out_dir: Path) -> list[Path]:
         ax.set_xlabel("h_on (selected heads)")
         ax.set_ylabel(f"MP@{k} (%)")
         ax.legend()
-        fig.tight_layout()
-        p = out_dir / "h_on_sweep.png"
-        fig.savefig(p, dpi=120)
-        plt.close(fig)
-        written.append(p)
+        save(fig, "h_on_sweep")
     noisy = [c[:-2] for c in result.metrics if c.endswith("-N")]
     if noisy:
         fig, ax = plt.subplots(figsize=(max(4, 1.2 * len(noisy)), 3.5))
@@ -552,11 +555,7 @@ def write_plots(result: EvalResult, out_dir: Path) -> list[Path]:
         ax.set_xticks(x, [LABELS[m] for m in noisy], rotation=20)
         ax.set_ylabel(f"MP@{k} (%)")
         ax.legend()
-        fig.tight_layout()
-        p = out_dir / "noise_robustness.png"
-        fig.savefig(p, dpi=120)
-        plt.close(fig)
-        written.append(p)
+        save(fig, "noise_robustness")
     if "cbir" in result.metrics and len(result.metrics) > 1:
         base = result.metrics["cbir"].min_num_objects
         ns = [n for n, g in base.items() if g.n_queries and g.mp > 0]
@@ -570,11 +569,7 @@ def write_plots(result: EvalResult, out_dir: Path) -> list[Path]:
         ax.set_xlabel("query images with at least n objects")
         ax.set_ylabel(f"relative MP@{k} vs CBIR (%)")
         ax.legend(fontsize=7)
-        fig.tight_layout()
-        p = out_dir / "gain_vs_objects.png"
-        fig.savefig(p, dpi=120)
-        plt.close(fig)
-        written.append(p)
+        save(fig, "gain_vs_objects")
     return written
 
 

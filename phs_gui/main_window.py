@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
@@ -828,15 +828,12 @@ class MainWindow(QMainWindow):
         menu.setEnabled(bool(self.prefs.recent_files))
 
     def _options_from_prefs(self) -> SearchOptions:
-        p = self.prefs
-        return SearchOptions(p.h_on, p.mode, p.roi, p.fa_on, p.fa_blocks, p.fa_alpha, p.fa_sigma, p.itae_on,
-                             p.itae_theta, p.top_k)
+        # Preferences carry every SearchOptions field under the same name (and more).
+        return SearchOptions(**{f.name: getattr(self.prefs, f.name) for f in fields(SearchOptions)})
 
     def _options_to_prefs(self, o: SearchOptions) -> None:
-        p = self.prefs
-        p.h_on, p.mode, p.roi, p.top_k = o.h_on, o.mode, o.roi, o.top_k
-        p.fa_on, p.fa_blocks, p.fa_alpha, p.fa_sigma = o.fa_on, o.fa_blocks, o.fa_alpha, o.fa_sigma
-        p.itae_on, p.itae_theta = o.itae_on, o.itae_theta
+        for f in fields(SearchOptions):
+            setattr(self.prefs, f.name, getattr(o, f.name))
 
     def _qsettings(self) -> QSettings:
         return QSettings(str(data_dir() / "window.ini"), QSettings.Format.IniFormat)
