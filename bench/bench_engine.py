@@ -16,8 +16,8 @@ import time
 import numpy as np
 import torch
 
-from core.engine import load_engine
-from core.prompts import Box, Point, Prompt
+from core.method.engine import load_engine
+from core.method.prompts import Box, Point, Prompt
 
 
 def _time(fn, repeats: int) -> tuple[float, float]:

@@ -28,9 +28,9 @@ from PIL import Image  # noqa: E402
 from PySide6.QtCore import QElapsedTimer, QTimer  # noqa: E402
 from PySide6.QtWidgets import QApplication  # noqa: E402
 
-from core.backbones import get_spec, weights_available  # noqa: E402
-from core.engine import load_engine  # noqa: E402
-from core.scenes import generate_scene  # noqa: E402
+from core.method.engine import load_engine  # noqa: E402
+from core.models.backbones import get_spec, weights_available  # noqa: E402
+from core.synthetic.scenes import generate_scene  # noqa: E402
 
 
 class Heartbeat:

@@ -71,8 +71,8 @@ def bare_forward(engine, n: int, batch: int) -> float:
 
 
 def bench_indexing(name: str, folder: Path, args: argparse.Namespace) -> dict:
-    from core.engine import load_engine
-    from core.index import PhotoIndex, index_folder
+    from core.library import PhotoIndex, index_folder
+    from core.method.engine import load_engine
 
     kwargs = {} if name == "demo" else {"pretrained": False}
     engine = load_engine(name, device=args.device, precision=args.precision, **kwargs)
@@ -131,8 +131,8 @@ def bench_search(
     n_vectors: int, dim: int, k: int, queries: int = 30, all_threads: bool = False
 ) -> tuple[float, float]:
     """ms per single query through VectorIndex.search (the product path), or with FAISS on all threads."""
-    import core.index.vectors as vectors
-    from core.index.vectors import VectorIndex
+    import core.library.vectors as vectors
+    from core.library.vectors import VectorIndex
 
     saved = vectors.SINGLE_QUERY_THREADS
     if all_threads:
@@ -156,7 +156,7 @@ def bench_search(
 
 def bench_qd(engine, per_image_s: float, candidates: int, n_rows: int) -> tuple[float, float]:
     """QD re-rank of ``candidates`` rows read from a float16 memmap of ``n_rows`` (random slots)."""
-    from core.index.store import QDCache
+    from core.library.store import QDCache
 
     tmp = Path(tempfile.mkdtemp(prefix="phs-bench-qd-"))
     try:

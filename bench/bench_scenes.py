@@ -19,8 +19,8 @@ import time  # noqa: E402
 
 import cv2  # noqa: E402
 
-from core.datasets import write_scene_folder  # noqa: E402
-from core.scenes import generate_scene  # noqa: E402
+from core.evaluation.datasets import write_scene_folder  # noqa: E402
+from core.synthetic.scenes import generate_scene  # noqa: E402
 
 
 def _rate(n: int, size: tuple[int, int], repeat: int) -> tuple[float, float, float]:

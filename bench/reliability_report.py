@@ -38,7 +38,7 @@ def _worker(action: str, args: dict, env: dict) -> tuple[int, dict, str]:
 
 def run_corpus(work: Path) -> dict:
     """Index the corpus unprivileged (and the HEIC files without the plugin); compare with the manifest."""
-    from core.index import PhotoIndex
+    from core.library import PhotoIndex
     from tests.bad_inputs import FAILED, INDEXED, make_corpus
     from tests.reliability_worker import NOBODY, tiny_engine
 

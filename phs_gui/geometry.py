@@ -1,7 +1,7 @@
 """Pure geometry of the canvas: box handles, box edits, brush strokes, zoom limits.
 
 No Qt here, so every rule is testable without a window. Coordinates are original-image pixels (``x`` right,
-``y`` down, continuous, the image spans ``[0, W] x [0, H]``), the same as :mod:`core.prompts`; boxes are
+``y`` down, continuous, the image spans ``[0, W] x [0, H]``), the same as :mod:`core.method.prompts`; boxes are
 XYXY tuples.
 """
 

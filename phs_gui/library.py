@@ -20,7 +20,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from core.index import IndexProgress
+from core.library import IndexProgress
 
 
 def format_eta(seconds: float | None) -> str:

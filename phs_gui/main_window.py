@@ -33,13 +33,19 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from core.backbones import get_spec, list_models, weights_available
-from core.demo import DEMO_COUNT, demo_gallery_dir, demo_gallery_ready, gallery_categories, write_demo_gallery
-from core.engine import PHSEngine, load_engine
 from core.errors import PHSError
 from core.imageio import load_image
-from core.index import IndexMissingError, IndexProgress, IndexReport, index_folder
+from core.library import IndexMissingError, IndexProgress, IndexReport, index_folder
+from core.method.engine import PHSEngine, load_engine
+from core.models.backbones import get_spec, list_models, weights_available
 from core.paths import data_dir
+from core.synthetic.gallery import (
+    DEMO_COUNT,
+    demo_gallery_dir,
+    demo_gallery_ready,
+    gallery_categories,
+    write_demo_gallery,
+)
 from phs_gui.canvas import TOOL_LABELS, TOOL_SHORTCUTS, TOOL_TIPS, Canvas, Tool
 from phs_gui.controls import Controls
 from phs_gui.heads import HeadsPanel

@@ -1,6 +1,6 @@
 """What a person has marked on the query photo, as an immutable value, and its undo history.
 
-The canvas edits a :class:`PromptState`; the window converts it to a :class:`core.prompts.Prompt` only when
+The canvas edits a :class:`PromptState`; the window converts it to a :class:`core.method.prompts.Prompt` only when
 it talks to the engine (:meth:`PromptState.to_prompt`). Every committed edit is pushed on a
 :class:`History`, so undo and redo restore both the drawing and (through the window) the results.
 """
@@ -12,7 +12,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from core.errors import PromptError
-from core.prompts import Box, Mask, Point, Prompt
+from core.method.prompts import Box, Mask, Point, Prompt
 from phs_gui.geometry import XYXY, clamp_box
 
 
@@ -82,7 +82,7 @@ class PromptState:
         return self.mask is None or bool(np.array_equal(self.mask, other.mask))
 
     def to_prompt(self) -> Prompt | None:
-        """The engine's :class:`core.prompts.Prompt`, or ``None`` when nothing positive is marked."""
+        """The engine's :class:`core.method.prompts.Prompt`, or ``None`` when nothing positive is marked."""
         if not self.has_positive:
             return None
         w, h = self.image_size

@@ -2,7 +2,7 @@
 
 Only numpy for pixels (no model math): a ``(gh, gw)`` map is min-max scaled for display, upsampled to the
 photo's pixels (the map tiles the whole photo, because the model sees the photo squash-resized, see
-:mod:`core.prompts`), coloured with a matplotlib colormap and blended over the photo.
+:mod:`core.method.prompts`), coloured with a matplotlib colormap and blended over the photo.
 """
 
 from __future__ import annotations

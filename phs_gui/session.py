@@ -5,7 +5,7 @@ and calls :meth:`SearchSession.run` on the GUI thread for every prompt edit (mic
 the photo was encoded once by a worker); loading the model and encoding the photo run in workers.
 
 ITAE and the index: the library index is built with ITAE off (its fingerprint records the threshold). The
-session therefore keeps a second :class:`core.engine.PHSEngine` over the same model weights for indexing and
+session therefore keeps a second :class:`core.method.engine.PHSEngine` over the same model weights for indexing and
 for the database side of search, and applies ITAE to the query photo only, so the toggle answers at once
 instead of asking for a re-index.
 """
@@ -18,11 +18,11 @@ from pathlib import Path
 
 import numpy as np
 
-from core.engine import FAParams, PHSEngine
 from core.errors import NotReadyError
-from core.index import Searcher, SearchHit
-from core.phs import HeadSelection
-from core.prompts import Prompt
+from core.method.engine import FAParams, PHSEngine
+from core.method.phs import HeadSelection
+from core.method.prompts import Prompt
+from core.search import Searcher, SearchHit
 
 
 @dataclass(frozen=True)

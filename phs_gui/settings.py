@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from core.index.store import atomic_write_bytes
+from core.library.store import atomic_write_bytes
 from core.paths import data_dir
 
 SETTINGS_FILE = "settings.json"
@@ -25,7 +25,7 @@ class Preferences:
     """Everything remembered between runs except the window geometry.
 
     Attributes:
-        model: registry name of the backbone (:func:`core.backbones.list_models`).
+        model: registry name of the backbone (:func:`core.models.backbones.list_models`).
         device: ``auto``, ``cpu``, ``cuda`` or ``mps``.
         h_on: heads kept by PHS.
         mode: ``qo`` (Query-Only) or ``qd`` (Query-DB).

@@ -39,8 +39,8 @@ def main() -> int:
     from PySide6.QtTest import QTest
     from PySide6.QtWidgets import QApplication
 
-    from core.demo import demo_gallery_dir
-    from core.engine import load_engine
+    from core.method.engine import load_engine
+    from core.synthetic.gallery import demo_gallery_dir
     from phs_gui.canvas import Tool
     from phs_gui.main_window import MainWindow
     from phs_gui.settings import Preferences

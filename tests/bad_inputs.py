@@ -296,7 +296,7 @@ def mid_run_events(corpus: Corpus, *, seed: int = 99) -> Iterator[list[str]]:
     Yields:
         The events that happened, e.g. ``["changed fs/being_edited.jpg"]``.
     """
-    from core.index.indexer import Indexer
+    from core.library.indexer import Indexer
 
     original = Indexer._prepare
     events: list[str] = []

@@ -52,7 +52,7 @@ def perturb_(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
 @pytest.fixture(params=sorted(TINY))
 def tiny_engine(request):
     """A tiny random engine of each style, weights perturbed, on the CPU in fp32."""
-    from core.engine import load_engine
+    from core.method.engine import load_engine
 
     name, kwargs = TINY[request.param]
     engine = load_engine(name, pretrained=False, model_kwargs=kwargs, device="cpu")

@@ -15,10 +15,10 @@ import sys
 
 import faiss
 
-import core.index.indexer as indexer_mod
-import core.index.store as store_mod
-from core.index.indexer import Indexer
-from core.index.library import PhotoIndex
+import core.library.indexer as indexer_mod
+import core.library.store as store_mod
+from core.library.indexer import Indexer
+from core.library.photo_index import PhotoIndex
 from tests.index_fakes import FakeEngine
 
 

@@ -1,6 +1,6 @@
 """Helpers for the index tests: a tiny counting fake engine, photo folders, tree hashes, consistency checks.
 
-The fake engine follows the :class:`core.engine.PHSEngine` contract that the index uses (``fingerprint``,
+The fake engine follows the :class:`core.method.engine.PHSEngine` contract that the index uses (``fingerprint``,
 dims, ``preprocess``, ``encode_batch``, ``features_from_cache``) with features that are a deterministic
 function of the pixels, and counts every image it encodes so tests can prove what was (not) re-encoded.
 """
@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from core.index.library import PhotoIndex
+from core.library.photo_index import PhotoIndex
 
 S = 32  # fake input side
 H, DH = 2, 4
@@ -25,7 +25,7 @@ D = H * DH
 
 @dataclass(frozen=True, eq=False)
 class FakeEncoded:
-    """Same fields as :class:`core.engine.EncodedBatch`."""
+    """Same fields as :class:`core.method.engine.EncodedBatch`."""
 
     features: np.ndarray
     x_cls: np.ndarray

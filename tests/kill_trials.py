@@ -85,7 +85,7 @@ def _encoded(log: Path) -> int:
 
 def index_kill_trial(workdir: Path, seed: int) -> IndexTrial:
     """One trial in a fresh ``workdir``: photos, a fresh index, a kill at a random point, a restart."""
-    from core.index import index_folder
+    from core.library import index_folder
     from tests.index_fakes import FakeEngine, check_consistency, make_folder
 
     rng = random.Random(seed)

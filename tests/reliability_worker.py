@@ -29,7 +29,7 @@ TINY_MODEL = ("dinov2-s14-reg4", {"img_size": 56, "depth": 2, "embed_dim": 64, "
 
 def tiny_engine() -> Any:
     """A tiny real DINOv2-style engine with perturbed (deterministic) weights, on the CPU."""
-    from core.engine import load_engine
+    from core.method.engine import load_engine
     from tests.conftest import perturb_
 
     engine = load_engine(TINY_MODEL[0], pretrained=False, model_kwargs=TINY_MODEL[1], device="cpu")
@@ -71,10 +71,10 @@ def _preimport() -> None:
     import core.cli
 
     core.cli.build_parser()  # discovers and imports every sub-command while the package folder is readable
-    import core.commands.index  # noqa: F401
-    import core.commands.search  # noqa: F401
+    import core.cli.commands.index  # noqa: F401
+    import core.cli.commands.search  # noqa: F401
     import core.imageio as imageio
-    import core.index  # noqa: F401
+    import core.library  # noqa: F401
 
     imageio.heif_available()
     imageio.avif_available()
@@ -89,7 +89,7 @@ def act_index(args: dict[str, Any]) -> None:
     if args.get("block_heif"):
         sys.modules["pillow_heif"] = None  # type: ignore[assignment]  # import raises ImportError
     _preimport()
-    from core.index import index_folder
+    from core.library import index_folder
     from tests.bad_inputs import Corpus, mid_run_events
     from tests.index_fakes import FakeEngine
 
@@ -137,7 +137,7 @@ def act_cli(args: dict[str, Any]) -> None:
     _preimport()
     import torch  # noqa: F401
 
-    import core.engine  # noqa: F401 - loads timm and torch modules before privileges are dropped
+    import core.method.engine  # noqa: F401 - loads timm and torch modules before privileges are dropped
     from core.cli import main
 
     for warm in args.get("warmup", []):

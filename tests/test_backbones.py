@@ -9,9 +9,15 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from core.backbones import get_spec, list_models, load_backbone, load_state_dict_file, weights_available
-from core.engine import PHSEngine, load_engine
 from core.errors import UnsupportedModelError, WeightsError, WeightsNotFoundError
+from core.method.engine import PHSEngine, load_engine
+from core.models.backbones import (
+    get_spec,
+    list_models,
+    load_backbone,
+    load_state_dict_file,
+    weights_available,
+)
 from tests.conftest import TINY, perturb_, random_image
 
 NAME, KW = TINY["dinov2"]
@@ -183,7 +189,7 @@ def test_engine_exposes_timm_module_and_fingerprint():
 def test_models_without_cls_token_are_refused():
     import timm
 
-    from core.backbones import Backbone, ModelSpec
+    from core.models.backbones import Backbone, ModelSpec
 
     model = timm.create_model("test_vit2", pretrained=False)
     with pytest.raises(UnsupportedModelError, match="CLS"):

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from core.cli import main
-from core.datasets import (
+from core.errors import PHSError
+from core.evaluation.datasets import (
     VOC_CLASSES,
     Dataset,
     ImageRecord,
@@ -26,8 +27,7 @@ from core.datasets import (
     synthetic_dataset,
     write_scene_folder,
 )
-from core.errors import PHSError
-from core.scenes import CATEGORIES, generate_scene
+from core.synthetic.scenes import CATEGORIES, generate_scene
 
 # ---------------------------------------------------------------------------------------------- RLE
 

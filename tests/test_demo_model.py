@@ -9,11 +9,11 @@ import pytest
 import torch
 from timm.models.vision_transformer import VisionTransformer
 
-from core.backbones import apply_state_dict, get_spec, load_state_dict_file
-from core.engine import load_engine
-from core.evaluation import EvalConfig, default_h_on, evaluate, synthetic_split
+from core.evaluation.protocol import EvalConfig, default_h_on, evaluate, synthetic_split
+from core.method.engine import load_engine
+from core.models.backbones import apply_state_dict, get_spec, load_state_dict_file
 from core.paths import resources_dir
-from core.scenes import CATEGORIES
+from core.synthetic.scenes import CATEGORIES
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +46,7 @@ def test_demo_files_are_small_and_described():
 
 def test_demo_heads_differ(demo):
     """Different objects of one scene pick different heads: the heads specialise."""
-    from core.prompts import Prompt
+    from core.method.prompts import Prompt
 
     q, _ = synthetic_split(12, 1, seed=5)
     picks = []
@@ -82,7 +82,7 @@ def test_fast_benchmark_phs_beats_cbir_by_five_points(demo, benchmark):
 
 def test_train_demo_writes_a_loadable_model(tmp_path):
     """A two-step run of the training script writes weights that timm's loader accepts strictly."""
-    from core.train_demo import Recipe, train
+    from core.synthetic.train_demo import Recipe, train
 
     recipe = Recipe(img_size=32, embed_dim=32, depth=2, num_heads=4, mlp_ratio=2.0, scene_size=64, n_scenes=6,
                     steps=2, batch=4, warmup=1)

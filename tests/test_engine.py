@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 import torch
 
-from core import vit
-from core.engine import FAParams
 from core.errors import NotReadyError, PromptError
-from core.phs import HeadStrategy, head_mask
-from core.prompts import Box, Mask, Point, Prompt
+from core.method import vit
+from core.method.engine import FAParams
+from core.method.phs import HeadStrategy, head_mask
+from core.method.prompts import Box, Mask, Point, Prompt
 from tests.conftest import random_image
 
 ATOL = 1e-5
@@ -258,7 +258,7 @@ def test_errors_before_image_and_bad_inputs(tiny_engine):
 
 
 def test_fa_on_more_blocks_than_cached_is_refused():
-    from core.engine import PHSEngine, load_engine
+    from core.method.engine import PHSEngine, load_engine
 
     deep = load_engine("test-vit", pretrained=False, device="cpu")  # 6 blocks
     engine = PHSEngine(deep.backbone, device="cpu", fa_blocks=2)
@@ -272,9 +272,9 @@ def test_conv_stem_vit_is_supported_and_exact():
     """The demo model's convolutional stem keeps the token layout PHS relies on."""
     from timm.models.vision_transformer import VisionTransformer
 
-    from core.backbones import Backbone, ModelSpec
-    from core.convstem import ConvStem
-    from core.engine import PHSEngine
+    from core.method.engine import PHSEngine
+    from core.models.backbones import Backbone, ModelSpec
+    from core.models.convstem import ConvStem
     from tests.conftest import perturb_
 
     model = VisionTransformer(img_size=48, patch_size=8, embed_dim=32, depth=2, num_heads=4, num_classes=0,

@@ -7,8 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from core.engine import load_engine
-from core.evaluation import (
+from core.evaluation.protocol import (
     METHODS,
     EvalConfig,
     EvalError,
@@ -19,6 +18,7 @@ from core.evaluation import (
     synthetic_split,
     write_report,
 )
+from core.method.engine import load_engine
 from tests.conftest import perturb_
 
 

@@ -10,9 +10,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from core.engine import load_engine
 from core.errors import PromptError
-from core.prompts import Box, Mask, Point, Prompt, prompt_to_roi
+from core.method.engine import load_engine
+from core.method.prompts import Box, Mask, Point, Prompt, prompt_to_roi
 from tests.conftest import TINY, perturb_, random_image
 
 W, H = 90, 50

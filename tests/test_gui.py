@@ -18,8 +18,8 @@ pytest.importorskip("pytestqt")
 
 from PySide6.QtCore import QPoint, QPointF, Qt  # noqa: E402
 
-from core.engine import load_engine  # noqa: E402
-from core.scenes import generate_scene  # noqa: E402
+from core.method.engine import load_engine  # noqa: E402
+from core.synthetic.scenes import generate_scene  # noqa: E402
 from phs_gui.canvas import Tool  # noqa: E402
 from phs_gui.main_window import MainWindow  # noqa: E402
 from phs_gui.settings import Preferences  # noqa: E402
@@ -271,8 +271,8 @@ def test_a_photo_that_cannot_be_opened_is_one_sentence(qtbot, window, tmp_path):
 
 
 def test_first_launch_without_weights_says_so_and_runs_the_demo_gallery(qtbot, tmp_path):
-    from core.demo import demo_gallery_dir
     from core.paths import data_dir
+    from core.synthetic.gallery import demo_gallery_dir
 
     w = MainWindow(Preferences(model="dinov2-b14", h_on=1), engine_loader=tiny_loader, demo_count=12)
     qtbot.addWidget(w)
@@ -326,8 +326,8 @@ def test_demo_index_box_puts_the_prompted_category_at_the_top(qtbot):
     Counted over every object of the demo query photo: the top-5 results (the query itself excluded) contain
     the prompted category far more often than a random gallery photo does.
     """
-    from core.datasets import load_synthetic
-    from core.demo import demo_gallery_dir
+    from core.evaluation.datasets import load_synthetic
+    from core.synthetic.gallery import demo_gallery_dir
 
     def demo_loader(name: str, device: str):
         return load_engine("demo", device="cpu")

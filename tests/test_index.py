@@ -13,15 +13,15 @@ import pytest
 from PIL import Image
 
 from core.errors import IndexMismatchError
-from core.index import (
+from core.library import (
     IndexBusyError,
     IndexMissingError,
     PhotoIndex,
-    Searcher,
     index_folder,
     scan_folder,
 )
-from core.index.store import Database, index_dir_for
+from core.library.store import Database, index_dir_for
+from core.search import Searcher
 from tests.index_fakes import FakeEngine, check_consistency, colour_image, make_folder, tree_hash
 
 
@@ -346,7 +346,7 @@ def test_non_utf8_and_long_names(tmp_path):
 
 
 def test_file_changing_while_indexed_is_redone_next_run(photos, monkeypatch):
-    from core.index.indexer import Indexer
+    from core.library.indexer import Indexer
 
     target = photos / "img000.jpg"
     original = Indexer._prepare
@@ -370,7 +370,7 @@ def test_file_changing_while_indexed_is_redone_next_run(photos, monkeypatch):
 
 
 def test_qd_cache_grows_and_keeps_rows(tmp_path):
-    from core.index.store import QDCache
+    from core.library.store import QDCache
 
     qd = QDCache(tmp_path / "qd.f16", 6, 2, 3, writable=True)
     rng = np.random.default_rng(0)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from core.index import index_folder
+from core.library import index_folder
 from tests.index_fakes import FakeEngine, check_consistency, make_folder
 
 REPO = Path(__file__).resolve().parent.parent

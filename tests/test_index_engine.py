@@ -9,9 +9,10 @@ import pytest
 from PIL import Image
 
 from core.cli import main
-from core.engine import load_engine
-from core.index import PhotoIndex, Searcher, index_folder
+from core.library import PhotoIndex, index_folder
+from core.method.engine import load_engine
 from core.paths import resources_dir
+from core.search import Searcher
 from tests.conftest import TINY, perturb_, random_image
 from tests.index_fakes import tree_hash
 
@@ -44,7 +45,7 @@ def test_duplicate_query_ranks_first_and_qd_cache_is_exact(engine, gallery, tmp_
         hits = s.search(engine.feature(None), 5)
         assert hits[0].rel == "p05.png" and hits[0].score > 0.999
         # QD: the head mask's DB features from the float16 cache match re-encoding every photo.
-        from core.prompts import Prompt
+        from core.method.prompts import Prompt
 
         sel = engine.select_heads(Prompt.from_box(10, 10, 60, 50), h_on=2)
         q = engine.feature(sel.head_mask)
@@ -142,7 +143,7 @@ DEMO = resources_dir() / "demo_model.safetensors"
     not DEMO.is_file(), reason="the demo model (resources/demo_model.safetensors) is not trained yet"
 )
 def test_demo_model_prompted_category_dominates_top_k(tmp_path):
-    from core.scenes import generate_scene
+    from core.synthetic.scenes import generate_scene
 
     folder = tmp_path / "scenes"
     folder.mkdir()
@@ -154,7 +155,7 @@ def test_demo_model_prompted_category_dominates_top_k(tmp_path):
         Image.fromarray(sc.image).save(folder / f"s{sc.index:03d}.png")
     engine = load_engine("demo", device="cpu")
     index_folder(folder, engine, batch_size=16)
-    from core.prompts import Prompt
+    from core.method.prompts import Prompt
 
     precisions, base_rates = [], []
     with Searcher(folder, engine) as s:

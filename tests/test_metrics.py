@@ -7,7 +7,7 @@ from collections import defaultdict
 import numpy as np
 import pytest
 
-from core.metrics import correctness, foir_metrics, per_query_scores
+from core.evaluation.metrics import correctness, foir_metrics, per_query_scores
 
 # Database: 5 images. Category 3 occurs only in the database (no query asks for it).
 DB = [frozenset({1}), frozenset({2}), frozenset({1, 2}), frozenset({3}), frozenset()]

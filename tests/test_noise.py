@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from core.noise import noise_magnitude, noisy_box, noisy_boxes
+from core.evaluation.noise import noise_magnitude, noisy_box, noisy_boxes
 
 
 def test_magnitude_scales_with_image_size():

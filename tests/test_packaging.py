@@ -56,7 +56,7 @@ def test_wheel_contains_resources(tmp_path):
     shipped = {p.name for p in (ROOT / "resources").iterdir() if p.is_file() and p.suffix in (".json", ".safetensors", ".md")}
     for name in shipped:
         assert f"phs_resources/{name}" in names
-    assert "core/engine.py" in names and "core/commands/models.py" in names
+    assert "core/method/engine.py" in names and "core/cli/commands/models.py" in names
     # Installed from the wheel, away from the checkout, the resources folder is the installed one.
     target = tmp_path / "site"
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(target), str(wheel)],

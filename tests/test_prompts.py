@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from core.errors import PromptError
-from core.phs import head_mask, roi_attention, select_heads
-from core.prompts import Box, Mask, Point, Prompt, Roi, prompt_pixel_mask, prompt_to_roi
+from core.method.phs import head_mask, roi_attention, select_heads
+from core.method.prompts import Box, Mask, Point, Prompt, Roi, prompt_pixel_mask, prompt_to_roi
 
 # A 300 x 120 photo on a 4 x 5 grid: patches are 60 px wide and 30 px tall.
 SIZE, GRID = (300, 120), (4, 5)

@@ -18,8 +18,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from core.index import PhotoIndex, Searcher, index_folder
-from core.index.indexer import content_hash
+from core.library import PhotoIndex, index_folder
+from core.library.indexer import content_hash
+from core.search import Searcher
 from tests.bad_inputs import EXIF_TRANSPOSE, FAILED, INDEXED, make_corpus
 from tests.index_fakes import check_consistency, tree_hash
 from tests.kill_trials import BATCH, index_kill_trial, settings_kill_trial
@@ -193,7 +194,7 @@ def tiny_weights(world_tmp):
     import torch
     from safetensors.torch import save_file
 
-    from core.engine import load_engine
+    from core.method.engine import load_engine
     from tests.conftest import perturb_
 
     torch.manual_seed(0)
@@ -269,8 +270,8 @@ def test_offline_cli_without_weights_is_one_sentence(tmp_path, command):
 @pytest.mark.gui
 def test_gui_without_weights_says_one_sentence_and_runs_the_demo_model(qtbot, tmp_path, monkeypatch):
     pytest.importorskip("pytestqt")
-    from core.engine import load_engine
     from core.errors import WeightsNotFoundError
+    from core.method.engine import load_engine
     from phs_gui.main_window import MainWindow
     from phs_gui.settings import Preferences
 

@@ -7,7 +7,7 @@ import itertools
 import numpy as np
 import pytest
 
-from core.scenes import CATEGORIES, category_names, generate_scene, iter_scenes
+from core.synthetic.scenes import CATEGORIES, category_names, generate_scene, iter_scenes
 
 SIZE = (128, 112)
 

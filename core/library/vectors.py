@@ -22,7 +22,7 @@ from pathlib import Path
 import faiss
 import numpy as np
 
-from core.index.store import Database, atomic_replace
+from core.library.store import Database, atomic_replace
 
 #: Number of vectors from which an approximate (HNSW) index replaces the exact one.
 APPROX_THRESHOLD = 250_000

@@ -2,7 +2,7 @@
 
 When no real model weights are on the machine, the desktop app (and anyone trying the CLI) starts with the
 demo model (``load_engine("demo")``) and this gallery: JPEG photos of synthetic scenes from
-:mod:`core.scenes`, written by :func:`core.datasets.write_scene_folder` (the writer of ``phs scenes``) into
+:mod:`core.synthetic.scenes`, written by :func:`core.evaluation.datasets.write_scene_folder` (the writer of ``phs scenes``) into
 ``core.paths.data_dir() / "demo-gallery"`` (never anywhere else), with a COCO ``annotations.json`` naming
 the objects in each photo, so a person (or a test) can check that the photos at the top of a search contain
 the marked kind of object.
@@ -16,7 +16,7 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
-from core.datasets import ANNOTATIONS_FILE, write_scene_folder
+from core.evaluation.datasets import ANNOTATIONS_FILE, write_scene_folder
 from core.paths import data_dir
 
 DEMO_FOLDER = "demo-gallery"

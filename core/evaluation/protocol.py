@@ -1,11 +1,11 @@
 """The paper's evaluation protocol (seed 000, A2-A3): focus-oriented retrieval with visual prompts.
 
 Every annotated object of every query image is one query (a prompt: its box, a point on it, or its mask).
-The database is encoded once with :meth:`core.engine.PHSEngine.encode_batch`, keeping the Query-DB cache
-(``X_cls``, ``O[CLS]``). Each query image is encoded once (:meth:`~core.engine.PHSEngine.set_image`) and every
-prompt and method is answered from that cache (:meth:`~core.engine.PHSEngine.query`). Ranking is by cosine
+The database is encoded once with :meth:`core.method.engine.PHSEngine.encode_batch`, keeping the Query-DB cache
+(``X_cls``, ``O[CLS]``). Each query image is encoded once (:meth:`~core.method.engine.PHSEngine.set_image`) and every
+prompt and method is answered from that cache (:meth:`~core.method.engine.PHSEngine.query`). Ranking is by cosine
 similarity; MP@k and MAP@k (Eqs. A1-A8) and the per-number-of-objects breakdown (Fig. A2) come from
-:func:`core.metrics.foir_metrics`.
+:func:`core.evaluation.metrics.foir_metrics`.
 
 Methods (column names of the tables):
 
@@ -38,13 +38,19 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from core.datasets import Dataset, filter_min_objects, query_objects, split_query_database, synthetic_dataset
-from core.engine import FAParams, PHSEngine
 from core.errors import PHSError
-from core.metrics import FOIRMetrics, foir_metrics
-from core.noise import noise_magnitude, noisy_box
-from core.phs import HeadStrategy, RoiReduce, l2_normalize
-from core.prompts import Box, Mask, Prompt
+from core.evaluation.datasets import (
+    Dataset,
+    filter_min_objects,
+    query_objects,
+    split_query_database,
+    synthetic_dataset,
+)
+from core.evaluation.metrics import FOIRMetrics, foir_metrics
+from core.evaluation.noise import noise_magnitude, noisy_box
+from core.method.engine import FAParams, PHSEngine
+from core.method.phs import HeadStrategy, RoiReduce, l2_normalize
+from core.method.prompts import Box, Mask, Prompt
 
 METHODS: tuple[str, ...] = ("cbir", "crop", "mask", "attn-mask", "fa", "phs-qo", "phs-qd", "fa+phs", "crop+phs")
 """Method names accepted by :func:`evaluate` and ``phs eval --methods``, in table order."""
@@ -84,7 +90,7 @@ class EvalConfig:
         prompt: ``box``, ``point`` (a point on the object, the visible pixel nearest its centroid) or
             ``mask`` (the object's segmentation).
         noise: noise magnitude ``m`` in pixels at COCO scale (640 px side) for the ``-N`` columns, or
-            ``None``; scaled to each image by :func:`core.noise.noise_magnitude` unless ``noise_absolute``.
+            ``None``; scaled to each image by :func:`core.evaluation.noise.noise_magnitude` unless ``noise_absolute``.
         noise_absolute: use ``noise`` pixels on every image, as the paper does on real photos.
         h_on_sweep: values of ``h_on`` for the Fig. A1 sweep of ``phs-qo`` and ``phs-qd`` (empty: none).
         fa: FALIP parameters.
@@ -181,7 +187,7 @@ def synthetic_split(
 
     The database is scenes ``0 .. n_database - 1`` (1 to 6 objects); the queries are scenes
     ``n_database ..`` generated with at least ``min_query_objects`` objects. The demo model is trained
-    on scenes of seed ``train_seed + 100000`` (see :mod:`core.train_demo`), so evaluation seeds below
+    on scenes of seed ``train_seed + 100000`` (see :mod:`core.synthetic.train_demo`), so evaluation seeds below
     100000 never see training images.
 
     Args:
@@ -214,7 +220,7 @@ def load_split(
         image_set: VOC list in ``ImageSets/Main`` (``val``, ``trainval``).
         size: synthetic scene side.
     """
-    from core.datasets import load_coco, load_voc
+    from core.evaluation.datasets import load_coco, load_voc
 
     if dataset == "synthetic":
         return synthetic_split(n_query or 300, n_database or 2000, seed, size, min_query_objects)
@@ -268,7 +274,7 @@ def make_prompt(kind: str, bbox: np.ndarray, mask: np.ndarray | None) -> Prompt:
 
 
 def default_h_on(engine: PHSEngine) -> int:
-    """``h_on`` to use when none is given: :attr:`core.engine.PHSEngine.recommended_h_on`."""
+    """``h_on`` to use when none is given: :attr:`core.method.engine.PHSEngine.recommended_h_on`."""
     return engine.recommended_h_on
 
 

@@ -2,7 +2,7 @@
 
 One run:
 
-1. **Scan** the folder (:func:`core.index.scan.scan_folder`) and compare each file's ``(size, mtime_ns)``
+1. **Scan** the folder (:func:`core.library.scan.scan_folder`) and compare each file's ``(size, mtime_ns)``
    with its row: unchanged files are skipped without being opened (also unchanged failures, unless
    ``retry_failed``).
 2. **Decode ahead**: a bounded pool of threads reads each remaining file once, hashes the bytes
@@ -19,7 +19,7 @@ One run:
 5. The FAISS file is brought up to date from SQLite and saved (also every ``save_interval_s`` during a long
    run, for searchers that start meanwhile).
 
-A SIGKILL at any point loses at most the batch in flight; see :mod:`core.index.store` for why.
+A SIGKILL at any point loses at most the batch in flight; see :mod:`core.library.store` for why.
 """
 
 from __future__ import annotations
@@ -40,10 +40,10 @@ import numpy as np
 
 from core.errors import ImageLoadError, PHSError
 from core.imageio import decode_image_bytes
-from core.index import store as st
-from core.index.library import EngineLike, PhotoIndex
-from core.index.scan import ScannedFile, scan_folder
-from core.index.vectors import APPROX_THRESHOLD
+from core.library import store as st
+from core.library.photo_index import EngineLike, PhotoIndex
+from core.library.scan import ScannedFile, scan_folder
+from core.library.vectors import APPROX_THRESHOLD
 
 
 @dataclass(frozen=True)
@@ -164,7 +164,7 @@ class Indexer:
 
     Args:
         folder: The photo folder (opened read-only).
-        engine: The model (:class:`core.engine.PHSEngine` or anything with the same methods).
+        engine: The model (:class:`core.method.engine.PHSEngine` or anything with the same methods).
         batch_size: Photos per model call and per commit.
         workers: Decode threads. Default: half the CPU cores when the model runs on the CPU (its own threads
             use the rest; more decode threads only oversubscribe the cores), else every core, at most 8.

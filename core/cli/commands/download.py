@@ -15,8 +15,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Download (or find) the weights, then load them once to check they fit the architecture."""
-    from core.backbones import get_spec, hf_weights_path, load_backbone  # torch: import on use
     from core.errors import WeightsNotFoundError
+    from core.models.backbones import get_spec, hf_weights_path, load_backbone  # torch: import on use
 
     spec = get_spec(args.model)
     if spec.resource is not None:

@@ -39,7 +39,7 @@ import torch.nn as nn
 from timm.models.vision_transformer import Attention, Block, VisionTransformer
 
 from core.errors import UnsupportedModelError
-from core.phs import HeadStrategy
+from core.method.phs import HeadStrategy
 
 
 @dataclass(frozen=True)
@@ -246,7 +246,7 @@ def cls_feature(
     Args:
         x_cls: ``(B, D)`` residual input of the last block at [CLS].
         o_cls: ``(B, h, d_h)`` per-head [CLS] outputs.
-        head_mask: ``(h,)`` or ``(B, h)`` mask ``m`` (see :func:`core.phs.head_mask`); ``None`` means all
+        head_mask: ``(h,)`` or ``(B, h)`` mask ``m`` (see :func:`core.method.phs.head_mask`); ``None`` means all
             ones, which gives exactly the model's own [CLS] feature.
         strategy: where the mask acts (Table A5).
 

@@ -70,8 +70,15 @@ def run(args: argparse.Namespace) -> int:
     """Run the benchmark and print the markdown table."""
     import torch
 
-    from core.engine import FAParams, load_engine
-    from core.evaluation import METHODS, EvalConfig, evaluate, load_split, markdown_table, write_report
+    from core.evaluation.protocol import (
+        METHODS,
+        EvalConfig,
+        evaluate,
+        load_split,
+        markdown_table,
+        write_report,
+    )
+    from core.method.engine import FAParams, load_engine
 
     if args.threads:
         torch.set_num_threads(args.threads)

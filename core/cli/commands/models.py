@@ -14,7 +14,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Print one line per model: name, label, availability."""
-    from core.backbones import DEFAULT_MODEL, list_models, weights_available  # torch: import on use
+    from core.models.backbones import DEFAULT_MODEL, list_models, weights_available  # torch: import on use
 
     for spec in list_models():
         if spec.family == "test":

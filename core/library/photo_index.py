@@ -1,7 +1,7 @@
 """An opened photo index: the SQLite database, the Query-DB cache and the FAISS vectors of one folder and model.
 
 :class:`PhotoIndex` is shared by the indexer (one writer, holding ``writer.lock``) and by searchers (any
-number, read-only, also while an indexing run commits). See :mod:`core.index.store` for the files and the
+number, read-only, also while an indexing run commits). See :mod:`core.library.store` for the files and the
 crash-safety invariant.
 """
 
@@ -18,12 +18,12 @@ from typing import Any, Protocol
 import numpy as np
 
 from core.errors import IndexMismatchError
-from core.index import store as st
-from core.index.vectors import APPROX_THRESHOLD, VectorIndex, sync_vectors
+from core.library import store as st
+from core.library.vectors import APPROX_THRESHOLD, VectorIndex, sync_vectors
 
 
 class EngineLike(Protocol):
-    """What the index needs from :class:`core.engine.PHSEngine` (see there for the full contract)."""
+    """What the index needs from :class:`core.method.engine.PHSEngine` (see there for the full contract)."""
 
     feature_dim: int
     embed_dim: int

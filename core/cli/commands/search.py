@@ -68,10 +68,10 @@ def _numbers(text: str, n: int, what: str) -> list[float]:
     return values
 
 
-def build_prompt(args: argparse.Namespace):  # -> core.prompts.Prompt | None
+def build_prompt(args: argparse.Namespace):  # -> core.method.prompts.Prompt | None
     """The prompt described by the command-line options, ``None`` when there is none."""
     from core.imageio import load_image
-    from core.prompts import Box, Mask, Point, Prompt
+    from core.method.prompts import Box, Mask, Point, Prompt
 
     points = [Point(*_numbers(p, 2, "--point")) for p in args.point]
     points += [Point(*_numbers(p, 2, "--negative-point"), positive=False) for p in args.negative_point]
@@ -89,9 +89,9 @@ def run(args: argparse.Namespace) -> int:
     """Search and print the ranked photos."""
     if args.k < 1:
         raise PromptError("--k must be at least 1.")
-    from core.engine import load_engine
     from core.imageio import load_image
-    from core.index import Searcher, query_feature
+    from core.method.engine import load_engine
+    from core.search.searcher import Searcher, query_feature
 
     prompt = build_prompt(args)  # validate the prompt before loading anything heavy
     query = load_image(args.image)

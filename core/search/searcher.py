@@ -4,12 +4,12 @@
   the query's head mask. One FAISS search.
 * **Query-DB (QD)**, two stages: the QO top ``candidates`` (K', default 1,000) are re-ranked by recomputing
   *their* features with the query's head mask from the QD cache (``X_cls``, ``O[CLS]``) through
-  :meth:`core.engine.PHSEngine.features_from_cache`: one projection and one MLP per candidate, no image
+  :meth:`core.method.engine.PHSEngine.features_from_cache`: one projection and one MLP per candidate, no image
   decoded, no model run. K' is raised to ``k`` when smaller, so every returned photo is re-ranked.
 
 A :class:`Searcher` can be used while an indexing run commits batches (SQLite WAL readers do not block the
 writer): it loads the FAISS file once (atomically replaced by the indexer, so never torn), and before each
-query brings its in-memory copy up to date with the rows committed since (``core.index.vectors.sync_vectors``)
+query brings its in-memory copy up to date with the rows committed since (``core.library.vectors.sync_vectors``)
 whenever the database generation moved; results whose rows were removed meanwhile are dropped.
 """
 
@@ -22,8 +22,8 @@ from typing import Any
 import numpy as np
 
 from core.errors import PHSError
-from core.index.library import EngineLike, PhotoIndex, path_of
-from core.index.vectors import APPROX_THRESHOLD
+from core.library.photo_index import EngineLike, PhotoIndex, path_of
+from core.library.vectors import APPROX_THRESHOLD
 
 MODES = ("qo", "qd")
 DEFAULT_CANDIDATES = 1000
@@ -166,9 +166,9 @@ def query_feature(
     """Encode a query photo and compute its PHS feature.
 
     Args:
-        engine: A :class:`core.engine.PHSEngine`.
+        engine: A :class:`core.method.engine.PHSEngine`.
         image: A path, bytes or PIL image (see :func:`core.imageio.load_image`).
-        prompt: A :class:`core.prompts.Prompt`, or ``None`` for the plain [CLS] feature (CBIR).
+        prompt: A :class:`core.method.prompts.Prompt`, or ``None`` for the plain [CLS] feature (CBIR).
         h_on: Heads kept by PHS.
 
     Returns:

@@ -20,9 +20,9 @@ patch ``p``.
    *After+Scale* (the same factors applied to the ``h`` chunks of ``d_h`` channels of the projection's
    output instead of to the heads' outputs), *Identity* (a dropped head's attention matrix is replaced by
    the identity, so its [CLS] output is its own value vector ``V_i[CLS]``).
-4. The feature is the [CLS] row of the last block recomputed with the mask (see :mod:`core.vit`).
+4. The feature is the [CLS] row of the last block recomputed with the mask (see :mod:`core.method.vit`).
 
-This module holds steps 1-3 in numpy; step 4 is torch code in :func:`core.vit.cls_feature`.
+This module holds steps 1-3 in numpy; step 4 is torch code in :func:`core.method.vit.cls_feature`.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from enum import StrEnum
 import numpy as np
 
 from core.errors import PromptError
-from core.prompts import Roi
+from core.method.prompts import Roi
 
 
 class RoiReduce(StrEnum):

@@ -1,7 +1,7 @@
 """``phs scenes OUT_DIR``: write synthetic scenes (JPEG) and their COCO ``annotations.json``.
 
-The folder serves as the offline demo gallery and as an evaluation set that :func:`core.datasets.load_coco`
-or :func:`core.datasets.load_synthetic` reads back.
+The folder serves as the offline demo gallery and as an evaluation set that :func:`core.evaluation.datasets.load_coco`
+or :func:`core.evaluation.datasets.load_synthetic` reads back.
 """
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ def _size(args: argparse.Namespace) -> tuple[int, int]:
 
 def run(args: argparse.Namespace) -> int:
     """Generate the scenes; user errors raise :class:`core.errors.PHSError`."""
-    from core.datasets import write_scene_folder
+    from core.evaluation.datasets import write_scene_folder
 
     size = _size(args)
     if args.n < 1:

@@ -15,7 +15,7 @@ centre is: pycocotools' rasteriser may differ on boundary pixels.
 
 Evaluation protocol helpers: :func:`split_query_database` (disjoint query and database sets),
 :func:`filter_min_objects` (queries with at least N objects, Fig. A2 of seed 000) and
-:func:`query_objects` (one prompt per object, with ``n_c`` and ``n`` for :func:`core.metrics.foir_metrics`).
+:func:`query_objects` (one prompt per object, with ``n_c`` and ``n`` for :func:`core.evaluation.metrics.foir_metrics`).
 """
 
 from __future__ import annotations
@@ -35,8 +35,8 @@ import numpy as np
 from PIL import Image
 
 from core.errors import ImageLoadError, PHSError
-from core.scenes import CATEGORIES as SCENE_CATEGORIES
-from core.scenes import Scene, generate_scene
+from core.synthetic.scenes import CATEGORIES as SCENE_CATEGORIES
+from core.synthetic.scenes import Scene, generate_scene
 
 __all__ = [
     "SCENES_GENERATOR",
@@ -543,7 +543,7 @@ def _scene_file_name(index: int) -> str:
 
 
 def scene_record(scene: Scene, *, with_pixels: bool = True, path: Path | None = None) -> ImageRecord:
-    """Convert a generated :class:`core.scenes.Scene` to an :class:`ImageRecord` (``image_id = index``).
+    """Convert a generated :class:`core.synthetic.scenes.Scene` to an :class:`ImageRecord` (``image_id = index``).
 
     Masks are kept as uncompressed RLE (a few hundred bytes instead of ``H * W``), decoded exactly by
     :meth:`ObjectAnnotation.mask`.
@@ -582,7 +582,7 @@ def synthetic_dataset(
 ) -> Dataset:
     """Generate ``n`` scenes in memory (pixels and exact masks), scenes ``start .. start + n - 1`` of ``seed``.
 
-    ``scene_kwargs`` go to :func:`core.scenes.generate_scene` (``min_objects``, ``max_objects``,
+    ``scene_kwargs`` go to :func:`core.synthetic.scenes.generate_scene` (``min_objects``, ``max_objects``,
     ``min_visible``, ``categories``). The annotations equal those of the folder that
     :func:`write_scene_folder` writes with the same arguments; the pixels differ only by JPEG coding.
     """
@@ -631,7 +631,7 @@ def write_scene_folder(
     The JSON has ``images`` (id = scene index, ``scene_XXXXXX.jpg``), ``annotations`` (``category_id``,
     ``bbox`` in COCO ``[x, y, w, h]`` of the visible pixels, ``segmentation`` as compressed RLE of the
     visible pixels, ``area`` = visible pixel count, ``iscrowd`` = 0), ``categories`` (id = index in
-    :data:`core.scenes.CATEGORIES`, with names) and ``info`` with the generator parameters.
+    :data:`core.synthetic.scenes.CATEGORIES`, with names) and ``info`` with the generator parameters.
 
     ``out_dir`` may be missing, empty, or a previous (possibly interrupted) output of this function: a folder
     holding its marker file ``.phs-scenes`` or its ``annotations.json``, and only files named as it names
@@ -644,9 +644,9 @@ def write_scene_folder(
         n: Number of scenes (at least 1).
         seed: Generator seed.
         size: ``(W, H)`` of the images.
-        min_objects: See :func:`core.scenes.generate_scene`.
-        max_objects: See :func:`core.scenes.generate_scene`.
-        min_visible: See :func:`core.scenes.generate_scene`.
+        min_objects: See :func:`core.synthetic.scenes.generate_scene`.
+        max_objects: See :func:`core.synthetic.scenes.generate_scene`.
+        min_visible: See :func:`core.synthetic.scenes.generate_scene`.
         quality: JPEG quality (1-95).
         progress: Called as ``progress(done, n)`` after each image.
 

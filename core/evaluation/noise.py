@@ -1,6 +1,6 @@
 """Noisy box prompts (seed 000, section A3, Eqs. A9-A10).
 
-A box ``(x0, y0, x1, y1)`` (XYXY, continuous pixel coordinates, see :mod:`core.datasets`) is shifted by
+A box ``(x0, y0, x1, y1)`` (XYXY, continuous pixel coordinates, see :mod:`core.evaluation.datasets`) is shifted by
 ``(c_x, c_y)`` and resized by ``(l_x, l_y)``, four integers drawn independently and uniformly from
 ``[-m, m]``::
 

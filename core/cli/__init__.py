@@ -15,7 +15,7 @@ import sys
 from collections.abc import Sequence
 
 from core import __version__
-from core import commands as _commands_pkg
+from core.cli import commands as _commands_pkg
 from core.errors import PHSError
 
 
@@ -31,7 +31,7 @@ def _command_modules() -> tuple:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """Build the argument parser with one sub-parser per module in :mod:`core.commands`."""
+    """Build the argument parser with one sub-parser per module in :mod:`core.cli.commands`."""
     parser = argparse.ArgumentParser(
         prog="phs",
         description="PHS desktop: mark an object in a photo, find the photos of your library that contain it.",
@@ -65,6 +65,3 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
 
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -68,8 +68,8 @@ def run(args: argparse.Namespace) -> int:
         raise PHSError(f"The photo folder {args.path} does not exist or is not a folder.")
     from tqdm import tqdm
 
-    from core.engine import load_engine
-    from core.index import IndexProgress, index_folder
+    from core.library import IndexProgress, index_folder
+    from core.method.engine import load_engine
 
     engine = load_engine(args.model or _default_model(), weights=args.weights, device=args.device)
     bar = None
@@ -118,8 +118,8 @@ def _default_model() -> str:
 
 
 def _status(folder: Path, model: str | None) -> int:
-    from core.index import list_indexes
-    from core.index.store import DB_FILE, Database, model_label
+    from core.library import list_indexes
+    from core.library.store import DB_FILE, Database, model_label
 
     found = [
         (d, s)

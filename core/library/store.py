@@ -17,7 +17,7 @@ the model identity, so there is one index per folder and model):
     ``X_cls`` (D,) followed by ``O[CLS]`` (h, d_h) flattened.
 ``vectors.faiss``
     The FAISS index (ids = SQLite row ids), a cache derived from the ``feature`` column (see
-    :mod:`core.index.vectors`).
+    :mod:`core.library.vectors`).
 ``writer.lock``
     Held (``flock``) by the one indexing run allowed at a time; released by the OS if that process dies.
 

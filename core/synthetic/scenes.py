@@ -16,7 +16,7 @@ Conventions:
     * Masks are ``(H, W)`` bool arrays of the *visible* pixels of an object, after later objects have
       been drawn over it and after cropping at the image border.
     * Category ids are 0-based indices into :data:`CATEGORIES`, the same ids the COCO files written by
-      :func:`core.datasets.write_scene_folder` use.
+      :func:`core.evaluation.datasets.write_scene_folder` use.
 
 Determinism: scene ``index`` of ``seed`` depends only on ``(seed, index)`` and the generation parameters
 (it is drawn from ``np.random.default_rng([seed, index])``), so image ``i`` is the same whatever the number

@@ -178,7 +178,7 @@ def _demo_config() -> dict[str, Any]:
     if not path.is_file():
         raise WeightsNotFoundError(
             f"The demo model is missing ({path} not found); reinstall PHS desktop or run "
-            "`python -m core.train_demo` to train it."
+            "`python -m core.synthetic.train_demo` to train it."
         )
     return json.loads(path.read_text())
 
@@ -193,7 +193,7 @@ def build_model(spec: ModelSpec, model_kwargs: dict[str, Any] | None = None) -> 
         cfg = _demo_config()
         kwargs = {**cfg["vit_kwargs"], **(model_kwargs or {})}
         if cfg.get("stem") == "conv":
-            from core.convstem import ConvStem
+            from core.models.convstem import ConvStem
 
             kwargs["embed_layer"] = ConvStem
         model = VisionTransformer(**kwargs)
@@ -370,7 +370,7 @@ def load_backbone(
         if not path.is_file():
             raise WeightsNotFoundError(
                 f"The demo model weights are missing ({path}); reinstall PHS desktop or run "
-                "`python -m core.train_demo` to train them."
+                "`python -m core.synthetic.train_demo` to train them."
             )
         apply_state_dict(model, load_state_dict_file(path), path.name, spec.name)
         weights_id = f"resource:{path.name}:{path.stat().st_size}"

@@ -1,0 +1,44 @@
+"""The photo library index: scan a folder, store features and the Query-DB cache, search them.
+
+Qt-free. The pieces:
+
+* :mod:`core.library.scan` walks a folder (generator, read-only, hidden/system folders skipped, symlink loops
+  survived).
+* :mod:`core.library.store` holds the on-disk format (SQLite WAL as the source of truth, float16 memory-mapped
+  QD cache, JSON sidecar, atomic writes) and states the crash-safety invariant.
+* :mod:`core.library.vectors` keeps the FAISS index (ids = SQLite row ids) in sync with SQLite.
+* :mod:`core.library.photo_index` opens one index (:class:`PhotoIndex`) for a folder and a model.
+* :mod:`core.library.indexer` indexes incrementally (mark and sweep, decode-ahead pool, batched commits).
+* :mod:`core.search.searcher` answers Query-Only and two-stage Query-DB searches.
+
+One index per (photo folder, model) lives in ``core.paths.data_dir() / "indexes" / <key>``; nothing is ever
+written inside the photo folder.
+"""
+
+from core.library.indexer import FailedFile, Indexer, IndexProgress, IndexReport, index_folder
+from core.library.photo_index import IndexDims, PhotoIndex
+from core.library.scan import ScannedFile, scan_folder
+from core.library.store import (
+    IndexBusyError,
+    IndexMissingError,
+    IndexReadOnlyError,
+    index_dir_for,
+    list_indexes,
+)
+
+__all__ = [
+    "FailedFile",
+    "IndexBusyError",
+    "IndexDims",
+    "IndexMissingError",
+    "IndexProgress",
+    "IndexReadOnlyError",
+    "IndexReport",
+    "Indexer",
+    "PhotoIndex",
+    "ScannedFile",
+    "index_dir_for",
+    "index_folder",
+    "list_indexes",
+    "scan_folder",
+]

@@ -1,0 +1,664 @@
+"""The PHS engine: encode a photo once, then answer every prompt edit from a small cache.
+
+Shaped like segment-anything's ``SamPredictor``: :meth:`PHSEngine.set_image` runs the ViT once and caches
+the last blocks' state; :meth:`PHSEngine.select_heads` and :meth:`PHSEngine.feature` then cost
+microseconds, numpy in and out. For indexing, :meth:`PHSEngine.encode_batch` returns per image the plain
+feature plus the Query-DB cache (``X_cls``, ``O[CLS]``), and :meth:`PHSEngine.features_from_cache`
+recomputes database features for a query's head mask without touching the backbone.
+
+Input geometry: the whole photo (EXIF orientation applied) is squash-resized to the model's square input,
+no centre crop, so every prompt location maps to a token (see :mod:`core.method.prompts`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+from collections import OrderedDict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+from timm.data import resolve_model_data_config
+
+from core.errors import ImageLoadError, NotReadyError, PromptError
+from core.method import vit
+from core.method.phs import HeadSelection, HeadStrategy, RoiReduce, head_mask, roi_attention, select_heads
+from core.method.prompts import Prompt, Roi, prompt_pixel_mask, prompt_to_roi
+from core.models.backbones import Backbone, ModelSpec, load_backbone, resolve_device
+
+ImageLike = Image.Image | np.ndarray | str | Path | bytes
+
+METHODS = ("cbir", "phs", "fa", "fa+phs", "attn-mask", "crop", "mask", "crop+phs")
+"""Query methods of :meth:`PHSEngine.query` (seed 000 Tables A1-A7)."""
+
+
+@dataclass(frozen=True)
+class FAParams:
+    """FALIP foveal attention (seed 002): ``alpha``, ``sigma`` and the number of last blocks it acts on."""
+
+    alpha: float = 0.2
+    sigma: float = 100.0
+    blocks: int = 4
+
+    def __post_init__(self) -> None:
+        if not (np.isfinite(self.alpha) and np.isfinite(self.sigma) and self.sigma > 0 and self.blocks >= 1):
+            raise PromptError("FA needs a finite alpha, a positive sigma and at least one block.")
+
+
+@dataclass(frozen=True, eq=False)
+class EncodedBatch:
+    """Output of :meth:`PHSEngine.encode_batch` for ``B`` images.
+
+    Attributes:
+        features: ``(B, feature_dim)`` float32 plain [CLS] features (not normalised).
+        x_cls: ``(B, D)`` float32 last-block residual input at [CLS].
+        o_cls: ``(B, h, d_h)`` float32 per-head [CLS] outputs of the last block.
+    """
+
+    features: np.ndarray
+    x_cls: np.ndarray
+    o_cls: np.ndarray
+
+
+@dataclass(frozen=True, eq=False)
+class QueryResult:
+    """A query feature and how it was made.
+
+    Attributes:
+        feature: ``(feature_dim,)`` float32, not normalised.
+        method: one of :data:`METHODS`.
+        selection: the head selection for PHS methods, else ``None``.
+    """
+
+    feature: np.ndarray
+    method: str
+    selection: HeadSelection | None = None
+
+
+@dataclass
+class EngineCounters:
+    """How much work the engine did; tests use it to prove that prompt edits never re-run the backbone.
+
+    Attributes:
+        forwards: images pushed through the whole backbone.
+        blocks: transformer blocks re-run from cached tokens (FA), counted per image.
+        cache_hits: :meth:`PHSEngine.set_image` calls answered from the encoded-image cache.
+    """
+
+    forwards: int = 0
+    blocks: int = 0
+    cache_hits: int = 0
+
+
+@dataclass
+class _ImageState:
+    image_size: tuple[int, int]  # (W, H) of the original image
+    tokens_fa: torch.Tensor  # (1, N, D) entering block L - fa_blocks
+    tokens_last: torch.Tensor  # (1, N, D) entering the last block
+    base: vit.ClsState | None = None
+    base_theta: float | None = None
+    fa_cache: dict[tuple, vit.ClsState] = field(default_factory=dict)
+
+
+class PHSEngine:
+    """Prompt-guided attention Head Selection on a timm ViT, "encode once, prompt many".
+
+    Example::
+
+        engine = load_engine("dinov2-b14")
+        engine.set_image("photo.jpg")
+        sel = engine.select_heads(Prompt.from_box(40, 60, 200, 220), h_on=5)
+        f = engine.feature(sel.head_mask)       # (feature_dim,)
+
+    Args:
+        backbone: a loaded :class:`core.models.backbones.Backbone`.
+        device: ``auto`` (CUDA, MPS, CPU), or a torch device string.
+        precision: ``auto`` (bf16 on CUDA when supported, fp16 on other GPUs, fp32 on the CPU), ``fp32``,
+            ``bf16`` or ``fp16``. Computation runs under autocast; results are float32.
+        fa_blocks: how many last blocks the query cache covers for FA (FALIP uses 4).
+        itae_theta: ITAE threshold on last-block query norms, ``None`` for off. Part of the index
+            fingerprint, since it changes database features.
+        cache_size: how many encoded images to keep (keyed by content hash).
+    """
+
+    def __init__(
+        self,
+        backbone: Backbone,
+        device: str | torch.device | None = "auto",
+        precision: str = "auto",
+        fa_blocks: int = 4,
+        itae_theta: float | None = None,
+        cache_size: int = 8,
+    ) -> None:
+        self.backbone = backbone
+        self.layout = vit.check_supported(backbone.model)
+        self.device = resolve_device(device)
+        self.model = backbone.model.to(self.device).eval()
+        for p in self.model.parameters():
+            p.requires_grad_(False)
+        self.precision = self._resolve_precision(precision)
+        self.fa_blocks = int(min(max(fa_blocks, 1), self.layout.depth))
+        self.itae_theta = itae_theta
+        cfg = resolve_model_data_config(self.model)
+        self.mean = tuple(float(v) for v in cfg["mean"])
+        self.std = tuple(float(v) for v in cfg["std"])
+        self.interpolation = "bicubic" if cfg.get("interpolation", "bicubic") == "bicubic" else "bilinear"
+        self.counters = EngineCounters()
+        self._cache: OrderedDict[str, _ImageState] = OrderedDict()
+        self._cache_size = max(int(cache_size), 1)
+        self._state: _ImageState | None = None
+        self._image: Image.Image | None = None
+
+    # ----------------------------------------------------------------------------------------------------
+    # facts
+
+    @property
+    def spec(self) -> ModelSpec:
+        """The registry entry of the backbone."""
+        return self.backbone.spec
+
+    @property
+    def num_heads(self) -> int:
+        """``h``, heads in the last block."""
+        return self.layout.num_heads
+
+    @property
+    def head_dim(self) -> int:
+        """``d_h``."""
+        return self.layout.head_dim
+
+    @property
+    def embed_dim(self) -> int:
+        """``D``."""
+        return self.layout.embed_dim
+
+    @property
+    def feature_dim(self) -> int:
+        """Length of the output feature."""
+        return self.layout.feature_dim
+
+    @property
+    def grid(self) -> tuple[int, int]:
+        """``(gh, gw)`` patch grid."""
+        return self.layout.grid
+
+    @property
+    def input_size(self) -> int:
+        """Square input side ``S`` in pixels."""
+        return self.layout.input_size
+
+    @property
+    def is_image_set(self) -> bool:
+        """Whether :meth:`set_image` has been called."""
+        return self._state is not None
+
+    @property
+    def image_size(self) -> tuple[int, int]:
+        """``(W, H)`` of the current image (after EXIF orientation)."""
+        return self._require().image_size
+
+    @property
+    def recommended_h_on(self) -> int:
+        """``h_on`` to use when none is chosen: the demo model's recorded value, else the paper's 5 (clipped to ``h``)."""
+        h_on = 5
+        if self.spec.is_demo:
+            import json
+
+            from core.paths import resources_dir
+
+            with contextlib.suppress(OSError, ValueError):
+                h_on = int(json.loads((resources_dir() / "demo_model.json").read_text()).get("h_on", 5))
+        return int(min(max(h_on, 1), self.num_heads))
+
+    def fingerprint(self) -> dict[str, Any]:
+        """Everything that determines database features; indexes record it and refuse a mismatch."""
+        weights = self.backbone.weights_id
+        if weights == "random":
+            # Random weights differ from model to model: identify them by their values.
+            digest = hashlib.sha1()
+            for t in self.model.state_dict().values():
+                digest.update(t.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+            weights = f"random:{digest.hexdigest()[:16]}"
+        return {
+            "model": self.spec.name,
+            "timm_name": self.spec.timm_name,
+            "arch_overrides": dict(sorted(self.backbone.model_kwargs.items())),
+            "weights": weights,
+            "input_size": self.input_size,
+            "mean": list(self.mean),
+            "std": list(self.std),
+            "resize": f"squash-{self.interpolation}",
+            "itae_theta": self.itae_theta,
+            "feature_dim": self.feature_dim,
+            "num_heads": self.num_heads,
+            "head_dim": self.head_dim,
+            "embed_dim": self.embed_dim,
+        }
+
+    def describe(self) -> str:
+        """A one-line description for status bars and logs."""
+        demo = " [demo model, synthetic shapes only]" if self.spec.is_demo else ""
+        return f"{self.spec.label}{demo} on {self.device.type}, {self.precision}"
+
+    # ----------------------------------------------------------------------------------------------------
+    # preprocessing
+
+    def _resolve_precision(self, precision: str) -> str:
+        if precision == "auto":
+            if self.device.type == "cuda":
+                return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+            return "fp32"
+        if precision not in ("fp32", "bf16", "fp16"):
+            raise PromptError(f"Precision must be auto, fp32, bf16 or fp16, not '{precision}'.")
+        return precision
+
+    def _autocast(self) -> contextlib.AbstractContextManager:
+        if self.precision == "fp32":
+            return contextlib.nullcontext()
+        dtype = torch.bfloat16 if self.precision == "bf16" else torch.float16
+        return torch.autocast(self.device.type, dtype=dtype)
+
+    @staticmethod
+    def to_pil(image: ImageLike) -> Image.Image:
+        """Any supported input as an RGB PIL image with EXIF orientation applied.
+
+        Args:
+            image: a PIL image, an ``(H, W, 3)`` uint8 array (RGB), a path, or encoded bytes.
+
+        Raises:
+            ImageLoadError: the file cannot be read or decoded.
+        """
+        from core.imageio import load_image
+
+        if isinstance(image, (str, Path, bytes, Image.Image)):
+            # The indexer decodes through load_image too, so a query and its library twin match exactly
+            # (EXIF orientation, transparency over white, 16-bit and CMYK conversions).
+            return load_image(image)
+        if isinstance(image, np.ndarray):
+            if image.ndim == 2:
+                image = np.stack([image] * 3, axis=-1)
+            if image.ndim != 3 or image.shape[2] not in (3, 4):
+                raise ImageLoadError(f"An image array must be (H, W, 3) RGB, not {image.shape}.")
+            return Image.fromarray(np.ascontiguousarray(image[..., :3]).astype(np.uint8), "RGB")
+        raise ImageLoadError(f"Cannot read an image from a {type(image).__name__}.")
+
+    def preprocess(self, image: Image.Image) -> torch.Tensor:
+        """Squash-resize to ``S x S`` (no crop) and normalise.
+
+        Args:
+            image: RGB PIL image.
+
+        Returns:
+            ``(3, S, S)`` float32 tensor on the CPU.
+        """
+        s = self.input_size
+        resample = Image.Resampling.BICUBIC if self.interpolation == "bicubic" else Image.Resampling.BILINEAR
+        arr = np.asarray(image.resize((s, s), resample=resample), dtype=np.float32) / 255.0
+        arr = (arr - np.asarray(self.mean, dtype=np.float32)) / np.asarray(self.std, dtype=np.float32)
+        return torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1)))
+
+    # ----------------------------------------------------------------------------------------------------
+    # encoding
+
+    @torch.no_grad()
+    def _encode_tokens(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Run blocks ``0 .. L-2``; return tokens entering block ``L - fa_blocks`` and the last block."""
+        depth = self.layout.depth
+        fa_start = depth - self.fa_blocks
+        with self._autocast():
+            t = vit.embed(self.model, x.to(self.device))
+            t_fa = vit.run_blocks(self.model, t, 0, fa_start)
+            t_last = vit.run_blocks(self.model, t_fa, fa_start, depth - 1)
+        self.counters.forwards += x.shape[0]
+        return t_fa.float(), t_last.float()
+
+    @torch.no_grad()
+    def _last_block(self, tokens: torch.Tensor, **kwargs: Any) -> vit.ClsState:
+        with self._autocast():
+            st = vit.last_block_cls(self.model, tokens, itae_theta=self.itae_theta, **kwargs)
+        return vit.ClsState(
+            st.x_cls.float(), st.o_cls.float(), st.attn.float(), st.q_norms.float(), st.artifacts
+        )
+
+    def set_image(self, image: ImageLike) -> None:
+        """Encode one photo and cache what every later prompt needs.
+
+        Runs the backbone once (unless the same image is in the cache), keeping the tokens entering the
+        FA blocks and the last block, and the last block's [CLS] state.
+
+        Args:
+            image: PIL image, ``(H, W, 3)`` uint8 RGB array, path, or encoded bytes.
+        """
+        pil = self.to_pil(image)
+        x = self.preprocess(pil)
+        key = hashlib.sha1(x.numpy().tobytes() + repr(pil.size).encode()).hexdigest()
+        state = self._cache.get(key)
+        if state is not None:
+            self._cache.move_to_end(key)
+            self.counters.cache_hits += 1
+        else:
+            t_fa, t_last = self._encode_tokens(x[None])
+            state = _ImageState(image_size=pil.size, tokens_fa=t_fa, tokens_last=t_last)
+            self._cache[key] = state
+            while len(self._cache) > self._cache_size:
+                self._cache.popitem(last=False)
+        self._state = state
+        self._image = pil
+
+    def _require(self) -> _ImageState:
+        if self._state is None:
+            raise NotReadyError("Open a photo first: no image is set.")
+        return self._state
+
+    def _base(self) -> vit.ClsState:
+        st = self._require()
+        if st.base is None or st.base_theta != self.itae_theta:
+            st.base = self._last_block(st.tokens_last)
+            st.base_theta = self.itae_theta
+            st.fa_cache.clear()
+        return st.base
+
+    def set_itae(self, theta: float | None) -> None:
+        """Turn ITAE on (``theta``) or off (``None``); the current image is re-scored from its cache."""
+        if theta is not None and not np.isfinite(theta):
+            raise PromptError("The ITAE threshold must be a finite number.")
+        self.itae_theta = None if theta is None else float(theta)
+
+    @torch.no_grad()
+    def encode_batch(self, images: Sequence[ImageLike] | torch.Tensor) -> EncodedBatch:
+        """Encode a batch for the index: plain features plus the Query-DB cache.
+
+        Args:
+            images: a sequence of images, or an already preprocessed ``(B, 3, S, S)`` tensor.
+
+        Returns:
+            :class:`EncodedBatch` with ``(B, feature_dim)``, ``(B, D)`` and ``(B, h, d_h)`` arrays.
+        """
+        if isinstance(images, torch.Tensor):
+            x = images
+        else:
+            x = torch.stack([self.preprocess(self.to_pil(im)) for im in images])
+        depth = self.layout.depth
+        with self._autocast():
+            t = vit.run_blocks(self.model, vit.embed(self.model, x.to(self.device)), 0, depth - 1)
+            st = vit.last_block_cls(self.model, t, itae_theta=self.itae_theta)
+            feats = vit.cls_feature(self.model, st.x_cls, st.o_cls)
+        self.counters.forwards += x.shape[0]
+        return EncodedBatch(
+            features=feats.float().cpu().numpy(),
+            x_cls=st.x_cls.float().cpu().numpy(),
+            o_cls=st.o_cls.float().cpu().numpy(),
+        )
+
+    @torch.no_grad()
+    def features_from_cache(
+        self,
+        x_cls: np.ndarray,
+        o_cls: np.ndarray,
+        head_mask: np.ndarray | None = None,
+        strategy: HeadStrategy | str = HeadStrategy.BEFORE_SCALE,
+        chunk: int = 4096,
+    ) -> np.ndarray:
+        """Query-DB: database features recomputed with the query's head mask, no re-encoding.
+
+        Args:
+            x_cls: ``(B, D)`` cached residual inputs (float16 or float32).
+            o_cls: ``(B, h, d_h)`` cached per-head [CLS] outputs.
+            head_mask: ``(h,)`` the query's mask ``m``; ``None`` gives the plain features.
+            strategy: the strategy the mask was made for.
+
+        Returns:
+            ``(B, feature_dim)`` float32, not normalised.
+        """
+        x_cls = np.asarray(x_cls)
+        o_cls = np.asarray(o_cls)
+        if x_cls.ndim != 2 or o_cls.shape != (x_cls.shape[0], self.num_heads, self.head_dim):
+            raise PromptError("Cached states must be (B, D) and (B, h, d_h) arrays for this model.")
+        m = None if head_mask is None else torch.as_tensor(np.asarray(head_mask, dtype=np.float32), device=self.device)
+        out = np.empty((x_cls.shape[0], self.feature_dim), dtype=np.float32)
+        for i in range(0, x_cls.shape[0], chunk):
+            xc = torch.as_tensor(x_cls[i : i + chunk], dtype=torch.float32, device=self.device)
+            oc = torch.as_tensor(o_cls[i : i + chunk], dtype=torch.float32, device=self.device)
+            with self._autocast():
+                f = vit.cls_feature(self.model, xc, oc, m, strategy)
+            out[i : i + chunk] = f.float().cpu().numpy()
+        return out
+
+    # ----------------------------------------------------------------------------------------------------
+    # prompts and heads
+
+    def roi(self, prompt: Prompt, mask_threshold: float | None = None) -> Roi:
+        """The prompt's ROI on the patch grid of the current image (see :func:`core.method.prompts.prompt_to_roi`)."""
+        return prompt_to_roi(prompt, self.image_size, self.grid, mask_threshold)
+
+    def _attn_maps(self, state: vit.ClsState) -> np.ndarray:
+        gh, gw = self.grid
+        a = state.attn[0, :, self.layout.num_prefix_tokens :]
+        return a.reshape(self.num_heads, gh, gw).cpu().numpy()
+
+    def attention_maps(self, prompt: Prompt | None = None, fa: FAParams | None = None) -> np.ndarray:
+        """Each head's [CLS]->patch attention in the last block (prefix tokens excluded).
+
+        Args:
+            prompt, fa: with both given, the maps under FA for that prompt.
+
+        Returns:
+            ``(h, gh, gw)`` float32; each map sums to at most 1 (the rest went to prefix tokens).
+        """
+        state = self._fa_state(prompt, fa) if (fa is not None and prompt is not None) else self._base()
+        return self._attn_maps(state)
+
+    def query_norms(self) -> np.ndarray:
+        """L2 norms of the last block's patch query vectors for the current image, ``(gh * gw,)`` (ITAE histogram)."""
+        return self._base().q_norms[0, self.layout.num_prefix_tokens :].cpu().numpy()
+
+    def artifact_map(self) -> np.ndarray:
+        """``(gh, gw)`` bool: patches ITAE treats as artifacts at the current threshold (all False if off)."""
+        return self._base().artifacts[0].reshape(self.grid).cpu().numpy()
+
+    def head_scores(self, prompt: Prompt, roi: RoiReduce | str = RoiReduce.SUM, fa: FAParams | None = None,
+                    mask_threshold: float | None = None) -> np.ndarray:
+        """ROI attention ``s_i`` per head for a prompt, ``(h,)``."""
+        return roi_attention(self.attention_maps(prompt, fa), self.roi(prompt, mask_threshold), roi)
+
+    def select_heads(
+        self,
+        prompt: Prompt,
+        h_on: int = 5,
+        roi: RoiReduce | str = RoiReduce.SUM,
+        strategy: HeadStrategy | str = HeadStrategy.BEFORE_SCALE,
+        force_on: Iterable[int] = (),
+        force_off: Iterable[int] = (),
+        fa: FAParams | None = None,
+        mask_threshold: float | None = None,
+    ) -> HeadSelection:
+        """Score every head on the prompt's ROI and keep the best ``h_on`` (no backbone run).
+
+        Args:
+            prompt: points / box / mask in original-image pixels.
+            h_on: heads to keep, clipped to ``[1, h]``.
+            roi: ``"sum"`` or ``"max"``.
+            strategy: head-mask strategy (default *Before+Scale*).
+            force_on, force_off: head indices toggled by hand.
+            fa: score on the FA-modified attention (FA+PHS).
+            mask_threshold: see :func:`core.method.prompts.prompt_to_roi`.
+        """
+        h_on = int(min(max(int(h_on), 1), self.num_heads))
+        scores = self.head_scores(prompt, roi, fa, mask_threshold)
+        selected = select_heads(scores, h_on, force_on, force_off)
+        strategy = HeadStrategy(strategy)
+        return HeadSelection(scores, selected, head_mask(selected, strategy), strategy, h_on)
+
+    @torch.no_grad()
+    def feature(
+        self,
+        head_mask: np.ndarray | None = None,
+        strategy: HeadStrategy | str = HeadStrategy.BEFORE_SCALE,
+        prompt: Prompt | None = None,
+        fa: FAParams | None = None,
+    ) -> np.ndarray:
+        """The current image's feature for a head mask, from the cache.
+
+        Args:
+            head_mask: ``(h,)`` mask ``m``; ``None`` = the plain [CLS] feature (CBIR).
+            strategy: the strategy the mask was made for.
+            prompt, fa: with both given, start from the FA-modified state (FA, FA+PHS).
+
+        Returns:
+            ``(feature_dim,)`` float32, not normalised.
+        """
+        st = self._fa_state(prompt, fa) if (fa is not None and prompt is not None) else self._base()
+        m = None if head_mask is None else torch.as_tensor(np.asarray(head_mask, dtype=np.float32), device=self.device)
+        with self._autocast():
+            f = vit.cls_feature(self.model, st.x_cls, st.o_cls, m, strategy)
+        return f[0].float().cpu().numpy()
+
+    # ----------------------------------------------------------------------------------------------------
+    # baselines
+
+    def _fa_state(self, prompt: Prompt, fa: FAParams) -> vit.ClsState:
+        st = self._require()
+        self._base()  # keeps the FA cache consistent with the ITAE setting
+        box = self.roi(prompt).token_box()
+        key = (box, fa)
+        cached = st.fa_cache.get(key)
+        if cached is not None:
+            return cached
+        n = min(fa.blocks, self.layout.depth)  # "the last 4 blocks" of a 3-block model are all of them
+        if n > self.fa_blocks:
+            raise PromptError(
+                f"FA can act on at most the last {self.fa_blocks} blocks with this engine; choose fewer layers."
+            )
+        bias = vit.fa_bias(box, self.grid, self.layout.num_prefix_tokens, fa.alpha, fa.sigma)[None].to(self.device)
+        depth = self.layout.depth
+        with torch.no_grad(), self._autocast():
+            start = depth - self.fa_blocks
+            t = vit.run_blocks(self.model, st.tokens_fa, start, depth - n)  # FA-free blocks in the cached span
+            t = vit.run_blocks(self.model, t, depth - n, depth - 1, cls_bias=bias)
+        self.counters.blocks += self.fa_blocks  # fa_blocks - 1 whole blocks + the last block's [CLS] row
+        state = self._last_block(t.float(), cls_bias=bias)
+        if len(st.fa_cache) > 32:
+            st.fa_cache.clear()
+        st.fa_cache[key] = state
+        return state
+
+    @torch.no_grad()
+    def _attn_mask_feature(self, prompt: Prompt) -> np.ndarray:
+        st = self._require()
+        roi = self.roi(prompt)
+        keep = np.concatenate([np.zeros(self.layout.num_prefix_tokens, bool), roi.positive.reshape(-1) > 0])
+        keep_t = torch.as_tensor(keep, device=self.device)[None]
+        state = self._last_block(st.tokens_last, keep=keep_t)
+        with self._autocast():
+            f = vit.cls_feature(self.model, state.x_cls, state.o_cls)
+        return f[0].float().cpu().numpy()
+
+    def _current_image(self) -> Image.Image:
+        if self._image is None:
+            raise NotReadyError("Open a photo first: no image is set.")
+        return self._image
+
+    def query(
+        self,
+        prompt: Prompt | None = None,
+        method: str = "phs",
+        h_on: int | None = None,
+        roi: RoiReduce | str = RoiReduce.SUM,
+        strategy: HeadStrategy | str = HeadStrategy.BEFORE_SCALE,
+        fa: FAParams | None = None,
+        force_on: Iterable[int] = (),
+        force_off: Iterable[int] = (),
+    ) -> QueryResult:
+        """The query feature of the current image for any method of the paper's tables.
+
+        ``cbir`` plain [CLS]; ``phs`` head selection; ``fa`` FALIP; ``fa+phs`` both; ``attn-mask`` the last
+        block's [CLS] attends only to ROI patches; ``crop`` the prompt's bounding box cropped and resized;
+        ``mask`` pixels outside the prompt blacked out; ``crop+phs`` the noise-reduction mode of Table A7
+        (a cropped query, heads scored over the whole crop). ``crop``, ``mask`` and ``crop+phs`` re-run the
+        backbone on the edited photo; the others use the cache.
+
+        Args:
+            h_on: heads to keep; default 5 for ``phs``/``fa+phs`` and ``h - 1`` for ``crop+phs``.
+        """
+        if method not in METHODS:
+            raise PromptError(f"Unknown method '{method}'; choose one of {', '.join(METHODS)}.")
+        if method == "cbir":
+            return QueryResult(self.feature(), method)
+        if prompt is None:
+            raise PromptError(f"The method '{method}' needs a prompt: mark the object first.")
+        fa = fa or FAParams()
+        if h_on is None:
+            h_on = self.num_heads - 1 if method == "crop+phs" else 5
+        if method == "phs":
+            sel = self.select_heads(prompt, h_on, roi, strategy, force_on, force_off)
+            return QueryResult(self.feature(sel.head_mask, strategy), method, sel)
+        if method == "fa":
+            return QueryResult(self.feature(None, prompt=prompt, fa=fa), method)
+        if method == "fa+phs":
+            sel = self.select_heads(prompt, h_on, roi, strategy, force_on, force_off, fa=fa)
+            return QueryResult(self.feature(sel.head_mask, strategy, prompt=prompt, fa=fa), method, sel)
+        if method == "attn-mask":
+            return QueryResult(self._attn_mask_feature(prompt), method)
+        image = self._current_image()
+        w, h = image.size
+        if method == "mask":
+            keep = prompt_pixel_mask(prompt, (w, h), self.grid)
+            arr = np.asarray(image).copy()
+            arr[~keep] = 0
+            return QueryResult(self.encode_batch([Image.fromarray(arr)]).features[0], method)
+        b = prompt.bounding_box(w, h)
+        crop = image.crop((int(b.x0), int(b.y0), max(int(np.ceil(b.x1)), int(b.x0) + 1),
+                           max(int(np.ceil(b.y1)), int(b.y0) + 1)))
+        if method == "crop":
+            return QueryResult(self.encode_batch([crop]).features[0], method)
+        # crop+phs: encode the crop, score heads over the whole crop, keep h - 1 (Table A7).
+        t_fa, t_last = self._encode_tokens(self.preprocess(crop)[None])
+        state = self._last_block(t_last)
+        attn = self._attn_maps(state)
+        whole = Roi(np.ones(self.grid, np.float32))
+        scores = roi_attention(attn, whole, roi)
+        k = min(max(int(h_on), 1), self.num_heads)
+        selected = select_heads(scores, k, force_on, force_off)
+        strategy = HeadStrategy(strategy)
+        sel = HeadSelection(scores, selected, head_mask(selected, strategy), strategy, k)
+        m = torch.as_tensor(sel.head_mask, device=self.device)
+        with torch.no_grad(), self._autocast():
+            f = vit.cls_feature(self.model, state.x_cls, state.o_cls, m, strategy)
+        return QueryResult(f[0].float().cpu().numpy(), method, sel)
+
+    def close(self) -> None:
+        """Drop cached images and the current state."""
+        self._cache.clear()
+        self._state = None
+        self._image = None
+
+
+def load_engine(
+    name: str = "dinov2-b14",
+    weights: str | Path | None = None,
+    device: str | torch.device | None = "auto",
+    pretrained: bool = True,
+    precision: str = "auto",
+    itae_theta: float | None = None,
+    model_kwargs: dict[str, Any] | None = None,
+    download: bool = True,
+) -> PHSEngine:
+    """Load a backbone by name and wrap it in a :class:`PHSEngine`.
+
+    Args:
+        name: registry name (``dinov2-b14``, ``clip-b16``, ``demo`` ...) or timm name.
+        weights: local weights file (``.safetensors``, ``.pth``), overriding the default source.
+        device: ``auto``, ``cpu``, ``cuda``, ``mps``.
+        pretrained: ``False`` = random weights, explicitly (tests, timing).
+        precision: see :class:`PHSEngine`.
+        itae_theta: ITAE threshold or ``None``.
+        model_kwargs: architecture overrides for ``timm.create_model``.
+        download: allow downloading weights into the Hugging Face cache.
+    """
+    backbone = load_backbone(name, weights=weights, pretrained=pretrained, download=download, model_kwargs=model_kwargs)
+    return PHSEngine(backbone, device=device, precision=precision, itae_theta=itae_theta)
