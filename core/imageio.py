@@ -264,3 +264,52 @@ def _check_suffix(name: str, suffix: str) -> None:
         raise ImageLoadError(f"Cannot open {name}: {_HEIF_HINT}.")
     if suffix == ".avif" and not avif_available():
         raise ImageLoadError(f"Cannot open {name}: this Pillow cannot read AVIF; {_HEIF_HINT}.")
+
+
+def read_photo_bytes(path: str | Path) -> bytes:
+    """Read a photo file's bytes (read-only), refusing anything that is not a regular file.
+
+    A FIFO or device would block or never end; a folder cannot be decoded.
+
+    Raises:
+        ImageLoadError: one sentence naming the file and the reason.
+    """
+    import stat
+
+    path = Path(path)
+    name = _display_name(path)
+    try:
+        st = os.stat(path)
+        if stat.S_ISDIR(st.st_mode):
+            raise ImageLoadError(f"Cannot open {name}: it is a folder, not a file.")
+        if not stat.S_ISREG(st.st_mode):
+            raise ImageLoadError(f"Cannot open {name}: it is not a regular file (a pipe, socket or device).")
+        with open(path, "rb") as fh:
+            data = fh.read()
+    except ImageLoadError:
+        raise
+    except OSError as err:
+        raise ImageLoadError(f"Cannot open {name}: {_reason(err)}.") from err
+    if not data:
+        raise ImageLoadError(f"Cannot open {name}: it is empty (0 bytes).")
+    return data
+
+
+_ORIENTATION_TAG = 0x0112
+_TRANSPOSED_ORIENTATIONS = frozenset({5, 6, 7, 8})
+
+
+def upright_size(data: bytes, *, name: str = "the image data") -> tuple[int, int]:
+    """``(W, H)`` of a photo after EXIF orientation, from its header only (no pixel decoded).
+
+    Raises:
+        ImageLoadError: the header cannot be read.
+    """
+    heif_available()
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            w, h = img.size
+            orientation = img.getexif().get(_ORIENTATION_TAG, 1)
+    except Exception as err:
+        raise ImageLoadError(f"Cannot open {name}: {_reason(err)}.") from err
+    return (h, w) if orientation in _TRANSPOSED_ORIENTATIONS else (w, h)

@@ -25,16 +25,12 @@ import torch
 from PIL import Image
 from timm.data import resolve_model_data_config
 
-from core.errors import ImageLoadError, NotReadyError, PromptError
+from core.errors import NotReadyError, PromptError
 from core.method import vit
 from core.method.phs import HeadSelection, HeadStrategy, RoiReduce, head_mask, roi_attention, select_heads
-from core.method.prompts import Prompt, Roi, prompt_pixel_mask, prompt_to_roi
-from core.models.backbones import Backbone, ModelSpec, load_backbone, resolve_device
-
-ImageLike = Image.Image | np.ndarray | str | Path | bytes
-
-METHODS = ("cbir", "phs", "fa", "fa+phs", "attn-mask", "crop", "mask", "crop+phs")
-"""Query methods of :meth:`PHSEngine.query` (seed 000 Tables A1-A7)."""
+from core.method.prompts import Prompt, Roi, prompt_to_roi
+from core.method.transforms import ImageLike, SquashResize, read_for_model, to_pil
+from core.models.backbones import Backbone, ModelSpec, load_backbone, recommended_h_on, resolve_device
 
 
 @dataclass(frozen=True)
@@ -65,21 +61,6 @@ class EncodedBatch:
     o_cls: np.ndarray
 
 
-@dataclass(frozen=True, eq=False)
-class QueryResult:
-    """A query feature and how it was made.
-
-    Attributes:
-        feature: ``(feature_dim,)`` float32, not normalised.
-        method: one of :data:`METHODS`.
-        selection: the head selection for PHS methods, else ``None``.
-    """
-
-    feature: np.ndarray
-    method: str
-    selection: HeadSelection | None = None
-
-
 @dataclass
 class EngineCounters:
     """How much work the engine did; tests use it to prove that prompt edits never re-run the backbone.
@@ -97,7 +78,7 @@ class EngineCounters:
 
 @dataclass
 class _ImageState:
-    image_size: tuple[int, int]  # (W, H) of the original image
+    image_size: tuple[int, int]  # (W, H) of the original image, upright
     tokens_fa: torch.Tensor  # (1, N, D) entering block L - fa_blocks
     tokens_last: torch.Tensor  # (1, N, D) entering the last block
     base: vit.ClsState | None = None
@@ -145,13 +126,18 @@ class PHSEngine:
         self.fa_blocks = int(min(max(fa_blocks, 1), self.layout.depth))
         self.itae_theta = itae_theta
         cfg = resolve_model_data_config(self.model)
-        self.mean = tuple(float(v) for v in cfg["mean"])
-        self.std = tuple(float(v) for v in cfg["std"])
-        self.interpolation = "bicubic" if cfg.get("interpolation", "bicubic") == "bicubic" else "bilinear"
+        interpolation = "bicubic" if cfg.get("interpolation", "bicubic") == "bicubic" else "bilinear"
+        self.transform = SquashResize(
+            self.layout.input_size,
+            tuple(float(v) for v in cfg["mean"]),  # type: ignore[arg-type]
+            tuple(float(v) for v in cfg["std"]),  # type: ignore[arg-type]
+            interpolation,
+        )
         self.counters = EngineCounters()
         self._cache: OrderedDict[str, _ImageState] = OrderedDict()
         self._cache_size = max(int(cache_size), 1)
         self._state: _ImageState | None = None
+        self._source: ImageLike | None = None
         self._image: Image.Image | None = None
 
     # ----------------------------------------------------------------------------------------------------
@@ -203,17 +189,24 @@ class PHSEngine:
         return self._require().image_size
 
     @property
+    def mean(self) -> tuple[float, float, float]:
+        """Per-channel normalisation mean of the model input."""
+        return self.transform.mean
+
+    @property
+    def std(self) -> tuple[float, float, float]:
+        """Per-channel normalisation std of the model input."""
+        return self.transform.std
+
+    @property
+    def interpolation(self) -> str:
+        """Resampling of the squash resize, ``bicubic`` or ``bilinear``."""
+        return self.transform.interpolation
+
+    @property
     def recommended_h_on(self) -> int:
-        """``h_on`` to use when none is chosen: the demo model's recorded value, else the paper's 5 (clipped to ``h``)."""
-        h_on = 5
-        if self.spec.is_demo:
-            import json
-
-            from core.paths import resources_dir
-
-            with contextlib.suppress(OSError, ValueError):
-                h_on = int(json.loads((resources_dir() / "demo_model.json").read_text()).get("h_on", 5))
-        return int(min(max(h_on, 1), self.num_heads))
+        """``h_on`` to use when none is chosen (see :func:`core.models.backbones.recommended_h_on`)."""
+        return recommended_h_on(self.spec, self.num_heads)
 
     def fingerprint(self) -> dict[str, Any]:
         """Everything that determines database features; indexes record it and refuse a mismatch."""
@@ -263,44 +256,11 @@ class PHSEngine:
         dtype = torch.bfloat16 if self.precision == "bf16" else torch.float16
         return torch.autocast(self.device.type, dtype=dtype)
 
-    @staticmethod
-    def to_pil(image: ImageLike) -> Image.Image:
-        """Any supported input as an RGB PIL image with EXIF orientation applied.
-
-        Args:
-            image: a PIL image, an ``(H, W, 3)`` uint8 array (RGB), a path, or encoded bytes.
-
-        Raises:
-            ImageLoadError: the file cannot be read or decoded.
-        """
-        from core.imageio import load_image
-
-        if isinstance(image, (str, Path, bytes, Image.Image)):
-            # The indexer decodes through load_image too, so a query and its library twin match exactly
-            # (EXIF orientation, transparency over white, 16-bit and CMYK conversions).
-            return load_image(image)
-        if isinstance(image, np.ndarray):
-            if image.ndim == 2:
-                image = np.stack([image] * 3, axis=-1)
-            if image.ndim != 3 or image.shape[2] not in (3, 4):
-                raise ImageLoadError(f"An image array must be (H, W, 3) RGB, not {image.shape}.")
-            return Image.fromarray(np.ascontiguousarray(image[..., :3]).astype(np.uint8), "RGB")
-        raise ImageLoadError(f"Cannot read an image from a {type(image).__name__}.")
+    to_pil = staticmethod(to_pil)
 
     def preprocess(self, image: Image.Image) -> torch.Tensor:
-        """Squash-resize to ``S x S`` (no crop) and normalise.
-
-        Args:
-            image: RGB PIL image.
-
-        Returns:
-            ``(3, S, S)`` float32 tensor on the CPU.
-        """
-        s = self.input_size
-        resample = Image.Resampling.BICUBIC if self.interpolation == "bicubic" else Image.Resampling.BILINEAR
-        arr = np.asarray(image.resize((s, s), resample=resample), dtype=np.float32) / 255.0
-        arr = (arr - np.asarray(self.mean, dtype=np.float32)) / np.asarray(self.std, dtype=np.float32)
-        return torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1)))
+        """Squash-resize to ``S x S`` (no crop) and normalise: RGB PIL image -> ``(3, S, S)`` float32 on the CPU."""
+        return self.transform(image)
 
     # ----------------------------------------------------------------------------------------------------
     # encoding
@@ -329,26 +289,32 @@ class PHSEngine:
         """Encode one photo and cache what every later prompt needs.
 
         Runs the backbone once (unless the same image is in the cache), keeping the tokens entering the
-        FA blocks and the last block, and the last block's [CLS] state.
+        FA blocks and the last block, and the last block's [CLS] state. A path or file bytes is decoded
+        exactly as the indexer decodes a library photo (:func:`core.method.transforms.read_for_model`), so
+        a photo used as its own query gives its stored feature.
 
         Args:
             image: PIL image, ``(H, W, 3)`` uint8 RGB array, path, or encoded bytes.
         """
-        pil = self.to_pil(image)
-        x = self.preprocess(pil)
-        key = hashlib.sha1(x.numpy().tobytes() + repr(pil.size).encode()).hexdigest()
+        pil, size = read_for_model(image, self.input_size)
+        self._set_input(self.preprocess(pil), size)
+        self._source = image
+        self._image = pil if pil.size == size else None  # a draft-decoded photo is re-read at full size on demand
+
+    def _set_input(self, x: torch.Tensor, size: tuple[int, int]) -> None:
+        """Make the ``(3, S, S)`` input of a photo of ``size`` = ``(W, H)`` the current image, from the cache if seen."""
+        key = hashlib.sha1(x.numpy().tobytes() + repr(size).encode()).hexdigest()
         state = self._cache.get(key)
         if state is not None:
             self._cache.move_to_end(key)
             self.counters.cache_hits += 1
         else:
             t_fa, t_last = self._encode_tokens(x[None])
-            state = _ImageState(image_size=pil.size, tokens_fa=t_fa, tokens_last=t_last)
+            state = _ImageState(image_size=size, tokens_fa=t_fa, tokens_last=t_last)
             self._cache[key] = state
             while len(self._cache) > self._cache_size:
                 self._cache.popitem(last=False)
         self._state = state
-        self._image = pil
 
     def _require(self) -> _ImageState:
         if self._state is None:
@@ -382,7 +348,7 @@ class PHSEngine:
         if isinstance(images, torch.Tensor):
             x = images
         else:
-            x = torch.stack([self.preprocess(self.to_pil(im)) for im in images])
+            x = torch.stack([self.preprocess(read_for_model(im, self.input_size)[0]) for im in images])
         depth = self.layout.depth
         with self._autocast():
             t = vit.run_blocks(self.model, vit.embed(self.model, x.to(self.device)), 0, depth - 1)
@@ -469,7 +435,7 @@ class PHSEngine:
     def select_heads(
         self,
         prompt: Prompt,
-        h_on: int = 5,
+        h_on: int | None = None,
         roi: RoiReduce | str = RoiReduce.SUM,
         strategy: HeadStrategy | str = HeadStrategy.BEFORE_SCALE,
         force_on: Iterable[int] = (),
@@ -481,14 +447,14 @@ class PHSEngine:
 
         Args:
             prompt: points / box / mask in original-image pixels.
-            h_on: heads to keep, clipped to ``[1, h]``.
+            h_on: heads to keep, clipped to ``[1, h]``; ``None`` = :attr:`recommended_h_on`.
             roi: ``"sum"`` or ``"max"``.
             strategy: head-mask strategy (default *Before+Scale*).
             force_on, force_off: head indices toggled by hand.
             fa: score on the FA-modified attention (FA+PHS).
             mask_threshold: see :func:`core.method.prompts.prompt_to_roi`.
         """
-        h_on = int(min(max(int(h_on), 1), self.num_heads))
+        h_on = self.recommended_h_on if h_on is None else int(min(max(int(h_on), 1), self.num_heads))
         scores = self.head_scores(prompt, roi, fa, mask_threshold)
         selected = select_heads(scores, h_on, force_on, force_off)
         strategy = HeadStrategy(strategy)
@@ -548,7 +514,12 @@ class PHSEngine:
         return state
 
     @torch.no_grad()
-    def _attn_mask_feature(self, prompt: Prompt) -> np.ndarray:
+    def attn_mask_feature(self, prompt: Prompt) -> np.ndarray:
+        """Attention Mask baseline (Table A6): the last block's [CLS] attends only to the ROI patches.
+
+        Returns:
+            ``(feature_dim,)`` float32, not normalised.
+        """
         st = self._require()
         roi = self.roi(prompt)
         keep = np.concatenate([np.zeros(self.layout.num_prefix_tokens, bool), roi.positive.reshape(-1) > 0])
@@ -558,83 +529,37 @@ class PHSEngine:
             f = vit.cls_feature(self.model, state.x_cls, state.o_cls)
         return f[0].float().cpu().numpy()
 
-    def _current_image(self) -> Image.Image:
+    def current_image(self) -> Image.Image:
+        """The current photo at full resolution, upright RGB (re-read from its source when it was draft-decoded)."""
+        self._require()
         if self._image is None:
-            raise NotReadyError("Open a photo first: no image is set.")
+            self._image = to_pil(self._source)  # type: ignore[arg-type]
         return self._image
 
-    def query(
-        self,
-        prompt: Prompt | None = None,
-        method: str = "phs",
-        h_on: int | None = None,
-        roi: RoiReduce | str = RoiReduce.SUM,
-        strategy: HeadStrategy | str = HeadStrategy.BEFORE_SCALE,
-        fa: FAParams | None = None,
-        force_on: Iterable[int] = (),
-        force_off: Iterable[int] = (),
-    ) -> QueryResult:
-        """The query feature of the current image for any method of the paper's tables.
+    @torch.no_grad()
+    def encode_with_maps(self, image: Image.Image) -> tuple[EncodedBatch, np.ndarray]:
+        """Encode another image without changing the current one: its Query-DB state and attention maps.
 
-        ``cbir`` plain [CLS]; ``phs`` head selection; ``fa`` FALIP; ``fa+phs`` both; ``attn-mask`` the last
-        block's [CLS] attends only to ROI patches; ``crop`` the prompt's bounding box cropped and resized;
-        ``mask`` pixels outside the prompt blacked out; ``crop+phs`` the noise-reduction mode of Table A7
-        (a cropped query, heads scored over the whole crop). ``crop``, ``mask`` and ``crop+phs`` re-run the
-        backbone on the edited photo; the others use the cache.
+        Used by the crop-then-select mode of Table A7.
 
         Args:
-            h_on: heads to keep; default 5 for ``phs``/``fa+phs`` and ``h - 1`` for ``crop+phs``.
+            image: RGB PIL image (any size; squash-resized).
+
+        Returns:
+            ``(encoded, maps)``: an :class:`EncodedBatch` of one image and its ``(h, gh, gw)`` last-block maps.
         """
-        if method not in METHODS:
-            raise PromptError(f"Unknown method '{method}'; choose one of {', '.join(METHODS)}.")
-        if method == "cbir":
-            return QueryResult(self.feature(), method)
-        if prompt is None:
-            raise PromptError(f"The method '{method}' needs a prompt: mark the object first.")
-        fa = fa or FAParams()
-        if h_on is None:
-            h_on = self.num_heads - 1 if method == "crop+phs" else 5
-        if method == "phs":
-            sel = self.select_heads(prompt, h_on, roi, strategy, force_on, force_off)
-            return QueryResult(self.feature(sel.head_mask, strategy), method, sel)
-        if method == "fa":
-            return QueryResult(self.feature(None, prompt=prompt, fa=fa), method)
-        if method == "fa+phs":
-            sel = self.select_heads(prompt, h_on, roi, strategy, force_on, force_off, fa=fa)
-            return QueryResult(self.feature(sel.head_mask, strategy, prompt=prompt, fa=fa), method, sel)
-        if method == "attn-mask":
-            return QueryResult(self._attn_mask_feature(prompt), method)
-        image = self._current_image()
-        w, h = image.size
-        if method == "mask":
-            keep = prompt_pixel_mask(prompt, (w, h), self.grid)
-            arr = np.asarray(image).copy()
-            arr[~keep] = 0
-            return QueryResult(self.encode_batch([Image.fromarray(arr)]).features[0], method)
-        b = prompt.bounding_box(w, h)
-        crop = image.crop((int(b.x0), int(b.y0), max(int(np.ceil(b.x1)), int(b.x0) + 1),
-                           max(int(np.ceil(b.y1)), int(b.y0) + 1)))
-        if method == "crop":
-            return QueryResult(self.encode_batch([crop]).features[0], method)
-        # crop+phs: encode the crop, score heads over the whole crop, keep h - 1 (Table A7).
-        t_fa, t_last = self._encode_tokens(self.preprocess(crop)[None])
+        _, t_last = self._encode_tokens(self.preprocess(image)[None])
         state = self._last_block(t_last)
-        attn = self._attn_maps(state)
-        whole = Roi(np.ones(self.grid, np.float32))
-        scores = roi_attention(attn, whole, roi)
-        k = min(max(int(h_on), 1), self.num_heads)
-        selected = select_heads(scores, k, force_on, force_off)
-        strategy = HeadStrategy(strategy)
-        sel = HeadSelection(scores, selected, head_mask(selected, strategy), strategy, k)
-        m = torch.as_tensor(sel.head_mask, device=self.device)
-        with torch.no_grad(), self._autocast():
-            f = vit.cls_feature(self.model, state.x_cls, state.o_cls, m, strategy)
-        return QueryResult(f[0].float().cpu().numpy(), method, sel)
+        with self._autocast():
+            f = vit.cls_feature(self.model, state.x_cls, state.o_cls)
+        enc = EncodedBatch(f.float().cpu().numpy(), state.x_cls.cpu().numpy(), state.o_cls.cpu().numpy())
+        return enc, self._attn_maps(state)
 
     def close(self) -> None:
         """Drop cached images and the current state."""
         self._cache.clear()
         self._state = None
+        self._source = None
         self._image = None
 
 

@@ -16,6 +16,7 @@ silently returns a random model.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import pickle
@@ -29,8 +30,8 @@ import torch
 import torch.nn as nn
 from timm.models.vision_transformer import VisionTransformer, checkpoint_filter_fn
 
-from core.defaults import DEFAULT_MODEL
-from core.errors import UnsupportedModelError, WeightsError, WeightsNotFoundError
+from core.defaults import DEFAULT_H_ON, DEFAULT_MODEL
+from core.errors import PHSError, UnsupportedModelError, WeightsError, WeightsNotFoundError
 from core.paths import resources_dir
 
 WEIGHTS_FILE = "model.safetensors"
@@ -181,6 +182,19 @@ def _demo_config() -> dict[str, Any]:
             "`python -m core.synthetic.train_demo` to train it."
         )
     return json.loads(path.read_text())
+
+
+def recommended_h_on(spec: ModelSpec, num_heads: int) -> int:
+    """``h_on`` to use when none is chosen, clipped to ``[1, num_heads]``.
+
+    The demo model's value recorded at training (``resources/demo_model.json``), else the paper's
+    :data:`core.defaults.DEFAULT_H_ON`.
+    """
+    h_on = DEFAULT_H_ON
+    if spec.is_demo:
+        with contextlib.suppress(PHSError, OSError, ValueError, TypeError):
+            h_on = int(_demo_config().get("h_on", DEFAULT_H_ON))
+    return int(min(max(h_on, 1), num_heads))
 
 
 def build_model(spec: ModelSpec, model_kwargs: dict[str, Any] | None = None) -> VisionTransformer:
