@@ -24,13 +24,6 @@ def data_dir() -> Path:
     return path
 
 
-def cache_dir() -> Path:
-    """Return the cache directory (thumbnails, encoded-image cache), a child of :func:`data_dir`."""
-    path = data_dir() / "cache"
-    path.mkdir(parents=True, exist_ok=True)
-    return path
-
-
 def resources_dir() -> Path:
     """Return the folder of shipped resources (demo model weights, model card, icons).
 

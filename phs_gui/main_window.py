@@ -96,7 +96,7 @@ DISPLAY_MAX_SIDE = 2560
 def _load_and_encode(session: SearchSession, path: str, *, report: object, cancel: object) -> EncodedPhoto:
     """Worker body: decode the photo once, encode it, and prepare what the window shows."""
     img = load_image(path)
-    session.encode(img)
+    session.encode(path)  # decoded from the file exactly as the library decodes it
     disp = img.copy()
     disp.thumbnail((DISPLAY_MAX_SIDE, DISPLAY_MAX_SIDE))
     small = img.copy()
@@ -440,9 +440,9 @@ class MainWindow(QMainWindow):
         if self.session is not None:
             self.session.close()
         self.session = SearchSession(engine)
+        self.docks.controls.set_engine_limits(engine.num_heads, engine.fa_blocks)
         if name != self.prefs.model:  # a different model: start from its recommended h_on (demo: 2 of 8 heads)
             self.prefs.h_on = engine.recommended_h_on
-            self.docks.controls.set_engine_limits(engine.num_heads, engine.fa_blocks)
             self.docks.controls.set_options(self._options_from_prefs())
         self.prefs.model, self.prefs.device = name, device
         self.is_demo = bool(engine.spec.is_demo or name == "demo")
@@ -451,7 +451,6 @@ class MainWindow(QMainWindow):
         self.status_model.setToolTip(engine.describe())
         self.status_device.setText(f"{engine.device.type}, {engine.precision}")
         self.setWindowTitle("PHS desktop — demo model (synthetic shapes)" if self.is_demo else "PHS desktop")
-        self.docks.controls.set_engine_limits(engine.num_heads, engine.fa_blocks)
         self.docks.controls.set_model_note(
             ("Demo model: trained on synthetic shapes only. " if self.is_demo else "")
             + f"{engine.num_heads} heads, {engine.grid[0]}x{engine.grid[1]} patches, {engine.input_size}px input."

@@ -1,28 +1,29 @@
-"""The search session behind the window: one engine, one open index, prompt -> heads -> results.
+"""The search session behind the window: the query service over one engine and one open index.
 
-Qt-free and free of tensor math: it only calls :mod:`core`. The window keeps one :class:`SearchSession`
-and calls :meth:`SearchSession.run` on the GUI thread for every prompt edit (microseconds to milliseconds:
-the photo was encoded once by a worker); loading the model and encoding the photo run in workers.
+Qt-free and free of tensor math: it only calls :mod:`core`; every search is a
+:class:`core.search.service.QuerySpec` answered by :class:`core.search.service.QueryService`, the same path
+as ``phs search`` and ``phs eval``. Encoding a photo and answering a spec run in worker threads, one at a
+time (the service is not thread-safe).
 
 ITAE and the index: the library index is built with ITAE off (its fingerprint records the threshold). The
-session therefore keeps a second :class:`core.method.engine.PHSEngine` over the same model weights for indexing and
-for the database side of search, and applies ITAE to the query photo only, so the toggle answers at once
-instead of asking for a re-index.
+session therefore keeps a second :class:`core.method.engine.PHSEngine` over the same model weights for indexing
+and for opening indexes, and applies ITAE to the query photo only, so the toggle answers at once instead of
+asking for a re-index.
 """
 
 from __future__ import annotations
 
-import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from core.errors import NotReadyError
+from core.defaults import DEFAULT_H_ON
 from core.method.engine import FAParams, PHSEngine
-from core.method.phs import HeadSelection
 from core.method.prompts import Prompt
-from core.search import Searcher, SearchHit
+from core.search import Outcome, QueryService, QuerySpec, Searcher
+
+__all__ = ["Outcome", "SearchOptions", "SearchSession"]
 
 
 @dataclass(frozen=True)
@@ -38,7 +39,7 @@ class SearchOptions:
         top_k: results wanted.
     """
 
-    h_on: int = 5
+    h_on: int = DEFAULT_H_ON
     mode: str = "qo"
     roi: str = "sum"
     fa_on: bool = False
@@ -54,29 +55,6 @@ class SearchOptions:
         return FAParams(self.fa_alpha, self.fa_sigma, self.fa_blocks) if self.fa_on else None
 
 
-@dataclass(frozen=True, eq=False)
-class Outcome:
-    """What one prompt edit produced.
-
-    Attributes:
-        maps: ``(h, gh, gw)`` last-block [CLS]->patch attention per head (under FA when FA is on).
-        selection: the head selection, or ``None`` without a prompt (plain [CLS] search).
-        hits: the ranked photos (empty when no folder is open).
-        timings_ms: ``{"heads": ..., "search": ..., "total": ...}`` in milliseconds.
-    """
-
-    maps: np.ndarray
-    selection: HeadSelection | None
-    hits: list[SearchHit] = field(default_factory=list)
-    timings_ms: dict[str, float] = field(default_factory=dict)
-
-    def combined_map(self) -> np.ndarray:
-        """The mean map of the selected heads (all heads without a selection), ``(gh, gw)``, for display."""
-        if self.selection is None:
-            return self.maps.mean(axis=0)
-        return self.maps[self.selection.selected].mean(axis=0)
-
-
 class SearchSession:
     """An engine plus the open photo index.
 
@@ -89,9 +67,9 @@ class SearchSession:
         self.index_engine = PHSEngine(
             engine.backbone, device=engine.device, precision=engine.precision, fa_blocks=engine.fa_blocks
         )
+        self.service = QueryService(engine)
         self.searcher: Searcher | None = None
         self.folder: Path | None = None
-        self.last_encode_ms: float | None = None
 
     # ------------------------------------------------------------------------------------------- folder
     def open_folder(self, folder: str | Path) -> int:
@@ -102,6 +80,7 @@ class SearchSession:
         """
         self.close_folder()
         self.searcher = Searcher(folder, self.index_engine)
+        self.service.gallery = self.searcher
         self.folder = Path(folder)
         return self.searcher.size
 
@@ -110,6 +89,7 @@ class SearchSession:
         if self.searcher is not None:
             self.searcher.close()
         self.searcher = None
+        self.service.gallery = None
         self.folder = None
 
     @property
@@ -117,17 +97,47 @@ class SearchSession:
         """Photos searchable now (0 without a folder)."""
         return 0 if self.searcher is None else self.searcher.size
 
+    @property
+    def last_encode_ms(self) -> float | None:
+        """Milliseconds the last photo took to encode."""
+        return self.service.last_encode_ms
+
     # ------------------------------------------------------------------------------------------- query
-    def encode(self, image: object) -> None:
-        """Encode the query photo (heavy: call it from a worker) and warm the caches prompts need."""
-        t0 = time.perf_counter()
-        self.engine.set_image(image)  # type: ignore[arg-type]
+    def encode(self, photo: object) -> None:
+        """Encode the query photo (heavy: call it from a worker) and warm the caches prompts need.
+
+        Args:
+            photo: the photo's path (decoded exactly as the library decodes it), bytes, or a PIL image.
+        """
+        self.service.set_photo(photo)  # type: ignore[arg-type]
         self.engine.attention_maps()
-        self.last_encode_ms = (time.perf_counter() - t0) * 1000
 
     def query_norms(self) -> np.ndarray:
         """``(gh * gw,)`` last-block query-vector norms of the query photo (the ITAE histogram)."""
         return self.engine.query_norms()
+
+    def spec(
+        self,
+        prompt: Prompt | None,
+        options: SearchOptions,
+        force_on: tuple[int, ...] = (),
+        force_off: tuple[int, ...] = (),
+    ) -> QuerySpec:
+        """The query spec of what the window shows: prompt, controls and heads toggled by hand."""
+        fa = options.fa()
+        return QuerySpec(
+            prompt=prompt,
+            method="fa+phs" if fa is not None else "phs",
+            h_on=options.h_on,
+            roi=options.roi,
+            fa=fa or FAParams(),
+            itae_theta=options.itae_theta if options.itae_on else None,
+            force_on=force_on,
+            force_off=force_off,
+            mode=options.mode,
+            k=options.top_k,
+            with_maps=True,
+        )
 
     def run(
         self,
@@ -136,7 +146,7 @@ class SearchSession:
         force_on: tuple[int, ...] = (),
         force_off: tuple[int, ...] = (),
     ) -> Outcome:
-        """Heads, feature and results for a prompt (no backbone run; FA re-runs the last blocks only).
+        """Heads, maps and results for a prompt (no backbone run; FA re-runs the last blocks only).
 
         Args:
             prompt: the marked object, or ``None`` for a plain [CLS] search of the whole photo.
@@ -147,32 +157,7 @@ class SearchSession:
             NotReadyError: no photo is encoded yet.
             PHSError: a prompt or head choice the engine refuses (one sentence).
         """
-        if not self.engine.is_image_set:
-            raise NotReadyError("Open a photo first: no image is set.")
-        t0 = time.perf_counter()
-        self.engine.set_itae(options.itae_theta if options.itae_on else None)
-        fa = options.fa()
-        if prompt is None:
-            selection = None
-            maps = self.engine.attention_maps()
-            feature = self.engine.feature()
-            head_mask = None
-        else:
-            method = "fa+phs" if fa is not None else "phs"
-            res = self.engine.query(
-                prompt, method, h_on=options.h_on, roi=options.roi, fa=fa, force_on=force_on, force_off=force_off
-            )
-            selection = res.selection
-            feature = res.feature
-            head_mask = None if selection is None else selection.head_mask
-            maps = self.engine.attention_maps(prompt, fa)
-        t1 = time.perf_counter()
-        hits: list[SearchHit] = []
-        if self.searcher is not None and self.searcher.size > 0:
-            hits = self.searcher.search(feature, options.top_k, mode=options.mode, head_mask=head_mask)
-        t2 = time.perf_counter()
-        timings = {"heads": (t1 - t0) * 1000, "search": (t2 - t1) * 1000, "total": (t2 - t0) * 1000}
-        return Outcome(maps=maps, selection=selection, hits=hits, timings_ms=timings)
+        return self.service.run(self.spec(prompt, options, force_on, force_off))
 
     def close(self) -> None:
         """Close the index and drop the engines' caches."""

@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from core.defaults import DEFAULT_H_ON
 from core.library.store import atomic_write_bytes
 from core.paths import data_dir
 
@@ -37,12 +38,11 @@ class Preferences:
         current_folder: the folder searched now, or ``""``.
         recent_files: query photos opened recently, newest first.
         last_photo: the query photo open when the app was closed.
-        demo_notice_shown: the first-launch message about the demo model has been shown.
     """
 
     model: str = "dinov2-b14"
     device: str = "auto"
-    h_on: int = 5
+    h_on: int = DEFAULT_H_ON
     mode: str = "qo"
     roi: str = "sum"
     fa_on: bool = False
@@ -56,7 +56,6 @@ class Preferences:
     current_folder: str = ""
     recent_files: list[str] = field(default_factory=list)
     last_photo: str = ""
-    demo_notice_shown: bool = False
 
     def add_recent(self, path: str | Path) -> None:
         """Put a photo at the top of the recent files (at most :data:`MAX_RECENT`)."""

@@ -11,7 +11,14 @@ from core.method import vit
 from core.method.engine import FAParams
 from core.method.phs import HeadStrategy, head_mask
 from core.method.prompts import Box, Mask, Point, Prompt
+from core.search.service import QuerySpec, query_feature
 from tests.conftest import random_image
+
+
+def _query(engine, prompt, method="phs", **kwargs):
+    """The query service's feature for the engine's current photo."""
+    return query_feature(engine, QuerySpec(prompt=prompt, method=method, **kwargs))
+
 
 ATOL = 1e-5
 
@@ -99,7 +106,7 @@ def test_fa_through_cache_equals_full_forward(tiny_engine, alpha, sigma):
     tiny_engine.set_image(img)
     prompt = Prompt(box=Box(10, 5, 50, 40))
     fa = FAParams(alpha=alpha, sigma=sigma, blocks=min(3, len(tiny_engine.model.blocks)))
-    got = tiny_engine.query(prompt, method="fa", fa=fa).feature
+    got = _query(tiny_engine, prompt, method="fa", fa=fa).feature
     x = tiny_engine.preprocess(tiny_engine.to_pil(img))[None]
     _rel_close(got, _fa_full_forward(tiny_engine, x, prompt, fa))
     if alpha > 1:  # a strong mask must change the feature
@@ -129,22 +136,22 @@ def test_prompt_edits_never_rerun_the_backbone(tiny_engine):
         p = Prompt(box=Box(x0, 10, x0 + 20, 50), points=(Point(5, 5, positive=False),))
         sel = tiny_engine.select_heads(p, h_on=2, roi="max" if x0 % 10 else "sum")
         tiny_engine.feature(sel.head_mask)
-        tiny_engine.query(p, method="attn-mask")
+        _query(tiny_engine, p, method="attn-mask")
     tiny_engine.set_itae(0.5)
     tiny_engine.select_heads(Prompt.from_point(30, 30), h_on=1)
     tiny_engine.set_itae(None)
     assert tiny_engine.counters.forwards == 1 and tiny_engine.counters.blocks == 0
     # FA re-runs only the last fa_blocks blocks from cached tokens, once per distinct ROI box.
     p = Prompt.from_box(5, 5, 30, 30)
-    tiny_engine.query(p, method="fa")
-    tiny_engine.query(p, method="fa+phs", h_on=2)
+    _query(tiny_engine, p, method="fa")
+    _query(tiny_engine, p, method="fa+phs", h_on=2)
     assert tiny_engine.counters.forwards == 1
     assert tiny_engine.counters.blocks == tiny_engine.fa_blocks
     # The same photo again comes from the cache.
     tiny_engine.set_image(img.copy())
     assert tiny_engine.counters.forwards == 1 and tiny_engine.counters.cache_hits == 1
     # Crop re-encodes (it is a different image), as it must.
-    tiny_engine.query(p, method="crop")
+    _query(tiny_engine, p, method="crop")
     assert tiny_engine.counters.forwards == 2
 
 
@@ -191,7 +198,7 @@ def test_force_on_off_and_negative_points(tiny_engine):
 def test_attention_mask_baseline_attends_only_to_roi(tiny_engine):
     tiny_engine.set_image(random_image(64, 64, seed=11))
     prompt = Prompt.from_box(0, 0, 20, 20)
-    f = tiny_engine.query(prompt, method="attn-mask").feature
+    f = _query(tiny_engine, prompt, method="attn-mask").feature
     assert f.shape == (tiny_engine.feature_dim,)
     assert np.abs(f - tiny_engine.feature()).max() > 1e-5
     # Whole-image ROI without prefix tokens differs from CBIR only by the prefix attention it drops.
@@ -230,15 +237,15 @@ def test_every_method_returns_a_feature(tiny_engine):
     mask[20:40, 30:70] = True
     feats = {}
     for method in ("cbir", "phs", "fa", "fa+phs", "attn-mask", "crop", "mask", "crop+phs"):
-        r = tiny_engine.query(prompt, method=method, h_on=2)
+        r = _query(tiny_engine, prompt, method=method, h_on=2)
         assert r.feature.shape == (tiny_engine.feature_dim,) and np.isfinite(r.feature).all()
         assert (r.selection is not None) == method.endswith("phs")
         feats[method] = r.feature
     assert np.abs(feats["crop"] - feats["cbir"]).max() > 1e-5
     assert np.abs(feats["mask"] - feats["cbir"]).max() > 1e-5
-    r = tiny_engine.query(Prompt(mask=Mask(mask)), method="phs", h_on=1)
+    r = _query(tiny_engine, Prompt(mask=Mask(mask)), method="phs", h_on=1)
     assert r.selection.selected.sum() == 1
-    crop_sel = tiny_engine.query(prompt, method="crop+phs").selection
+    crop_sel = _query(tiny_engine, prompt, method="crop+phs").selection
     assert crop_sel.selected.sum() == tiny_engine.num_heads - 1
 
 
@@ -252,7 +259,7 @@ def test_errors_before_image_and_bad_inputs(tiny_engine):
     with pytest.raises(PromptError):
         tiny_engine.select_heads(Prompt.from_box(60, 50, 90, 80))
     with pytest.raises(PromptError):
-        tiny_engine.query(Prompt.from_point(1, 1), method="nope")
+        _query(tiny_engine, Prompt.from_point(1, 1), method="nope")
     with pytest.raises(PromptError):
         tiny_engine.features_from_cache(np.zeros((2, 3)), np.zeros((2, 1, 1)))
 
@@ -263,9 +270,9 @@ def test_fa_on_more_blocks_than_cached_is_refused():
     deep = load_engine("test-vit", pretrained=False, device="cpu")  # 6 blocks
     engine = PHSEngine(deep.backbone, device="cpu", fa_blocks=2)
     engine.set_image(random_image(40, 40))
-    engine.query(Prompt.from_box(0, 0, 20, 20), method="fa", fa=FAParams(blocks=2))
+    _query(engine, Prompt.from_box(0, 0, 20, 20), method="fa", fa=FAParams(blocks=2))
     with pytest.raises(PromptError, match="at most the last 2 blocks"):
-        engine.query(Prompt.from_box(0, 0, 20, 20), method="fa", fa=FAParams(blocks=3))
+        _query(engine, Prompt.from_box(0, 0, 20, 20), method="fa", fa=FAParams(blocks=3))
 
 
 def test_conv_stem_vit_is_supported_and_exact():

@@ -204,10 +204,6 @@ class Dataset:
         """Per image, the set of category ids it contains (the database side of the metrics)."""
         return [im.categories for im in self.images]
 
-    def category_counts(self) -> Counter[int]:
-        """Number of (non-crowd) objects per category id."""
-        return Counter(o.category_id for im in self.images for o in im.objects if not o.iscrowd)
-
 
 # --------------------------------------------------------------------------------------------------------
 # COCO RLE and polygons
@@ -336,14 +332,6 @@ def _fill_polygon(xy: np.ndarray, height: int, width: int) -> np.ndarray:
         np.add.at(diff, (rows, b), -1)
     out[r0:r1] = np.cumsum(diff, axis=1)[:, :width] > 0
     return out
-
-
-def _mask_box(mask: np.ndarray) -> np.ndarray:
-    rows = np.flatnonzero(mask.any(axis=1))
-    cols = np.flatnonzero(mask.any(axis=0))
-    if rows.size == 0:
-        return np.zeros(4, np.float64)
-    return np.array([cols[0], rows[0], cols[-1] + 1, rows[-1] + 1], dtype=np.float64)
 
 
 # --------------------------------------------------------------------------------------------------------

@@ -2,10 +2,11 @@
 
 Every annotated object of every query image is one query (a prompt: its box, a point on it, or its mask).
 The database is encoded once with :meth:`core.method.engine.PHSEngine.encode_batch`, keeping the Query-DB cache
-(``X_cls``, ``O[CLS]``). Each query image is encoded once (:meth:`~core.method.engine.PHSEngine.set_image`) and every
-prompt and method is answered from that cache (:meth:`~core.method.engine.PHSEngine.query`). Ranking is by cosine
-similarity; MP@k and MAP@k (Eqs. A1-A8) and the per-number-of-objects breakdown (Fig. A2) come from
-:func:`core.evaluation.metrics.foir_metrics`.
+(``X_cls``, ``O[CLS]``), as a :class:`core.search.service.MemoryGallery`. Each query image is encoded once
+(:meth:`~core.method.engine.PHSEngine.set_image`) and every prompt and method goes through the query service the
+app and ``phs search`` use (:func:`core.search.service.query_feature` and :func:`core.search.service.rank`), so
+the figures are those of the shipped search. MP@k and MAP@k (Eqs. A1-A8) and the per-number-of-objects
+breakdown (Fig. A2) come from :func:`core.evaluation.metrics.foir_metrics`.
 
 Methods (column names of the tables):
 
@@ -16,7 +17,8 @@ mask        pixels outside the prompt blacked out, encoded
 attn-mask   last block: [CLS] attends only to the ROI patches (Table A6)
 fa          FALIP foveal attention (Tables A1-A3)
 phs-qo      PHS, Query-Only: query feature with the selected heads vs plain database features
-phs-qd      PHS, Query-DB: database features recomputed with the query's head mask
+phs-qd      PHS, Query-DB as shipped: the Query-Only top K' (1,000) re-ranked with the query's head mask
+phs-qd-exact PHS, Query-DB over the whole database (the paper's QD); reported with phs-qd, with overlap@k
 fa+phs      heads selected on the FA-modified attention, FA feature with the head mask (Table A1)
 crop+phs    noise-reduction mode of Table A7: cropped query, ``h - 1`` heads kept, plain database
 ========== ===================================================================================
@@ -51,8 +53,11 @@ from core.evaluation.noise import noise_magnitude, noisy_box
 from core.method.engine import FAParams, PHSEngine
 from core.method.phs import HeadStrategy, RoiReduce, l2_normalize
 from core.method.prompts import Box, Mask, Prompt
+from core.search.service import DEFAULT_CANDIDATES, MemoryGallery, QuerySpec, query_feature, rank
 
-METHODS: tuple[str, ...] = ("cbir", "crop", "mask", "attn-mask", "fa", "phs-qo", "phs-qd", "fa+phs", "crop+phs")
+METHODS: tuple[str, ...] = (
+    "cbir", "crop", "mask", "attn-mask", "fa", "phs-qo", "phs-qd", "phs-qd-exact", "fa+phs", "crop+phs",
+)
 """Method names accepted by :func:`evaluate` and ``phs eval --methods``, in table order."""
 
 LABELS: dict[str, str] = {
@@ -63,6 +68,7 @@ LABELS: dict[str, str] = {
     "fa": "FA",
     "phs-qo": "PHS (QO)",
     "phs-qd": "PHS (QD)",
+    "phs-qd-exact": "PHS (QD, exact)",
     "fa+phs": "FA+PHS",
     "crop+phs": "Crop+PHS (h-1)",
 }
@@ -70,7 +76,8 @@ LABELS: dict[str, str] = {
 
 PROMPT_KINDS = ("box", "point", "mask")
 _PROMPTLESS = ("cbir",)
-_ENGINE_METHOD = {"phs-qo": "phs", "phs-qd": "phs"}
+_SERVICE_METHOD = {"phs-qo": "phs", "phs-qd": "phs", "phs-qd-exact": "phs"}
+_H_ON_METHODS = ("phs-qo", "phs-qd", "phs-qd-exact", "fa+phs")
 
 
 class EvalError(PHSError):
@@ -91,11 +98,13 @@ class EvalConfig:
             ``mask`` (the object's segmentation).
         noise: noise magnitude ``m`` in pixels at COCO scale (640 px side) for the ``-N`` columns, or
             ``None``; scaled to each image by :func:`core.evaluation.noise.noise_magnitude` unless ``noise_absolute``.
-        noise_absolute: use ``noise`` pixels on every image, as the paper does on real photos.
+        noise_absolute: use ``noise`` pixels on every image, as the paper does on real photos (seed 000 A3:
+            "we set m to 40 pixels"); the CLI makes it the default for COCO and VOC.
         h_on_sweep: values of ``h_on`` for the Fig. A1 sweep of ``phs-qo`` and ``phs-qd`` (empty: none).
         fa: FALIP parameters.
         seed: seed of the noise draws.
         batch_size: database encoding batch.
+        candidates: K' of the shipped two-stage Query-DB (``phs-qd``).
     """
 
     methods: Sequence[str] = ("cbir", "phs-qo")
@@ -110,6 +119,7 @@ class EvalConfig:
     fa: FAParams = field(default_factory=FAParams)
     seed: int = 0
     batch_size: int = 64
+    candidates: int = DEFAULT_CANDIDATES
 
     def validate(self, num_heads: int) -> None:
         """Raise :class:`EvalError` with a sentence when an option cannot work."""
@@ -129,6 +139,8 @@ class EvalConfig:
                 raise EvalError(f"h_on must be between 1 and {num_heads} for this model, not {h}.")
         if self.noise is not None and self.noise < 0:
             raise EvalError("The noise magnitude must be zero or positive.")
+        if self.candidates < 1:
+            raise EvalError("The Query-DB candidates K' must be at least 1.")
 
 
 @dataclass
@@ -306,16 +318,11 @@ def encode_database(engine: PHSEngine, database: Dataset, batch_size: int = 64,
                      database.image_categories())
 
 
-def _top_k(db_feats: np.ndarray, q: np.ndarray, k: int) -> np.ndarray:
-    """Indices of the ``k`` best database images for a query feature (cosine), best first, ``-1`` padded."""
-    q = l2_normalize(q)
-    s = db_feats @ q
-    kk = min(k, s.shape[0])
-    idx = np.argpartition(-s, kk - 1)[:kk]
-    idx = idx[np.argsort(-s[idx], kind="stable")]
-    if kk < k:
-        idx = np.concatenate([idx, -np.ones(k - kk, np.int64)])
-    return idx
+def _padded(ids: np.ndarray, k: int) -> np.ndarray:
+    """``(k,)`` ids, ``-1`` padded when the database is smaller than ``k``."""
+    out = -np.ones(k, np.int64)
+    out[: len(ids)] = ids[:k]
+    return out
 
 
 def evaluate(
@@ -344,8 +351,10 @@ def evaluate(
     h_on = config.h_on if config.h_on is not None else default_h_on(engine)
     k = config.k
     methods = [m for m in METHODS if m in config.methods]
+    if "phs-qd" in methods and "phs-qd-exact" not in methods:
+        methods.insert(methods.index("phs-qd") + 1, "phs-qd-exact")  # the shipped QD is reported beside the exact one
     noisy = [m for m in methods if m not in _PROMPTLESS] if config.noise is not None else []
-    sweep_methods = [m for m in ("phs-qo", "phs-qd") if config.h_on_sweep]
+    sweep_methods = [m for m in ("phs-qo", "phs-qd") if config.h_on_sweep and m in methods]
     objs = query_objects(queries)
     if not objs:
         raise EvalError("The query set has no annotated objects.")
@@ -359,33 +368,28 @@ def evaluate(
     sweep_ranked: dict[str, dict[int, list[np.ndarray]]] = {
         m: {int(h): [] for h in config.h_on_sweep} for m in sweep_methods
     }
-    qd_cache: dict[tuple, np.ndarray] = {}
     rng = np.random.default_rng(config.seed)
     strategy = HeadStrategy(config.strategy)
     fa = FAParams(config.fa.alpha, config.fa.sigma, min(config.fa.blocks, engine.fa_blocks))
-
-    def qd_db(mask: np.ndarray) -> np.ndarray:
-        key = (mask.tobytes(), strategy.value)
-        got = qd_cache.get(key)
-        if got is None:
-            got = l2_normalize(engine.features_from_cache(db.x_cls, db.o_cls, mask, strategy))
-            if len(qd_cache) > 64:
-                qd_cache.clear()
-            qd_cache[key] = got
-        return got
+    gallery = MemoryGallery(db.features, db.x_cls, db.o_cls)
+    itae = engine.itae_theta  # the database was encoded with it; the queries use the same
 
     def run_method(method: str, prompt: Prompt, hk: int) -> np.ndarray:
-        if method == "cbir":
-            return _top_k(db.features, engine.query(None, "cbir").feature, k)
-        engine_method = _ENGINE_METHOD.get(method, method)
-        kwargs: dict[str, Any] = {"roi": config.roi, "strategy": strategy, "fa": fa}
-        if method in ("phs-qo", "phs-qd", "fa+phs"):
-            kwargs["h_on"] = hk
-        res = engine.query(prompt, engine_method, **kwargs)
-        if method == "phs-qd":
-            assert res.selection is not None
-            return _top_k(qd_db(res.selection.head_mask), res.feature, k)
-        return _top_k(db.features, res.feature, k)
+        spec = QuerySpec(
+            prompt=None if method in _PROMPTLESS else prompt,
+            method=_SERVICE_METHOD.get(method, method),
+            h_on=hk if method in _H_ON_METHODS else None,
+            roi=config.roi,
+            strategy=strategy.value,
+            fa=fa,
+            itae_theta=itae,
+            mode="qd" if method.startswith("phs-qd") else "qo",
+            k=k,
+            candidates=None if method == "phs-qd-exact" else config.candidates,
+        )
+        _, ids = rank(engine, gallery, query_feature(engine, spec), k=k, mode=spec.mode,
+                      candidates=spec.candidates, strategy=strategy)  # fmt: skip
+        return _padded(ids, k)
 
     by_image: dict[int, list[int]] = {}
     for j, o in enumerate(objs):
@@ -415,6 +419,12 @@ def evaluate(
             qbar.update(1)
     qbar.close()
 
+    overlap = None
+    if "phs-qd" in ranked and ranked["phs-qd"]:
+        shipped, exact = np.stack(ranked["phs-qd"]), np.stack(ranked["phs-qd-exact"])
+        kk = min(k, len(database))
+        overlap = float(np.mean([len(set(a[:kk]) & set(b[:kk])) / kk for a, b in zip(shipped, exact)])) * 100
+
     def metrics_of(rows: list[np.ndarray]) -> FOIRMetrics:
         return foir_metrics(
             [o.category_id for o in objs],
@@ -436,7 +446,10 @@ def evaluate(
         "strategy": strategy.value,
         "prompt": config.prompt,
         "noise": config.noise,
+        "noise_scale": None if config.noise is None else ("absolute" if config.noise_absolute else "image"),
         "itae_theta": engine.itae_theta,
+        "qd_candidates": config.candidates,
+        f"qd_overlap@{k}": None if overlap is None else round(overlap, 2),
         "n_database": len(database),
         "num_heads": engine.num_heads,
         "methods": methods,
@@ -480,7 +493,12 @@ def markdown_table(result: EvalResult, dataset: str | None = None) -> str:
             f"{result.metrics[cols[0]].n_images} query images, database {info.get('n_database')} images; "
             f"prompt {info.get('prompt')}, h_on {info.get('h_on')}, ROI {info.get('roi')}, "
             f"strategy {info.get('strategy')}"
-            + (f", noise m = {info.get('noise')} px at COCO scale" if info.get("noise") is not None else "")
+            + (f", noise m = {info.get('noise')} px ("
+               + ("absolute, as the paper" if info.get("noise_scale") == "absolute" else "scaled from a 640 px side")
+               + ")" if info.get("noise") is not None else "")
+            + (f"; PHS (QD) re-ranks the Query-Only top {info.get('qd_candidates')} as shipped, top-{k} overlap "
+               f"with the exact whole-database QD {info.get(f'qd_overlap@{k}')}%"
+               if info.get(f"qd_overlap@{k}") is not None else "")
             + (f", ITAE theta {info.get('itae_theta')}" if info.get("itae_theta") is not None else "")
             + "."
         )
@@ -517,12 +535,21 @@ def write_csv(result: EvalResult, path: Path) -> None:
     k = result.k
     with open(path, "w", newline="") as fh:
         w = csv.writer(fh)
-        w.writerow(["method", "h_on", f"MP@{k}", f"MAP@{k}", "n_prompts", "n_query_images"])
+        w.writerow(["method", "h_on", f"MP@{k}", f"MAP@{k}", "n_prompts", "n_query_images", "qd_candidates",
+                    f"qd_overlap@{k}"])
+        overlap = result.info.get(f"qd_overlap@{k}")
+
+        def qd_cells(method: str) -> list[Any]:
+            if method == "phs-qd":
+                return [result.info.get("qd_candidates"), overlap]
+            return ["all", overlap] if method == "phs-qd-exact" else ["", ""]
+
         for c, m in result.metrics.items():
-            w.writerow([c, result.info.get("h_on"), f"{m.mp:.4f}", f"{m.map:.4f}", m.n_queries, m.n_images])
+            w.writerow([c, result.info.get("h_on"), f"{m.mp:.4f}", f"{m.map:.4f}", m.n_queries, m.n_images,
+                        *qd_cells(c)])
         for meth, d in result.sweep.items():
             for h, m in d.items():
-                w.writerow([meth, h, f"{m.mp:.4f}", f"{m.map:.4f}", m.n_queries, m.n_images])
+                w.writerow([meth, h, f"{m.mp:.4f}", f"{m.map:.4f}", m.n_queries, m.n_images, *qd_cells(meth)])
 
 
 def write_plots(result: EvalResult, out_dir: Path) -> list[Path]:

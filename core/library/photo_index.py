@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -280,11 +279,6 @@ class PhotoIndex:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def delete_index(directory: Path) -> None:
-    """Remove an index directory entirely."""
-    shutil.rmtree(directory, ignore_errors=True)
 
 
 def path_of(folder: Path, rel: str) -> Path:

@@ -11,7 +11,8 @@ NAME = "eval"
 HELP = "Benchmark visual-prompt retrieval (MP@k, MAP@k) on synthetic scenes, COCO or PASCAL VOC."
 
 _METHOD_HELP = (
-    "comma-separated methods: cbir, crop, mask, attn-mask, fa, phs-qo, phs-qd, fa+phs, crop+phs, or 'all' "
+    "comma-separated methods: cbir, crop, mask, attn-mask, fa, phs-qo, phs-qd (the shipped two-stage "
+    "Query-DB, always reported with phs-qd-exact and their overlap), fa+phs, crop+phs, or 'all' "
     "(default: cbir,crop,mask,attn-mask,fa,phs-qo,phs-qd,fa+phs)"
 )
 
@@ -50,10 +51,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    help="heads kept by PHS (default: the demo model's recommended value, else 5)")
     m.add_argument("--itae", type=float, default=None, metavar="THETA", help="ITAE threshold (off by default)")
     m.add_argument("--prompt", choices=("box", "point", "mask"), default="box")
-    m.add_argument("--noise", type=float, default=None, metavar="M",
-                   help="also run noisy box prompts (Eqs. A9-A10), M px at COCO scale (paper: 40), scaled to "
-                        "each image unless --noise-absolute")
-    m.add_argument("--noise-absolute", action="store_true", help="use M pixels on every image (paper on COCO/VOC)")
+    m.add_argument("--noise", type=float, nargs="?", const=40.0, default=None, metavar="M",
+                   help="also run noisy box prompts (Eqs. A9-A10) with magnitude M pixels (default 40, the paper's)")
+    m.add_argument("--noise-scale", choices=("absolute", "image"), default=None,
+                   help="absolute: M pixels on every image (the paper; default for coco and voc); image: M at a "
+                        "640 px side, scaled to each image (default for synthetic scenes)")
+    m.add_argument("--noise-absolute", action="store_const", const="absolute", dest="noise_scale",
+                   help=argparse.SUPPRESS)
+    m.add_argument("--candidates", type=int, default=1000,
+                   help="K': Query-Only candidates re-ranked by the shipped Query-DB (default 1000)")
     m.add_argument("--h-on-sweep", type=_int_list, default=[], metavar="1,2,...", help="h_on sweep (Fig. A1)")
     m.add_argument("--fa-alpha", type=float, default=0.2)
     m.add_argument("--fa-sigma", type=float, default=100.0)
@@ -89,11 +95,13 @@ def run(args: argparse.Namespace) -> int:
         args.dataset, args.queries, args.database, seed=args.seed, min_query_objects=min_objects,
         annotations=args.annotations, images=args.images, image_set=args.image_set, size=args.scene_size,
     )
+    noise_scale = args.noise_scale or ("image" if args.dataset == "synthetic" else "absolute")
     engine = load_engine(args.model, weights=args.weights, device=args.device, precision=args.precision,
                          itae_theta=args.itae)
     config = EvalConfig(
         methods=methods, k=args.k, h_on=args.h_on, roi=args.roi, strategy=args.strategy, prompt=args.prompt,
-        noise=args.noise, noise_absolute=args.noise_absolute, h_on_sweep=args.h_on_sweep,
+        noise=args.noise, noise_absolute=noise_scale == "absolute", h_on_sweep=args.h_on_sweep,
+        candidates=args.candidates,
         fa=FAParams(alpha=args.fa_alpha, sigma=args.fa_sigma), seed=args.seed, batch_size=args.batch_size,
     )
     if not args.quiet:

@@ -20,41 +20,50 @@ HELP = "Search an indexed folder with a query photo and a point, box or mask on 
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Options of ``phs search``."""
-    from core.defaults import DEFAULT_MODEL
+    """Options of ``phs search`` (the app's search options, named as in the app)."""
+    from core.search.service import DEFAULT_CANDIDATES, METHODS
 
     parser.add_argument("--folder", type=Path, required=True, help="the indexed photo folder")
     parser.add_argument("--image", type=Path, required=True, help="the query photo")
     parser.add_argument(
-        "--model", default=DEFAULT_MODEL, help=f"model the folder was indexed with (default {DEFAULT_MODEL})"
-    )
+        "--model", default=None,
+        help="model the folder was indexed with (default: the one its index was built with; "
+             "the command lists them when there are several)",
+    )  # fmt: skip
     parser.add_argument(
         "--weights", type=Path, default=None, help="the local weights file used for indexing, if any"
     )
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
-    parser.add_argument(
-        "--point", action="append", default=[], metavar="X,Y", help="a click on the object (repeatable)"
-    )
-    parser.add_argument(
-        "--negative-point",
-        action="append",
-        default=[],
-        metavar="X,Y",
-        help="a click on what is not wanted (repeatable)",
-    )
-    parser.add_argument("--box", metavar="X0,Y0,X1,Y1", help="a box around the object (XYXY pixels)")
-    parser.add_argument("--mask", type=Path, help="a mask image, white (non-zero) on the object")
-    parser.add_argument("--k", type=int, default=20, help="number of results (default 20)")
-    parser.add_argument(
-        "--mode", choices=("qo", "qd"), default="qo", help="qo: Query-Only; qd: Query-DB re-rank"
-    )
-    parser.add_argument(
-        "--candidates", type=int, default=1000, help="QO candidates re-ranked in qd mode (default 1000)"
-    )
-    parser.add_argument("--h-on", type=int, default=5, help="heads kept by PHS (default 5)")
-    parser.add_argument(
-        "--json", action="store_true", help='print [{"path": ..., "score": ...}, ...] best first'
-    )
+    p = parser.add_argument_group("prompt (pixels of the query photo, x right, y down)")
+    p.add_argument("--point", action="append", default=[], metavar="X,Y", help="a click on the object (repeatable)")
+    p.add_argument("--negative-point", action="append", default=[], metavar="X,Y",
+                   help="a click on what is not wanted (repeatable)")
+    p.add_argument("--box", metavar="X0,Y0,X1,Y1", help="a box around the object (XYXY pixels; may be negative)")
+    p.add_argument("--mask", type=Path, help="a mask image, white (non-zero) on the object")
+    m = parser.add_argument_group("method")
+    m.add_argument("--method", choices=METHODS, default="phs",
+                   help="how the prompt shapes the query (default phs; fa+phs = heads scored under FA)")
+    m.add_argument("--fa", action="store_true", help="foveal attention (FALIP): same as --method fa+phs")
+    m.add_argument("--h-on", type=int, default=None, help="heads kept (default: the model's recommended value)")
+    m.add_argument("--roi", choices=("sum", "max"), default="sum", help="ROI attention: Sum or Max (default sum)")
+    m.add_argument("--strategy", default="before+scale",
+                   choices=("identity", "after", "before", "after+scale", "before+scale"),
+                   help="where the head mask applies (default before+scale)")
+    m.add_argument("--fa-layers", type=int, default=4, help="last blocks FA acts on (default 4)")
+    m.add_argument("--fa-alpha", type=float, default=0.2, help="FA strength alpha (default 0.2)")
+    m.add_argument("--fa-sigma", type=float, default=100.0, help="FA Gaussian width sigma (default 100)")
+    m.add_argument("--itae", type=float, default=None, metavar="THETA",
+                   help="ITAE: attenuate patches whose query norm exceeds THETA, on the query photo")
+    m.add_argument("--force-on", type=int, action="append", default=[], metavar="I",
+                   help="always keep head I (repeatable)")
+    m.add_argument("--force-off", type=int, action="append", default=[], metavar="I",
+                   help="never keep head I (repeatable)")
+    r = parser.add_argument_group("results")
+    r.add_argument("--k", type=int, default=20, help="number of results (default 20)")
+    r.add_argument("--mode", choices=("qo", "qd"), default="qo", help="qo: Query-Only; qd: Query-DB re-rank")
+    r.add_argument("--candidates", type=int, default=DEFAULT_CANDIDATES,
+                   help=f"Query-Only candidates re-ranked in qd mode (default {DEFAULT_CANDIDATES})")
+    r.add_argument("--json", action="store_true", help='print [{"path": ..., "score": ...}, ...] best first')
 
 
 def _numbers(text: str, n: int, what: str) -> list[float]:
@@ -85,20 +94,57 @@ def build_prompt(args: argparse.Namespace):  # -> core.method.prompts.Prompt | N
     return Prompt(points=tuple(points), box=box, mask=mask)
 
 
+def indexed_model(folder: Path) -> str:
+    """The name of the model that ``folder`` was indexed with.
+
+    Raises:
+        IndexMissingError: the folder has no index.
+        PHSError: it has several; the sentence names them and asks for ``--model``.
+    """
+    from core.errors import PHSError
+    from core.library.store import IndexMissingError, list_indexes
+
+    found = list_indexes(folder)
+    models = sorted({str(side.get("fingerprint", {}).get("model")) for _, side in found})
+    if not models:
+        raise IndexMissingError(f"{folder} has not been indexed yet; run `phs index {folder}` first.")
+    if len(models) > 1:
+        raise PHSError(f"{folder} is indexed with several models ({', '.join(models)}); choose one with --model.")
+    return models[0]
+
+
 def run(args: argparse.Namespace) -> int:
     """Search and print the ranked photos."""
-    if args.k < 1:
-        raise PromptError("--k must be at least 1.")
-    from core.imageio import load_image
-    from core.method.engine import load_engine
-    from core.search.searcher import Searcher, query_feature
+    from core.search.service import QuerySpec
 
-    prompt = build_prompt(args)  # validate the prompt before loading anything heavy
-    query = load_image(args.image)
-    engine = load_engine(args.model, weights=args.weights, device=args.device)
+    method = "fa+phs" if args.fa else args.method
+    if args.fa and args.method not in ("phs", "fa+phs"):
+        raise PromptError("--fa combines with the phs method only; use --method fa for FA alone.")
+    from core.method.engine import FAParams
+
+    prompt = build_prompt(args)  # validate everything cheap before loading anything heavy
+    spec = QuerySpec(
+        photo=args.image, prompt=prompt, method=method, h_on=args.h_on, roi=args.roi, strategy=args.strategy,
+        fa=FAParams(args.fa_alpha, args.fa_sigma, args.fa_layers), itae_theta=args.itae,
+        force_on=tuple(args.force_on), force_off=tuple(args.force_off), mode=args.mode, k=args.k,
+        candidates=args.candidates,
+    )  # fmt: skip
+    if not args.folder.is_dir():
+        raise PromptError(f"The photo folder {args.folder} does not exist (moved, renamed or unplugged?).")
+    from core.imageio import read_photo_bytes
+
+    read_photo_bytes(args.image)  # a missing, empty or non-regular query file is one sentence, before the model
+    model = args.model
+    if model is None:
+        model = indexed_model(args.folder)
+    from core.method.engine import load_engine
+    from core.search.searcher import Searcher
+    from core.search.service import QueryService
+
+    engine = load_engine(model, weights=args.weights, device=args.device, download=args.model is not None)
     with Searcher(args.folder, engine) as searcher:
-        feature, mask = query_feature(engine, query, prompt, h_on=args.h_on)
-        hits = searcher.search(feature, args.k, mode=args.mode, head_mask=mask, candidates=args.candidates)
+        outcome = QueryService(engine, searcher).run(spec)
+    hits = outcome.hits
     if args.json:
         print(json.dumps([h.as_dict() for h in hits], indent=1))
     else:

@@ -1,0 +1,430 @@
+"""The one query service: a :class:`QuerySpec` in, an :class:`Outcome` out.
+
+The app's session, ``phs search`` and ``phs eval`` all go through this module; nothing else ranks photos.
+
+* :func:`query_feature` turns the current photo of an engine and a spec into the query feature (every method
+  of seed 000 Tables A1-A7: ``cbir``, ``crop``, ``mask``, ``attn-mask``, ``fa``, ``phs``, ``fa+phs``,
+  ``crop+phs``) and, for the PHS methods, the head selection.
+* :func:`rank` ranks a :class:`Gallery` for that feature: Query-Only (one nearest-neighbour search of the
+  plain database features), or Query-DB: the Query-Only top ``candidates`` (K', default 1,000, as shipped)
+  re-ranked with database features recomputed for the query's head mask from the Query-DB cache
+  (``X_cls``, ``O[CLS]``; no image decoded, no backbone run). ``candidates=None`` re-ranks the whole
+  database (the exact Query-DB of the paper, which the evaluation reports beside the shipped two-stage one).
+* :class:`QueryService` holds an engine and an optional gallery and answers :meth:`QueryService.run`.
+
+Without a prompt every method is the plain [CLS] feature of the whole photo (CBIR): there is nothing to
+point at.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+
+from core.errors import NotReadyError, PHSError, PromptError
+from core.method.engine import FAParams, PHSEngine
+from core.method.phs import (
+    HeadSelection,
+    HeadStrategy,
+    RoiReduce,
+    head_mask,
+    l2_normalize,
+    roi_attention,
+    select_heads,
+)
+from core.method.prompts import Prompt, Roi, prompt_pixel_mask
+from core.method.transforms import ImageLike
+
+METHODS: tuple[str, ...] = ("cbir", "crop", "mask", "attn-mask", "fa", "phs", "fa+phs", "crop+phs")
+"""Query methods, in the order of the paper's tables."""
+
+MODES: tuple[str, ...] = ("qo", "qd")
+"""``qo`` Query-Only, ``qd`` Query-DB (two-stage re-rank of the Query-Only candidates)."""
+
+DEFAULT_CANDIDATES = 1000
+"""K': Query-Only candidates re-ranked by Query-DB in the shipped search."""
+
+PHS_METHODS = frozenset({"phs", "fa+phs", "crop+phs"})
+"""Methods that select heads (and so give a head mask for Query-DB)."""
+
+FA_METHODS = frozenset({"fa", "fa+phs"})
+"""Methods that run FALIP's foveal attention."""
+
+
+@dataclass(frozen=True)
+class QuerySpec:
+    """Everything that decides one search.
+
+    Attributes:
+        photo: the query photo (path, bytes, PIL image or ``(H, W, 3)`` uint8 array), or ``None`` for the
+            photo already set on the service's engine.
+        prompt: the marked object in the photo's pixels (EXIF orientation applied), or ``None`` for the
+            whole photo.
+        method: one of :data:`METHODS`.
+        h_on: heads kept; ``None`` = the model's recommended value (``h - 1`` for ``crop+phs``, Table A7).
+        roi: ``sum`` or ``max`` (Table A4).
+        strategy: head-mask strategy (Table A5), default Before+Scale.
+        fa: FALIP parameters for ``fa`` and ``fa+phs``.
+        itae_theta: ITAE threshold on the query photo, ``None`` for off.
+        force_on, force_off: head indices toggled by hand.
+        mode: ``qo`` or ``qd``.
+        k: hits wanted (clipped to the gallery size).
+        candidates: K' for Query-DB; ``None`` re-ranks the whole gallery (exact Query-DB).
+        with_maps: also return the ``(h, gh, gw)`` attention maps (for display).
+    """
+
+    photo: ImageLike | None = None
+    prompt: Prompt | None = None
+    method: str = "phs"
+    h_on: int | None = None
+    roi: str = "sum"
+    strategy: str = "before+scale"
+    fa: FAParams = field(default_factory=FAParams)
+    itae_theta: float | None = None
+    force_on: tuple[int, ...] = ()
+    force_off: tuple[int, ...] = ()
+    mode: str = "qo"
+    k: int = 20
+    candidates: int | None = DEFAULT_CANDIDATES
+    with_maps: bool = False
+
+    def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise PromptError(f"Unknown method '{self.method}'; choose one of {', '.join(METHODS)}.")
+        if self.mode not in MODES:
+            raise PromptError(f"The search mode must be qo or qd, not '{self.mode}'.")
+        RoiReduce(self.roi)
+        HeadStrategy(self.strategy)
+        if self.h_on is not None and int(self.h_on) < 1:
+            raise PromptError(f"The number of heads kept must be at least 1, not {self.h_on}.")
+        if int(self.k) < 1:
+            raise PromptError(f"The number of results must be at least 1, not {self.k}.")
+        if self.candidates is not None and int(self.candidates) < 1:
+            raise PromptError(f"The number of Query-DB candidates must be at least 1, not {self.candidates}.")
+        if self.itae_theta is not None and not np.isfinite(self.itae_theta):
+            raise PromptError("The ITAE threshold must be a finite number.")
+        object.__setattr__(self, "force_on", tuple(int(i) for i in self.force_on))
+        object.__setattr__(self, "force_off", tuple(int(i) for i in self.force_off))
+
+    @property
+    def effective_method(self) -> str:
+        """The method that runs: ``cbir`` without a prompt."""
+        return "cbir" if self.prompt is None else self.method
+
+
+@dataclass(frozen=True, eq=False)
+class QueryFeature:
+    """The query side of a search.
+
+    Attributes:
+        feature: ``(feature_dim,)`` float32, not normalised.
+        method: the method that ran (``cbir`` when there was no prompt).
+        selection: the head selection of the PHS methods, else ``None``.
+    """
+
+    feature: np.ndarray
+    method: str
+    selection: HeadSelection | None = None
+
+    @property
+    def head_mask(self) -> np.ndarray | None:
+        """``(h,)`` the query's head mask ``m`` (``None`` for methods that keep every head)."""
+        return None if self.selection is None else self.selection.head_mask
+
+
+@dataclass(frozen=True)
+class SearchHit:
+    """One result.
+
+    Attributes:
+        path: absolute path of the photo.
+        rel: path relative to the photo folder.
+        score: cosine similarity to the query (higher is better).
+        id: SQLite row id = FAISS id.
+    """
+
+    path: Any
+    rel: str
+    score: float
+    id: int
+
+    def as_dict(self) -> dict[str, Any]:
+        """``{"path": str, "score": float}`` for JSON output."""
+        return {"path": str(self.path), "score": round(float(self.score), 6)}
+
+
+class Gallery(Protocol):
+    """What :func:`rank` needs of a set of database photos (an on-disk index or arrays in memory)."""
+
+    @property
+    def size(self) -> int:
+        """Photos searchable now."""
+
+    def nearest(self, query: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Query-Only: ``(scores, ids)`` of the ``k`` best plain features for a unit ``(F,)`` query, best first."""
+
+    def all_ids(self) -> np.ndarray:
+        """``(N,)`` int64 ids of every searchable photo."""
+
+    def states(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The Query-DB cache of ``ids``: ``(n, D)`` ``X_cls`` and ``(n, h, d_h)`` ``O[CLS]``."""
+
+
+@dataclass(frozen=True, eq=False)
+class MemoryGallery:
+    """A gallery held in arrays (the evaluation's database).
+
+    Attributes:
+        features: ``(N, F)`` unit-normalised plain features.
+        x_cls: ``(N, D)`` Query-DB cache ``X_cls``.
+        o_cls: ``(N, h, d_h)`` Query-DB cache ``O[CLS]``.
+    """
+
+    features: np.ndarray
+    x_cls: np.ndarray
+    o_cls: np.ndarray
+
+    @property
+    def size(self) -> int:
+        """Number of photos."""
+        return int(self.features.shape[0])
+
+    def nearest(self, query: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Exact cosine top ``k`` (ids are row indices)."""
+        s = self.features @ query
+        kk = min(int(k), s.shape[0])
+        idx = np.argpartition(-s, kk - 1)[:kk]
+        idx = idx[np.argsort(-s[idx], kind="stable")]
+        return s[idx], idx.astype(np.int64)
+
+    def all_ids(self) -> np.ndarray:
+        """Row indices ``0 .. N-1``."""
+        return np.arange(self.size, dtype=np.int64)
+
+    def states(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Rows of the Query-DB cache."""
+        return self.x_cls[ids], self.o_cls[ids]
+
+
+# ------------------------------------------------------------------------------------------------------
+# the query side
+
+
+def resolved_h_on(engine: PHSEngine, spec: QuerySpec) -> int:
+    """``h_on`` a spec runs with: its own, else ``h - 1`` for ``crop+phs`` (Table A7) or the model's recommendation."""
+    if spec.h_on is not None:
+        return int(min(int(spec.h_on), engine.num_heads))
+    if spec.method == "crop+phs":
+        return max(engine.num_heads - 1, 1)
+    return engine.recommended_h_on
+
+
+def query_feature(engine: PHSEngine, spec: QuerySpec) -> QueryFeature:
+    """The query feature of the engine's current photo for ``spec`` (``spec.photo`` is not read here).
+
+    ``cbir`` plain [CLS]; ``phs`` head selection; ``fa`` FALIP; ``fa+phs`` heads selected on the FA attention
+    and the FA feature with the head mask; ``attn-mask`` the last block's [CLS] attends only to ROI patches;
+    ``crop`` the prompt's bounding box cropped and encoded; ``mask`` pixels outside the prompt blacked out and
+    encoded; ``crop+phs`` the crop encoded, heads scored over the whole crop (Table A7). Only ``crop``,
+    ``mask`` and ``crop+phs`` run the backbone again (on an edited photo); FA re-runs its last blocks.
+
+    Raises:
+        NotReadyError: no photo is set.
+        PromptError: a prompt or head choice the engine refuses (one sentence).
+    """
+    if not engine.is_image_set:
+        raise NotReadyError("Open a photo first: no image is set.")
+    engine.set_itae(spec.itae_theta)
+    method = spec.effective_method
+    prompt = spec.prompt
+    if method == "cbir" or prompt is None:
+        return QueryFeature(engine.feature(), "cbir")
+    strategy = HeadStrategy(spec.strategy)
+    fa = spec.fa
+    h_on = resolved_h_on(engine, spec)
+    if method == "phs":
+        sel = engine.select_heads(prompt, h_on, spec.roi, strategy, spec.force_on, spec.force_off)
+        return QueryFeature(engine.feature(sel.head_mask, strategy), method, sel)
+    if method == "fa":
+        return QueryFeature(engine.feature(None, prompt=prompt, fa=fa), method)
+    if method == "fa+phs":
+        sel = engine.select_heads(prompt, h_on, spec.roi, strategy, spec.force_on, spec.force_off, fa=fa)
+        return QueryFeature(engine.feature(sel.head_mask, strategy, prompt=prompt, fa=fa), method, sel)
+    if method == "attn-mask":
+        return QueryFeature(engine.attn_mask_feature(prompt), method)
+    image = engine.current_image()
+    w, h = image.size
+    if method == "mask":
+        keep = prompt_pixel_mask(prompt, (w, h), engine.grid)
+        arr = np.asarray(image).copy()
+        arr[~keep] = 0
+        from PIL import Image
+
+        return QueryFeature(engine.encode_batch([Image.fromarray(arr)]).features[0], method)
+    b = prompt.bounding_box(w, h)
+    crop = image.crop((int(b.x0), int(b.y0), max(int(np.ceil(b.x1)), int(b.x0) + 1),
+                       max(int(np.ceil(b.y1)), int(b.y0) + 1)))  # fmt: skip
+    if method == "crop":
+        return QueryFeature(engine.encode_batch([crop]).features[0], method)
+    # crop+phs: encode the crop, score heads over the whole crop, keep h - 1 (Table A7).
+    enc, maps = engine.encode_with_maps(crop)
+    scores = roi_attention(maps, Roi(np.ones(engine.grid, np.float32)), spec.roi)
+    selected = select_heads(scores, h_on, spec.force_on, spec.force_off)
+    sel = HeadSelection(scores, selected, head_mask(selected, strategy), strategy, h_on)
+    feature = engine.features_from_cache(enc.x_cls, enc.o_cls, sel.head_mask, strategy)[0]
+    return QueryFeature(feature, method, sel)
+
+
+# ------------------------------------------------------------------------------------------------------
+# the database side
+
+
+def rank(
+    engine: PHSEngine,
+    gallery: Gallery,
+    query: QueryFeature | np.ndarray,
+    *,
+    k: int,
+    mode: str = "qo",
+    candidates: int | None = DEFAULT_CANDIDATES,
+    strategy: HeadStrategy | str = HeadStrategy.BEFORE_SCALE,
+    head_mask: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Rank a gallery for a query feature: the only code that orders photos.
+
+    Args:
+        engine: recomputes database features for Query-DB (its backbone's last block).
+        gallery: the photos.
+        query: a :class:`QueryFeature`, or a raw ``(F,)`` feature with ``head_mask`` given separately.
+        k: hits wanted (clipped to the gallery size).
+        mode: ``qo`` or ``qd``; Query-DB without a head mask (non-PHS methods) equals Query-Only.
+        candidates: K', Query-Only candidates re-ranked by Query-DB (raised to ``k``); ``None`` re-ranks all.
+        strategy: the head-mask strategy of the query.
+        head_mask: ``(h,)`` with a raw feature.
+
+    Returns:
+        ``(scores, ids)``: cosine similarities and gallery ids, best first, at most ``k`` of each.
+    """
+    if mode not in MODES:
+        raise PHSError(f"The search mode must be one of {', '.join(MODES)}, not {mode!r}.")
+    if isinstance(query, QueryFeature):
+        head_mask = query.head_mask
+        query = query.feature
+    q = l2_normalize(np.asarray(query, dtype=np.float32).reshape(-1))
+    empty = (np.zeros(0, np.float32), np.zeros(0, np.int64))
+    if gallery.size == 0:
+        return empty
+    k = int(min(max(int(k), 1), gallery.size))
+    rerank = mode == "qd" and head_mask is not None
+    if rerank and candidates is None:
+        ids = gallery.all_ids()
+    else:
+        k1 = max(k, int(candidates)) if (rerank and candidates is not None) else k
+        scores, ids = gallery.nearest(q, min(k1, gallery.size))
+        if not rerank:
+            ok = np.isfinite(scores)
+            return scores[ok][:k].astype(np.float32), ids[ok][:k].astype(np.int64)
+    if len(ids) == 0:
+        return empty
+    x_cls, o_cls = gallery.states(ids)
+    feats = engine.features_from_cache(x_cls, o_cls, np.asarray(head_mask, np.float32).reshape(-1), strategy)
+    scores = l2_normalize(feats) @ q
+    order = np.argsort(-scores, kind="stable")
+    order = order[np.isfinite(scores[order])][:k]  # a damaged cache row cannot be ranked
+    return scores[order].astype(np.float32), np.asarray(ids)[order].astype(np.int64)
+
+
+# ------------------------------------------------------------------------------------------------------
+# the service
+
+
+@dataclass(frozen=True, eq=False)
+class Outcome:
+    """What one query produced.
+
+    Attributes:
+        spec: the spec that ran.
+        query: the query feature, method and head selection.
+        hits: ranked photos (empty without a gallery); :class:`SearchHit` for an index, else ``(score, id)``.
+        maps: ``(h, gh, gw)`` last-block [CLS]->patch attention (under FA for the FA methods) when asked.
+        timings_ms: ``{"query": ..., "search": ..., "total": ...}`` in milliseconds.
+    """
+
+    spec: QuerySpec
+    query: QueryFeature
+    hits: Sequence[Any] = ()
+    maps: np.ndarray | None = None
+    timings_ms: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def selection(self) -> HeadSelection | None:
+        """The head selection (``None`` for methods that keep every head)."""
+        return self.query.selection
+
+    @property
+    def head_scores(self) -> np.ndarray | None:
+        """``(h,)`` ROI attention per head, or ``None``."""
+        return None if self.selection is None else self.selection.scores
+
+    def combined_map(self) -> np.ndarray:
+        """The mean map of the selected heads (all heads without a selection), ``(gh, gw)``, for display."""
+        if self.maps is None:
+            raise PHSError("This outcome was computed without attention maps.")
+        if self.selection is None:
+            return self.maps.mean(axis=0)
+        return self.maps[self.selection.selected].mean(axis=0)
+
+
+class QueryService:
+    """An engine and, optionally, the gallery it searches: ``run(spec)`` is every search of the product.
+
+    Not thread-safe: one caller at a time (the app runs it in one worker thread).
+
+    Args:
+        engine: the model (its ITAE setting follows each spec).
+        gallery: an opened index (:class:`core.search.searcher.Searcher`) or a :class:`MemoryGallery`.
+    """
+
+    def __init__(self, engine: PHSEngine, gallery: Gallery | None = None) -> None:
+        self.engine = engine
+        self.gallery = gallery
+        self.last_encode_ms: float | None = None
+
+    def set_photo(self, photo: ImageLike) -> float:
+        """Encode the query photo (the heavy step, cached by content); returns the milliseconds it took."""
+        t0 = time.perf_counter()
+        self.engine.set_image(photo)
+        self.last_encode_ms = (time.perf_counter() - t0) * 1000
+        return self.last_encode_ms
+
+    def run(self, spec: QuerySpec) -> Outcome:
+        """Answer one spec: encode its photo if given, compute the query, rank the gallery.
+
+        Raises:
+            NotReadyError: no photo given or set.
+            PHSError: a prompt, option or index problem, as one sentence.
+        """
+        t0 = time.perf_counter()
+        if spec.photo is not None:
+            self.set_photo(spec.photo)
+        t1 = time.perf_counter()
+        query = query_feature(self.engine, spec)
+        maps = None
+        if spec.with_maps:
+            fa_on = query.method in FA_METHODS
+            maps = self.engine.attention_maps(spec.prompt if fa_on else None, spec.fa if fa_on else None)
+        t2 = time.perf_counter()
+        hits: Sequence[Any] = ()
+        if self.gallery is not None and self.gallery.size > 0:
+            scores, ids = rank(self.engine, self.gallery, query, k=spec.k, mode=spec.mode,
+                               candidates=spec.candidates, strategy=spec.strategy)  # fmt: skip
+            to_hits = getattr(self.gallery, "hits", None)
+            hits = to_hits(scores, ids) if to_hits is not None else list(zip(scores.tolist(), ids.tolist()))
+        t3 = time.perf_counter()
+        timings = {"encode": (t1 - t0) * 1000, "query": (t2 - t1) * 1000, "search": (t3 - t2) * 1000,
+                   "total": (t3 - t0) * 1000}  # fmt: skip
+        return Outcome(spec, query, hits, maps, timings)
