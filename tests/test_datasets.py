@@ -62,28 +62,33 @@ def test_rle_rejects_wrong_size():
         rle_decode({"size": [2, 2], "counts": [1, 2]})
 
 
-def test_polygon_fill_uses_pixel_centres():
+def test_polygon_masks_are_cocos_own_rasterisation():
+    from pycocotools import mask as mask_utils
+
     m = polygons_to_mask([[1, 1, 5, 1, 5, 4, 1, 4]], 8, 8)
-    expected = np.zeros((8, 8), bool)
-    expected[1:4, 1:5] = True
-    assert np.array_equal(m, expected)
+    assert m.dtype == bool and m.shape == (8, 8)
+    assert m[2:4, 2:5].all() and not m[5:].any() and not m[:, 6:].any()
     two = polygons_to_mask([[0, 0, 2, 0, 2, 2, 0, 2], [4, 4, 6, 4, 6, 6]], 8, 8)
     assert two[0:2, 0:2].all() and two[4, 5] and not two[3, 3]
-
-
-def test_polygon_fill_matches_point_in_polygon():
-    from matplotlib.path import Path as MplPath
-
     rng = np.random.default_rng(3)
     h, w = 37, 45
-    rr, cc = np.mgrid[0:h, 0:w]
-    centres = np.stack([cc.ravel() + 0.5, rr.ravel() + 0.5], axis=1)
     for _ in range(5):  # random non-convex star-shaped polygons, partly outside the image
         a = np.sort(rng.uniform(0, 2 * np.pi, 9))
         r = rng.uniform(5, 30, 9)
-        xy = np.stack([22 + r * np.cos(a), 18 + r * np.sin(a)], axis=1)
-        expected = MplPath(xy).contains_points(centres).reshape(h, w)
-        assert np.array_equal(polygons_to_mask([xy.ravel().tolist()], h, w), expected)
+        xy = np.stack([22 + r * np.cos(a), 18 + r * np.sin(a)], axis=1).ravel().tolist()
+        want = mask_utils.decode(mask_utils.merge(mask_utils.frPyObjects([xy], h, w))).astype(bool)
+        assert np.array_equal(polygons_to_mask([xy], h, w), want)
+    assert not polygons_to_mask([[1, 1, 2, 2]], 8, 8).any()  # fewer than 3 points is no area
+
+
+def test_polygon_masks_without_pycocotools_say_what_to_install(monkeypatch):
+    import sys
+
+    from core.errors import PHSError
+
+    monkeypatch.setitem(sys.modules, "pycocotools", None)
+    with pytest.raises(PHSError, match=r"pip install 'phs-desktop\[eval\]'"):
+        polygons_to_mask([[1, 1, 5, 1, 5, 4, 1, 4]], 8, 8)
 
 
 # --------------------------------------------------------------------------------------------- COCO

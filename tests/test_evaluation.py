@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 
 import numpy as np
@@ -121,3 +122,27 @@ def test_markdown_has_the_seed_layout(engine, split):
     md = markdown_table(res)
     assert md.splitlines()[0] == "| Dataset | Model | CBIR | FA | PHS (QO) |"
     assert "MP@5" in md and "MAP@5" in md
+
+
+def test_query_db_is_reported_as_shipped_beside_the_exact_one(engine, split, tmp_path):
+    """phs-qd re-ranks the Query-Only top K' (the shipped search); phs-qd-exact the whole database."""
+    q, db = split
+    n = len(db)
+    small = evaluate(engine, q, db, EvalConfig(methods=["phs-qd"], k=5, h_on=1, candidates=5), progress=False)
+    assert list(small.metrics) == ["phs-qd", "phs-qd-exact"]
+    overlap = small.info["qd_overlap@5"]
+    assert 0.0 <= overlap <= 100.0
+    whole = evaluate(engine, q, db, EvalConfig(methods=["phs-qd"], k=5, h_on=1, candidates=n), progress=False)
+    assert whole.info["qd_overlap@5"] == 100.0  # K' covering the database is the exact re-rank
+    assert whole.metrics["phs-qd"].mp == whole.metrics["phs-qd-exact"].mp
+    assert small.metrics["phs-qd-exact"].mp == whole.metrics["phs-qd-exact"].mp
+    paths = write_report(small, tmp_path / "rep")
+    data = json.loads(paths["json"].read_text())
+    assert data["qd_candidates"] == 5 and data["qd_overlap@5"] == overlap
+    assert set(data["MP@5"]) == {"phs-qd", "phs-qd-exact"}
+    rows = list(csv.DictReader(paths["csv"].open()))
+    by = {r["method"]: r for r in rows}
+    assert by["phs-qd"]["qd_candidates"] == "5" and by["phs-qd-exact"]["qd_candidates"] == "all"
+    assert float(by["phs-qd"]["qd_overlap@5"]) == overlap
+    md = paths["markdown"].read_text()
+    assert "PHS (QD, exact)" in md and f"overlap with the exact whole-database QD {overlap}%" in md

@@ -9,9 +9,9 @@ Every loader returns a :class:`Dataset`: category names and a tuple of :class:`I
 * Masks are ``(H, W)`` bool, row-major, in the pixel frame of the stored image (EXIF orientation is *not*
   applied: dataset annotations refer to the pixels as stored).
 
-COCO segmentations (polygons, uncompressed and compressed RLE) are decoded by this module, without
-pycocotools. RLE decoding is exact. Polygons are filled by a scanline rule, a pixel being inside when its
-centre is: pycocotools' rasteriser may differ on boundary pixels.
+COCO segmentations: RLE (uncompressed and compressed) is decoded exactly by this module; polygons are
+rasterised by pycocotools (the ``eval`` extra, ``pip install 'phs-desktop[eval]'``), the rasteriser COCO's own
+masks and metrics use, so a mask prompt covers the same pixels as in every other COCO evaluation.
 
 Evaluation protocol helpers: :func:`split_query_database` (disjoint query and database sets),
 :func:`filter_min_objects` (queries with at least N objects, Fig. A2 of seed 000) and
@@ -288,50 +288,25 @@ def rle_decode(rle: dict[str, Any]) -> np.ndarray:
 
 
 def polygons_to_mask(polygons: Sequence[Sequence[float]], height: int, width: int) -> np.ndarray:
-    """Fill COCO polygons ``[[x0, y0, x1, y1, ...], ...]`` (pixel coordinates) into an ``(H, W)`` bool mask.
+    """Rasterise COCO polygons ``[[x0, y0, x1, y1, ...], ...]`` (pixel coordinates) into an ``(H, W)`` bool mask.
 
-    A pixel is inside a polygon when its centre ``(c + 0.5, r + 0.5)`` is (even-odd rule within a polygon,
-    half-open at edges so that two polygons sharing an edge do not both claim a pixel); the mask is the union
-    of the polygons, as in COCO.
+    Through pycocotools (``frPyObjects``, ``merge``, ``decode``): the union of the polygons, exactly as COCO
+    rasterises them.
+
+    Raises:
+        PHSError: pycocotools is not installed (one sentence saying what to install).
     """
-    mask = np.zeros((height, width), bool)
-    for poly in polygons:
-        xy = np.asarray(poly, dtype=np.float64).reshape(-1, 2)
-        if len(xy) >= 3:
-            mask |= _fill_polygon(xy, height, width)
-    return mask
-
-
-def _fill_polygon(xy: np.ndarray, height: int, width: int) -> np.ndarray:
-    """Scanline fill of one polygon ``(n, 2)`` xy at pixel centres; ``(H, W)`` bool."""
-    out = np.zeros((height, width), bool)
-    x0, y0 = xy[:, 0], xy[:, 1]
-    x1, y1 = np.roll(x0, -1), np.roll(y0, -1)
-    keep = y0 != y1
-    x0, y0, x1, y1 = x0[keep], y0[keep], x1[keep], y1[keep]
-    if x0.size == 0:
-        return out
-    r0 = max(int(np.floor(min(y0.min(), y1.min()))), 0)
-    r1 = min(int(np.ceil(max(y0.max(), y1.max()))), height)
-    if r1 <= r0:
-        return out
-    yc = np.arange(r0, r1, dtype=np.float64)[:, None] + 0.5  # (R, 1) row centres
-    lo, hi = np.minimum(y0, y1), np.maximum(y0, y1)
-    crosses = (yc >= lo) & (yc < hi)  # (R, E), half-open so a vertex is counted once
-    xi = x0 + (yc - y0) * (x1 - x0) / (y1 - y0)
-    xi = np.where(crosses, xi, np.inf)
-    xi.sort(axis=1)
-    n = crosses.sum(axis=1)
-    diff = np.zeros((r1 - r0, width + 1), np.int32)
-    for j in range(0, int(n.max()) - 1, 2):
-        rows = np.flatnonzero(n >= j + 2)
-        # pixel c is inside when xa <= c + 0.5 < xb
-        a = np.clip(np.ceil(xi[rows, j] - 0.5), 0, width).astype(np.int64)
-        b = np.clip(np.ceil(xi[rows, j + 1] - 0.5), 0, width).astype(np.int64)
-        np.add.at(diff, (rows, a), 1)
-        np.add.at(diff, (rows, b), -1)
-    out[r0:r1] = np.cumsum(diff, axis=1)[:, :width] > 0
-    return out
+    try:
+        from pycocotools import mask as mask_utils
+    except ImportError:
+        raise PHSError(
+            "Reading COCO polygon masks needs pycocotools: pip install 'phs-desktop[eval]' (or use --prompt box)."
+        ) from None
+    polys = [list(map(float, p)) for p in polygons if len(p) >= 6]
+    if not polys:
+        return np.zeros((height, width), bool)
+    rle = mask_utils.merge(mask_utils.frPyObjects(polys, int(height), int(width)))
+    return np.asarray(mask_utils.decode(rle), dtype=bool)
 
 
 # --------------------------------------------------------------------------------------------------------

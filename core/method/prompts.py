@@ -23,7 +23,6 @@ import math
 from dataclasses import dataclass, field
 
 import numpy as np
-from PIL import Image
 
 from core.errors import PromptError
 
@@ -246,16 +245,29 @@ def box_cells(box: Box, image_size: tuple[int, int], grid: tuple[int, int]) -> n
 def mask_fractions(mask: Mask, image_size: tuple[int, int], grid: tuple[int, int]) -> np.ndarray:
     """The fraction of each patch's area inside the mask, ``(gh, gw)`` float32 in ``[0, 1]``.
 
-    Exact area averaging (a box filter with fractional pixel coverage), so patches that straddle pixel
-    boundaries on non-square images are weighted correctly.
+    Exact area: patch ``(r, c)`` covers ``[c W/gw, (c+1) W/gw] x [r H/gh, (r+1) H/gh]`` in pixel coordinates
+    and pixel ``(i, j)`` covers ``[j, j+1] x [i, i+1]``; each pixel counts with the area it shares with the
+    patch, so patches that straddle pixel boundaries (pixels per patch not an integer) are weighted exactly.
+    Separable: ``F = Ay M Ax^T / (ph pw)`` with ``Ay[r, i]`` (``Ax[c, j]``) the overlap length of pixel row
+    ``i`` (column ``j``) with patch row ``r`` (column ``c``).
     """
     w, h = image_size
     gh, gw = grid
     if mask.shape != (h, w):
         raise PromptError(f"The mask is {mask.shape[1]}x{mask.shape[0]} but the image is {w}x{h}.")
-    img = Image.fromarray(mask.mask.astype(np.float32), mode="F")
-    frac = np.asarray(img.resize((gw, gh), resample=Image.Resampling.BOX), dtype=np.float32)
-    return np.clip(frac, 0.0, 1.0)
+    ay = _overlap_lengths(h, gh)
+    ax = _overlap_lengths(w, gw)
+    frac = (ay @ mask.mask.astype(np.float64) @ ax.T) / ((h / gh) * (w / gw))
+    return np.clip(frac, 0.0, 1.0).astype(np.float32)
+
+
+def _overlap_lengths(n: int, cells: int) -> np.ndarray:
+    """``(cells, n)``: length of ``[i, i+1]`` inside ``[k n/cells, (k+1) n/cells]`` for pixel ``i`` and cell ``k``."""
+    edges = np.arange(cells + 1, dtype=np.float64) * (n / cells)
+    px = np.arange(n, dtype=np.float64)
+    lo = np.maximum(edges[:-1, None], px[None, :])
+    hi = np.minimum(edges[1:, None], px[None, :] + 1.0)
+    return np.clip(hi - lo, 0.0, None)
 
 
 def prompt_to_roi(
