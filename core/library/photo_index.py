@@ -140,7 +140,7 @@ class PhotoIndex:
                 f"`phs index {folder}` to repair it."
             )
         self.dims = dims
-        self.db = st.Database(directory / st.DB_FILE, writable=writable)
+        self.db = st.Database(directory / st.DB_FILE, writable=writable, folder=folder)
         try:
             with st.storage_errors(directory, folder):
                 self.qd = st.QDCache(

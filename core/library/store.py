@@ -178,7 +178,7 @@ def _translated(method: Callable[..., Any]) -> Callable[..., Any]:
 
     @functools.wraps(method)
     def wrapper(self: Database, *args: Any, **kwargs: Any) -> Any:
-        with storage_errors(self.path.parent):
+        with storage_errors(self.path.parent, self.folder):
             return method(self, *args, **kwargs)
 
     return wrapper
@@ -619,18 +619,20 @@ class Database:
         path: ``files.sqlite``.
         writable: Open read-write (creating and migrating) or read-only (``mode=ro``, falling back to
             ``immutable=1`` where the directory is read-only and no WAL is pending).
+        folder: The photo folder, named in error messages.
     """
 
-    def __init__(self, path: Path, *, writable: bool) -> None:
+    def __init__(self, path: Path, *, writable: bool, folder: str | Path | None = None) -> None:
         self.path = Path(path)
         self.writable = writable
+        self.folder = folder
         self.conn: sqlite3.Connection | None = None
         try:
-            with storage_errors(self.path.parent):
+            with storage_errors(self.path.parent, folder):
                 if self.path.is_dir():
                     raise IndexDamagedError(
-                        f"The index database {self.path} is a folder, not a database: run `phs index` on the "
-                        "photo folder to move it aside and rebuild the index."
+                        f"The index database {self.path} is a folder, not a database: run "
+                        f"{_index_command(folder)} to move it aside and rebuild the index."
                     )
                 self._open()
         except BaseException:

@@ -135,7 +135,7 @@ def _status(folder: Path, model: str | None) -> int:
     if not found:
         raise PHSError(f"The folder {folder} has no index yet; run `phs index {folder}` first.")
     for directory, side in found:
-        db = Database(directory / DB_FILE, writable=False)
+        db = Database(directory / DB_FILE, writable=False, folder=side.get("folder"))
         try:
             counts = db.counts()
             failed = sorted((r.rel, r.error or "") for r in db.records() if r.status == "failed")
