@@ -71,7 +71,8 @@ def searchable(folder: Path, engine: FakeEngine) -> set[str]:
 def _finish(folder: Path, n: int, out: Outcome, before: set[str], engine: FakeEngine | None = None) -> Outcome:
     """Count lost photos, run a plain index to completion and check the result."""
     engine = engine or FakeEngine()
-    out.lost = len(before - searchable(folder, engine))
+    now = _catch(out, searchable, folder, engine)
+    out.lost = len(before - now) if isinstance(now, set) else len(before)
     try:
         report = index_folder(folder, engine, batch_size=BATCH)
         counts = check_consistency(folder, engine)
