@@ -10,6 +10,11 @@ Usage: ``python bench/reliability_report.py [--trials N] [--settings-trials N] [
 * Indexer kill trials (``tests/kill_trials.py``): kill -9 at a random point, check FAISS = SQLite, no
   duplicate, no orphan, QD cache = stored features, restart to completion, count the batches redone.
 * Settings kill trials: kill writers of the preferences file (one, then two at once) at random moments.
+* File-system faults (``tests/fs_faults.py``): the photo folder moved away mid-run, the disk holding the
+  index filling up mid-run (a real small tmpfs when run as root, else an injected ENOSPC), byte-damaged
+  SQLite files and a lost, truncated or scrambled Query-DB cache. A *crash* is a traceback, an exception
+  that is not a one-sentence error or a killed process; *lost* counts photos searchable before the fault
+  and not after it; *recovered* means a later plain run indexed everything with a consistent index.
 """
 
 from __future__ import annotations
@@ -82,11 +87,41 @@ def run_corpus(work: Path) -> dict:
     }  # fmt: skip
 
 
+def run_faults(work: Path, n_trials: int) -> list[tuple[str, list, str]]:
+    """The file-system fault trials: ``(row label, outcomes, note)`` per row."""
+    from tests import fs_faults as ff
+
+    n = 40
+    points = [max(2, (i + 1) * n // (n_trials + 2)) for i in range(n_trials)]
+    vanish = [ff.vanish_trial(work / f"vanish{i}", n=n, at=at) for i, at in enumerate(points)]
+    real = ff.can_mount()
+    full = [ff.disk_full_trial(work / f"full{i}", n=n, at=max(2, at - n // 2), real=real)
+            for i, at in enumerate(points)]  # fmt: skip
+    damaged = [ff.damaged_db_trial(work / f"db-{k}", k) for k in ff.DAMAGE_KINDS]
+    qd = [ff.qd_cache_trial(work / f"qd-{k}", k) for k in ff.QD_KINDS]
+    one = all(ff.one_sentence(o.sentence) for o in [*vanish, *full, *damaged, *qd])
+    said = "one sentence each" if one else "NOT always one sentence"
+    disk = "a 2 MB tmpfs filled" if real else "an injected ENOSPC"
+    return [
+        (f"photo folder moved away mid-run ({n} touched photos)", vanish,
+         f"after {', '.join(map(str, points))} photos; the run stops ({said}), no photo recorded as failed, "
+         "the plain re-run finishes"),
+        ("disk holding the index full mid-run", full,
+         f"{disk} during the run (after {n // 2} photos indexed); exit 2 with {said}, no SIGBUS, at most "
+         "the batch in flight lost; the re-run after freeing space finishes"),
+        ("damaged SQLite (pages scrambled, header scrambled, a folder in its place)", damaged,
+         f"searching and --status name `phs index` ({said}); `phs index` moves the file aside and rebuilds"),
+        ("Query-DB cache lost, truncated, scrambled", qd,
+         f"searching says so ({said}) instead of NaN scores; `phs index` re-encodes exactly the damaged rows"),
+    ]  # fmt: skip
+
+
 def main() -> int:
     """Run everything and print the table."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--trials", type=int, default=10, help="indexer kill trials (default 10)")
     ap.add_argument("--settings-trials", type=int, default=10, help="settings kill trials (default 10)")
+    ap.add_argument("--fault-trials", type=int, default=3, help="runs per mid-run fault (default 3)")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
     from tests.kill_trials import BATCH, N_PHOTOS, index_kill_trial, settings_kill_trial
@@ -104,6 +139,7 @@ def main() -> int:
         st += [
             settings_kill_trial(work / "s2", seed=args.seed * 1000 + 500 + i, writers=2) for i in range(half)
         ]
+        faults = run_faults(work, args.fault_trials)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -132,10 +168,18 @@ def main() -> int:
         f"| settings SIGKILL trials | {len(st)} | - | 0 | {sum(t.valid for t in st)} | "
         f"{half} with two writers at once; file always parses to valid settings |"
     )
+    for label, outcomes, note in faults:
+        print(f"| {label} | {len(outcomes)} | {sum(o.crashed for o in outcomes)} | {sum(o.lost for o in outcomes)} | "
+              f"{sum(o.recovered for o in outcomes)} | {note} |")  # fmt: skip
     print(
         f"\nKill points (batches committed before the kill): {sorted(t.kill_after_batches for t in killed)}"
     )
+    for label, outcomes, _ in faults:
+        for o in outcomes:
+            if o.crashed or o.lost or not o.recovered or o.detail:
+                print(f"FAILED {label}: {o}")
     bad = [t for t in trials if not t.survived]
+    bad += [o for _, outcomes, _ in faults for o in outcomes if o.crashed or o.lost or not o.recovered]
     for t in bad:
         print(f"FAILED trial: {t}")
     for t in st:

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import io
 import os
+import stat
 import threading
 from pathlib import Path
 
@@ -207,7 +208,7 @@ def load_image(
     path = Path(source)
     _check_suffix(name, path.suffix.lower())
     try:
-        with open(path, "rb") as fh:  # read-only, never anything else
+        with _open_regular(path, name) as fh:  # read-only, never anything else
             if os.fstat(fh.fileno()).st_size == 0:
                 raise ImageLoadError(f"Cannot open {name}: it is empty (0 bytes).")
             with Image.open(fh) as img:
@@ -220,6 +221,28 @@ def load_image(
         ) from None
     except Exception as err:  # Pillow raises many types (OSError, ValueError, SyntaxError, struct.error...)
         raise ImageLoadError(f"Cannot open {name}: {_reason(err)}.") from err
+
+
+def _open_regular(path: Path, name: str) -> io.BufferedReader:
+    """Open ``path`` for reading, refusing anything but a regular file.
+
+    The file is opened non-blocking and checked with ``fstat`` on the open descriptor (no race with a
+    rename): opening a FIFO for reading would otherwise wait forever for a writer, and a device could
+    stream without end.
+    """
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+    try:
+        mode = os.fstat(fd).st_mode
+        if stat.S_ISDIR(mode):
+            raise ImageLoadError(f"Cannot open {name}: it is a folder, not a file.")
+        if not stat.S_ISREG(mode):
+            raise ImageLoadError(f"Cannot open {name}: it is not a regular file (a pipe, socket or device).")
+        if hasattr(os, "set_blocking"):
+            os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
 
 
 def decode_image_bytes(

@@ -12,15 +12,32 @@ from pathlib import Path
 
 import platformdirs
 
+from core.errors import PHSError
+
 APP_NAME = "phs-desktop"
 ENV_DATA_DIR = "PHS_DATA_DIR"
 
 
 def data_dir() -> Path:
-    """Return the data directory, creating it if needed."""
+    """Return the data directory, creating it if needed.
+
+    Raises:
+        PHSError: It is a file, lies under a file, or cannot be created (a read-only disk, no permission);
+            an existing folder on a read-only disk is returned as it is, so searching keeps working.
+    """
     env = os.environ.get(ENV_DATA_DIR)
     path = Path(env).expanduser() if env else Path(platformdirs.user_data_dir(APP_NAME, appauthor=False))
-    path.mkdir(parents=True, exist_ok=True)
+    where = f"The data folder {path}" + (f" (from {ENV_DATA_DIR})" if env else "")
+    fix = f"set {ENV_DATA_DIR} to a folder you can write to" if env else f"set {ENV_DATA_DIR} to another folder"
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise PHSError(f"{where} is a file or lies under a file, not a folder: move that file away or {fix}.") from None
+    except OSError as err:
+        if path.is_dir():
+            return path
+        reason = (err.strerror or str(err)).lower()
+        raise PHSError(f"{where} cannot be created ({reason}): {fix}.") from None
     return path
 
 

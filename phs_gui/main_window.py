@@ -782,10 +782,19 @@ class MainWindow(QMainWindow):
             more = f" ({len(report.failures)} photos could not be indexed; see Failed files)" \
                 if len(report.failures) > 1 else ""
             self.show_message(f"{first.reason.rstrip('.')}{more}.", "error")
+        elif report.notes:  # a repair the run made (a damaged index rebuilt): worth knowing, not an error
+            self.show_message(report.notes[0], "info")
         self._update_indexed()
         self.rescore()
 
     def _on_index_error(self, text: str) -> None:
+        # A full disk, a vanished folder, a locked or damaged index: what was committed stays searchable.
+        if self.session is not None and self.prefs.current_folder == self._index_folder:
+            try:
+                self.session.open_folder(self._index_folder)
+            except PHSError:
+                self.session.close_folder()
+            self._update_indexed()
         self.show_message(text, "error")
         self.docks.library.show_status("Indexing stopped.")
 

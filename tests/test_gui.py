@@ -18,6 +18,7 @@ pytest.importorskip("pytestqt")
 
 from PySide6.QtCore import QPoint, QPointF, Qt  # noqa: E402
 
+from core.library import PhotoIndex  # noqa: E402
 from core.method.engine import load_engine  # noqa: E402
 from core.synthetic.scenes import generate_scene  # noqa: E402
 from phs_gui.canvas import Tool  # noqa: E402
@@ -357,3 +358,47 @@ def test_demo_index_box_puts_the_prompted_category_at_the_top(qtbot):
         assert precision >= 2 * chance and precision >= chance + 0.25, (precision, chance)
     finally:
         w.shutdown()
+
+
+def test_full_disk_or_damaged_index_while_indexing_is_a_banner_and_the_window_stays(qtbot, window, tmp_path,
+                                                                                    monkeypatch):
+    import errno
+
+    import core.library.store as store
+    from tests.fs_faults import damage_database, one_sentence
+
+    folder = tmp_path / "photos"
+    make_gallery(folder, n_other=5)
+    window.load_model("tiny", "cpu")
+    qtbot.waitUntil(lambda: window.session is not None, timeout=WAIT_MS)
+    window.prefs.folders = [str(folder)]
+    window._refresh_folders()
+    window.select_folder(str(folder))  # not indexed yet: indexes it
+    qtbot.waitUntil(lambda: not window.indexing and window.session.indexed_count == 8, timeout=WAIT_MS)
+
+    for i in range(3):  # new photos, and the disk holding the index is full when their rows are written
+        Image.fromarray(generate_scene(SEED + 2000, i, (224, 224)).image).save(folder / f"new_{i}.jpg")
+
+    def no_space(*_a, **_k):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    with monkeypatch.context() as m:
+        m.setattr(store.QDCache, "write", no_space)
+        window.docks.library.index_button.click()
+        qtbot.waitUntil(lambda: not window.indexing, timeout=WAIT_MS)
+    text = window.banner.text
+    assert window.isVisible() and window.banner.level == "error"
+    assert "is full" in text and one_sentence(text), text
+    assert window.session.indexed_count == 8  # what was indexed before stays searchable
+    assert window.docks.library.index_button.isEnabled()
+
+    # Space freed; meanwhile the database got damaged.
+    with PhotoIndex.open(folder, window.session.index_engine) as idx:
+        db = idx.directory / "files.sqlite"
+    window.session.close_folder()
+    damage_database(db, "not_a_database")
+    window.docks.library.index_button.click()
+    qtbot.waitUntil(lambda: not window.indexing, timeout=WAIT_MS)
+    text = window.banner.text
+    assert window.isVisible() and "damaged" in text and "rebuilt" in text and one_sentence(text), text
+    assert window.session.indexed_count == 11

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -132,6 +134,32 @@ def test_bad_files_one_sentence(tmp_path):
         assert word in _one_sentence(info.value, name)
     with pytest.raises(ImageLoadError, match="empty"):
         load_image(b"")
+
+
+def test_fifo_device_and_folder_are_refused_with_one_sentence_without_blocking(tmp_path):
+    import threading
+
+    os.mkfifo(tmp_path / "pipe.jpg")  # opening it for reading would wait forever for a writer
+    (tmp_path / "folder.jpg").mkdir()
+    cases = {tmp_path / "pipe.jpg": "not a regular file", Path("/dev/zero"): "not a regular file",
+             tmp_path / "folder.jpg": "a folder"}  # fmt: skip
+    for path, word in cases.items():
+        if not path.exists():
+            continue
+        out: list[BaseException] = []
+
+        def attempt(path: Path = path, out: list[BaseException] = out) -> None:
+            try:
+                load_image(path)
+            except BaseException as err:  # noqa: BLE001 - handed to the test thread
+                out.append(err)
+
+        t = threading.Thread(target=attempt, daemon=True)
+        t.start()
+        t.join(10)
+        assert not t.is_alive(), f"load_image({path}) blocked"
+        assert len(out) == 1 and isinstance(out[0], ImageLoadError), out
+        assert word in _one_sentence(out[0], path.name)
 
 
 def test_decompression_bomb_refused_before_decoding(tmp_path):

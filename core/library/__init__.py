@@ -15,25 +15,39 @@ One index per (photo folder, model) lives in ``core.paths.data_dir() / "indexes"
 written inside the photo folder.
 """
 
-from core.library.indexer import FailedFile, Indexer, IndexProgress, IndexReport, index_folder
+from core.library.indexer import (
+    FailedFile,
+    FolderVanishedError,
+    Indexer,
+    IndexProgress,
+    IndexReport,
+    index_folder,
+)
 from core.library.photo_index import IndexDims, PhotoIndex
 from core.library.scan import ScannedFile, scan_folder
 from core.library.store import (
     IndexBusyError,
+    IndexDamagedError,
+    IndexDiskFullError,
     IndexMissingError,
     IndexReadOnlyError,
+    IndexStorageError,
     index_dir_for,
     list_indexes,
 )
 
 __all__ = [
     "FailedFile",
+    "FolderVanishedError",
     "IndexBusyError",
+    "IndexDamagedError",
+    "IndexDiskFullError",
     "IndexDims",
     "IndexMissingError",
     "IndexProgress",
     "IndexReadOnlyError",
     "IndexReport",
+    "IndexStorageError",
     "Indexer",
     "PhotoIndex",
     "ScannedFile",

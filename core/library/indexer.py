@@ -103,6 +103,8 @@ class IndexReport:
         seconds: Wall time.
         failures: The failures of this run.
         scan_errors: Folders or files the scan could not read, as ``(path, reason)``.
+        notes: Sentences about repairs the run made (a damaged database rebuilt, damaged Query-DB cache
+            rows re-encoded).
     """
 
     folder: Path
@@ -117,6 +119,19 @@ class IndexReport:
     seconds: float
     failures: tuple[FailedFile, ...] = ()
     scan_errors: tuple[tuple[str, str], ...] = ()
+    notes: tuple[str, ...] = ()
+
+
+class FolderVanishedError(PHSError):
+    """The photo folder disappeared during a run (an unplugged drive, a dropped network share, a move)."""
+
+
+#: Most photos encoded per model call and committed per transaction, whatever batch size is asked for:
+#: decoded inputs wait in memory until their batch is encoded, so a huge batch size would hold the whole
+#: library in memory and make one all-or-nothing commit.
+MAX_BATCH_SIZE = 128
+#: Most decoding threads.
+MAX_WORKERS = 64
 
 
 @dataclass
@@ -127,6 +142,7 @@ class _Prepared:
     hash: str | None = None
     tensor: Any = None
     error: str | None = None
+    vanished: bool = False  # its folder is gone: not a property of the photo, nothing is recorded
 
 
 @dataclass
@@ -165,8 +181,9 @@ class Indexer:
     Args:
         folder: The photo folder (opened read-only).
         engine: The model (:class:`core.method.engine.PHSEngine` or anything with the same methods).
-        batch_size: Photos per model call and per commit.
-        workers: Decode threads. Default: half the CPU cores when the model runs on the CPU (its own threads
+        batch_size: Photos per model call and per commit (at most :data:`MAX_BATCH_SIZE`, which bounds the
+            memory of a run and the work a failed commit loses).
+        workers: Decode threads (at most :data:`MAX_WORKERS`). Default: half the CPU cores when the model runs on the CPU (its own threads
             use the rest; more decode threads only oversubscribe the cores), else every core, at most 8.
         lookahead: Photos decoded ahead of the model at most (default ``2 * batch_size``).
         rebuild: Discard the existing index of this folder and model first.
@@ -193,15 +210,18 @@ class Indexer:
             raise PHSError(f"The photo folder {self.folder} does not exist or is not a folder.")
         if batch_size < 1:
             raise PHSError("The batch size must be at least 1.")
+        if workers is not None and workers < 1:
+            raise PHSError(f"The number of decoding workers must be at least 1 (got {workers}).")
         self.engine = engine
-        self.batch_size = int(batch_size)
-        self.workers = int(workers or default_workers(engine))
+        self.batch_size = min(int(batch_size), MAX_BATCH_SIZE)
+        self.workers = min(int(workers or default_workers(engine)), MAX_WORKERS)
         self.lookahead = int(lookahead or max(2 * self.batch_size, 2 * self.workers))
         self.rebuild = rebuild
         self.retry_failed = retry_failed
         self.approx_threshold = approx_threshold
         self.save_interval_s = save_interval_s
         self.draft_size = int(getattr(engine, "input_size", 0) or 0) or None
+        self._bad_ids: list[int] = []
 
     # --------------------------------------------------------------------------------- pool work
     def _prepare(self, f: ScannedFile, known: set[str] | frozenset[str]) -> _Prepared:
@@ -212,6 +232,9 @@ class Indexer:
             with open(f.path, "rb") as fh:  # read-only
                 data = fh.read()
         except OSError as err:
+            if self._folder_gone(f):
+                item.vanished = True
+                return item
             reason = "permission denied" if isinstance(err, PermissionError) else (err.strerror or str(err))
             item.error = f"Cannot read {name}: {reason}."
             return item
@@ -230,6 +253,10 @@ class Indexer:
             item.error = f"Cannot index {name}: {type(err).__name__}: {err}."
         return item
 
+    def _folder_gone(self, f: ScannedFile | None = None) -> bool:
+        """Whether the photo folder (or the sub-folder holding ``f``) is no longer there."""
+        return not self.folder.is_dir() or (f is not None and not f.path.parent.is_dir())
+
     # ------------------------------------------------------------------------------------- the run
     def run(
         self,
@@ -244,6 +271,12 @@ class Indexer:
 
         Returns:
             What the run did.
+
+        Raises:
+            FolderVanishedError: The folder disappeared meanwhile (what was committed is kept, no file is
+                recorded as failed for it, nothing is swept; a later run finishes the work).
+            PHSError: The disk holding the index is full (``IndexDiskFullError``), read-only, locked by
+                another program, failing; the batch in flight is lost, every earlier one is kept.
         """
         t0 = time.perf_counter()
         index = PhotoIndex.open(
@@ -254,7 +287,8 @@ class Indexer:
             approx_threshold=self.approx_threshold,
         )
         try:
-            return self._run(index, progress, cancel, t0)
+            with st.storage_errors(index.directory, self.folder):
+                return self._run(index, progress, cancel, t0)
         finally:
             index.close()
 
@@ -267,6 +301,15 @@ class Indexer:
     ) -> IndexReport:
         db = index.db
         rows = {r.rel: r for r in db.records()}
+        notes: list[str] = [index.repaired] if index.repaired else []
+        # Done rows whose Query-DB cache row is missing (a lost or truncated file), zero (regrown over a
+        # hole) or not finite (garbage): their photos are re-encoded even when unchanged.
+        done_rows = [r for r in rows.values() if r.status == "done"]
+        valid = index.qd.valid_rows(np.array([r.slot for r in done_rows], dtype=np.int64))
+        bad_qd = {r.rel for r, ok in zip(done_rows, valid) if not ok}
+        self._bad_ids = [r.id for r in done_rows if r.rel in bad_qd]
+        if bad_qd:
+            notes.append(f"Re-encoded {len(bad_qd)} photos whose Query-DB cache rows were missing or damaged.")
         scan_errors: list[tuple[str, str]] = []
         unsure: list[str] = []  # folders or files the scan could not read: their rows are never swept
 
@@ -281,7 +324,7 @@ class Indexer:
         for f in scan_folder(self.folder, on_error=on_error):
             seen.add(f.rel)
             r = rows.get(f.rel)
-            unchanged = r is not None and r.size == f.size and r.mtime_ns == f.mtime_ns
+            unchanged = r is not None and r.size == f.size and r.mtime_ns == f.mtime_ns and f.rel not in bad_qd
             if unchanged and (r.status == "done" or not self.retry_failed):
                 skipped += 1
                 continue
@@ -292,7 +335,7 @@ class Indexer:
         self._free: list[int] = sorted(set(range(used[-1] + 1)) - set(used)) if used else []
         heapq.heapify(self._free)
         self._next_slot = (used[-1] + 1) if used else 0
-        known = {r.hash for r in rows.values() if r.status == "done" and r.hash}
+        known = {r.hash for r in done_rows if r.hash and r.rel not in bad_qd}
         known_snapshot = frozenset(known)  # read by pool threads; the main thread keeps `known` current
 
         counts = {"indexed": 0, "reused": 0, "failed": 0}
@@ -301,7 +344,7 @@ class Indexer:
         done = 0
         t_start = time.perf_counter()
         last_save = time.perf_counter()
-        cancelled = False
+        cancelled = vanished = False
         batch = _Batch()
 
         def report(current: str | None) -> None:
@@ -332,6 +375,9 @@ class Indexer:
                     cancelled = True
                     break
                 item = pending.popleft().result()
+                if item.vanished:
+                    vanished = True
+                    break
                 refill()
                 if item.error is not None:
                     batch.fail.append(item)
@@ -356,6 +402,14 @@ class Indexer:
                 fut.cancel()
             pool.shutdown(wait=True, cancel_futures=True)
 
+        if vanished or (not cancelled and self._folder_gone()):
+            index.save_vectors()  # what was committed stays searchable, also for searchers started later
+            n = db.counts().get("done", 0)
+            raise FolderVanishedError(
+                f"The photo folder {self.folder} disappeared during indexing (an unplugged drive, a lost network "
+                f"share or a move): its {n} indexed photos are kept and searchable, and `phs index "
+                f"{self.folder}` finishes the work once the folder is back."
+            )
         removed = 0
         if not cancelled:
             gone = [
@@ -388,6 +442,7 @@ class Indexer:
             seconds=time.perf_counter() - t0,
             failures=tuple(failures),
             scan_errors=tuple(scan_errors),
+            notes=tuple(notes),
         )
 
     # ------------------------------------------------------------------------------------ commit
@@ -424,7 +479,9 @@ class Indexer:
             if p.hash in feats:
                 continue
             r = db.conn.execute(
-                "SELECT feature, slot FROM files WHERE hash = ? AND status = 'done' LIMIT 1", (p.hash,)
+                "SELECT feature, slot FROM files WHERE hash = ? AND status = 'done' AND id NOT IN "
+                "(SELECT value FROM json_each(?)) ORDER BY gen DESC LIMIT 1",
+                (p.hash, _json_ids(self._bad_ids)),
             ).fetchone()
             if r is None:  # the source changed meanwhile: decode it here after all
                 again = self._prepare(p.file, frozenset())

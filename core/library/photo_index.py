@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sqlite3
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -65,6 +66,32 @@ class IndexDims:
         )
 
 
+def _sidecar_dims(sidecar: dict[str, Any]) -> IndexDims | None:
+    """The dims a sidecar records, or ``None`` when they are missing or not four positive integers."""
+    d = sidecar.get("dims")
+    try:
+        dims = IndexDims(*(int(d[k]) for k in ("feature_dim", "embed_dim", "num_heads", "head_dim")))
+    except (TypeError, KeyError, ValueError):
+        return None
+    return dims if min(asdict(dims).values()) > 0 else None
+
+
+def _move_aside(directory: Path) -> Path:
+    """Move a damaged database (and its WAL and shared memory) out of the way; return where it went."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    target = directory / f"{st.DB_FILE}.damaged-{stamp}"
+    n = 1
+    while target.exists():
+        n += 1
+        target = directory / f"{st.DB_FILE}.damaged-{stamp}-{n}"
+    os.replace(directory / st.DB_FILE, target)
+    for suffix in ("-wal", "-shm"):
+        p = directory / (st.DB_FILE + suffix)
+        if p.exists():
+            os.replace(p, Path(f"{target}{suffix}"))
+    return target
+
+
 def _data_files(directory: Path) -> list[Path]:
     return [
         directory / n
@@ -103,16 +130,29 @@ class PhotoIndex:
         self.writable = writable
         self._lock = lock
         self.approx_threshold = int(approx_threshold)
-        d = sidecar["dims"]
-        self.dims = IndexDims(d["feature_dim"], d["embed_dim"], d["num_heads"], d["head_dim"])
-        self.db = st.Database(directory / st.DB_FILE, writable=writable)
-        self.qd = st.QDCache(
-            directory / st.QD_FILE,
-            self.dims.embed_dim,
-            self.dims.num_heads,
-            self.dims.head_dim,
-            writable=writable,
-        )
+        #: One sentence when opening had to repair the index (a damaged database moved aside), else None.
+        self.repaired: str | None = None
+        dims = _sidecar_dims(sidecar)
+        if dims is None:
+            raise st.IndexDamagedError(
+                f"The index description {directory / st.SIDECAR} lacks the array sizes (dims): run "
+                f"`phs index {folder}` to repair it."
+            )
+        self.dims = dims
+        self.db = st.Database(directory / st.DB_FILE, writable=writable, folder=folder)
+        try:
+            with st.storage_errors(directory, folder):
+                self.qd = st.QDCache(
+                    directory / st.QD_FILE,
+                    self.dims.embed_dim,
+                    self.dims.num_heads,
+                    self.dims.head_dim,
+                    writable=writable,
+                )
+        except BaseException:
+            self.db.close()
+            raise
+        self.qd.repair_hint = f"run `phs index {folder}` to repair it"
         self._vectors: VectorIndex | None = None
         self._vectors_gen = -1
 
@@ -147,6 +187,21 @@ class PhotoIndex:
         folder_abs = Path(st.folder_key(folder))
         directory = st.index_dir_for(folder_abs, fingerprint)
         model = st.model_label(fingerprint)
+        with st.storage_errors(directory, folder_abs):
+            return cls._open(folder_abs, directory, fingerprint, model, engine, writable, rebuild, approx_threshold)
+
+    @classmethod
+    def _open(
+        cls,
+        folder_abs: Path,
+        directory: Path,
+        fingerprint: dict[str, Any],
+        model: str,
+        engine: EngineLike,
+        writable: bool,
+        rebuild: bool,
+        approx_threshold: int,
+    ) -> PhotoIndex:
         if not writable:
             sidecar = st.read_sidecar(directory)
             if sidecar is None:
@@ -165,15 +220,9 @@ class PhotoIndex:
             return cls(folder_abs, directory, sidecar, writable=False, approx_threshold=approx_threshold)
 
         dims = IndexDims.of(engine)
-        try:
-            directory.mkdir(parents=True, exist_ok=True)
-            lock = st.WriterLock(directory / st.LOCK_FILE)
-            lock.acquire()
-        except PermissionError:
-            raise st.IndexReadOnlyError(
-                f"The index folder {directory} is read-only: searching works, indexing needs write access to it "
-                "(or set PHS_DATA_DIR to a writable folder)."
-            ) from None
+        directory.mkdir(parents=True, exist_ok=True)  # a read-only or full disk: a sentence (storage_errors)
+        lock = st.WriterLock(directory / st.LOCK_FILE)
+        lock.acquire()
         try:
             st.remove_stale_temps(directory)
             sidecar = st.read_sidecar(directory)
@@ -202,17 +251,37 @@ class PhotoIndex:
                     "created_at": time.time(),
                 }
                 st.atomic_write_json(directory / st.SIDECAR, sidecar)
-            elif int(sidecar.get("schema", 0)) < st.SCHEMA_VERSION:
-                sidecar["schema"] = st.SCHEMA_VERSION  # the database migrates itself on open
-                st.atomic_write_json(directory / st.SIDECAR, sidecar)
-            return cls(
-                folder_abs, directory, sidecar, writable=True, lock=lock, approx_threshold=approx_threshold
-            )
-        except PermissionError:
-            lock.release()
-            raise st.IndexReadOnlyError(
-                f"The index folder {directory} is read-only: searching works, indexing needs write access to it."
-            ) from None
+            else:
+                changed = False
+                if int(sidecar.get("schema", 0)) < st.SCHEMA_VERSION:
+                    sidecar["schema"] = st.SCHEMA_VERSION  # the database migrates itself on open
+                    changed = True
+                if _sidecar_dims(sidecar) != dims:  # lost or damaged; the fingerprint matched, so the engine's
+                    sidecar["dims"] = asdict(dims)
+                    changed = True
+                if changed:
+                    st.atomic_write_json(directory / st.SIDECAR, sidecar)
+            repaired = None
+            try:
+                index = cls(folder_abs, directory, sidecar, writable=True, lock=lock,
+                            approx_threshold=approx_threshold)  # fmt: skip
+            except st.IndexDamagedError as err:
+                if not isinstance(err.__cause__, sqlite3.DatabaseError) and not (directory / st.DB_FILE).is_dir():
+                    raise
+                # The database is the only copy of what was indexed but cannot be read: keep it for a
+                # person to look at, and rebuild (the photos are re-encoded by this run).
+                aside = _move_aside(directory)
+                for p in _data_files(directory):
+                    with contextlib.suppress(FileNotFoundError):
+                        p.unlink()
+                index = cls(folder_abs, directory, sidecar, writable=True, lock=lock,
+                            approx_threshold=approx_threshold)  # fmt: skip
+                repaired = (
+                    f"The index database of {folder_abs} was damaged, so it was moved aside to {aside.name} and "
+                    "the index rebuilt."
+                )
+            index.repaired = repaired
+            return index
         except BaseException:
             lock.release()
             raise
@@ -220,6 +289,10 @@ class PhotoIndex:
     # --------------------------------------------------------------------------------------- vectors
     def vectors(self) -> VectorIndex:
         """The FAISS index, loaded on first use and brought up to date with SQLite whenever it changed."""
+        with st.storage_errors(self.directory, self.folder):
+            return self._vectors_now()
+
+    def _vectors_now(self) -> VectorIndex:
         dim = self.dims.feature_dim
         if self._vectors is None:
             info = (st.read_sidecar(self.directory) or {}).get("faiss") or {}
@@ -239,6 +312,10 @@ class PhotoIndex:
 
     def save_vectors(self) -> None:
         """Write the FAISS file (atomic), then record its generation in the sidecar (writer only)."""
+        with st.storage_errors(self.directory, self.folder):
+            self._save_vectors()
+
+    def _save_vectors(self) -> None:
         vi = self.vectors()
         vi.save(self.directory / st.FAISS_FILE)
         self.sidecar["faiss"] = {

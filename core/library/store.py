@@ -42,9 +42,12 @@ So after any crash the next open has FAISS count = done rows, no duplicate and n
 from __future__ import annotations
 
 import contextlib
+import errno
+import functools
 import hashlib
 import json
 import os
+import shutil
 import sqlite3
 import tempfile
 import time
@@ -85,6 +88,100 @@ class IndexBusyError(PHSError):
 
 class IndexReadOnlyError(PHSError):
     """The index directory cannot be written (search still works)."""
+
+
+class IndexDiskFullError(PHSError):
+    """The disk holding the index is full (what was committed before is kept)."""
+
+
+class IndexStorageError(PHSError):
+    """The disk holding the index failed (an input/output error)."""
+
+
+class IndexDamagedError(IndexMismatchError):
+    """A file of the index is damaged (not a database, malformed, a folder in its place, garbage rows)."""
+
+
+#: Seconds SQLite waits for a lock held by another connection before giving up.
+BUSY_TIMEOUT_S = 30.0
+#: Below this many free bytes an SQLite "disk I/O error" is reported as a full disk.
+_NEARLY_FULL = 4 << 20
+_NO_SPACE = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
+_READ_ONLY = {errno.EROFS, errno.EACCES, errno.EPERM}
+
+
+def _index_command(folder: str | Path | None) -> str:
+    return f"`phs index {folder_key(folder)}`" if folder is not None else "`phs index`"
+
+
+def storage_error(err: BaseException, directory: Path, folder: str | Path | None = None) -> PHSError | None:
+    """The one-sentence error for a storage failure of the index in ``directory``, or ``None``.
+
+    Recognises a full disk (``ENOSPC``, SQLite's "database or disk is full", FAISS's "No space left on
+    device"), a read-only file system or folder, a database locked by another program, a damaged database
+    and an input/output error, from :class:`OSError`, :class:`sqlite3.Error` and the ``RuntimeError`` FAISS
+    raises for a failed write.
+    """
+    if isinstance(err, PHSError) or not isinstance(err, (OSError, sqlite3.Error, RuntimeError)):
+        return None
+    low = str(err).lower()
+    code = err.errno if isinstance(err, OSError) else None
+    again = _index_command(folder)
+    if code in _NO_SPACE or any(w in low for w in ("no space left", "database or disk is full", "quota exceeded")):
+        return IndexDiskFullError(
+            f"The disk holding the index ({directory}) is full: free some space and run {again} again "
+            "(the photos indexed so far are kept and searchable)."
+        )
+    if code in _READ_ONLY or "readonly database" in low or "read-only file system" in low:
+        return IndexReadOnlyError(
+            f"The index folder {directory} is read-only: searching works, indexing needs write access to it "
+            "(or set PHS_DATA_DIR to a writable folder)."
+        )
+    if "database is locked" in low or "database table is locked" in low:
+        return IndexBusyError(
+            f"Another program holds the index database in {directory} locked: close it or wait for it to "
+            "finish, then try again."
+        )
+    if isinstance(err, sqlite3.DatabaseError) and ("malformed" in low or "not a database" in low):
+        return IndexDamagedError(
+            f"The index database in {directory} is damaged ({err}): run {again} to move it aside and rebuild "
+            "the index."
+        )
+    if "disk i/o error" in low or code == errno.EIO:
+        try:
+            full = shutil.disk_usage(directory).free < _NEARLY_FULL
+        except OSError:
+            full = False
+        if full:
+            return storage_error(OSError(errno.ENOSPC, "No space left on device"), directory, folder)
+        return IndexStorageError(
+            f"The disk holding the index ({directory}) reported an input/output error: check it, then run "
+            f"{again} again."
+        )
+    return None
+
+
+@contextlib.contextmanager
+def storage_errors(directory: Path, folder: str | Path | None = None) -> Iterator[None]:
+    """Turn the storage failures :func:`storage_error` knows into their one-sentence errors."""
+    try:
+        yield
+    except (OSError, sqlite3.Error, RuntimeError) as err:
+        mapped = storage_error(err, Path(directory), folder)
+        if mapped is None:
+            raise
+        raise mapped from err
+
+
+def _translated(method: Callable[..., Any]) -> Callable[..., Any]:
+    """Run a :class:`Database` method under :func:`storage_errors` of its folder."""
+
+    @functools.wraps(method)
+    def wrapper(self: Database, *args: Any, **kwargs: Any) -> Any:
+        with storage_errors(self.path.parent, self.folder):
+            return method(self, *args, **kwargs)
+
+    return wrapper
 
 
 # --------------------------------------------------------------------------------------------- atomic I/O
@@ -246,7 +343,18 @@ class WriterLock:
         Raises:
             IndexBusyError: Another process (or another indexer in this one) holds it.
         """
-        fh = open(self.path, "a+b")  # noqa: SIM115 - held open for the lock's lifetime
+        try:
+            fh = open(self.path, "a+b")  # noqa: SIM115 - held open for the lock's lifetime
+        except IsADirectoryError:
+            # Not ours to keep: a folder where the lock file belongs (left by a tool or a bad copy).
+            # An empty one is removed; anything else is refused with a sentence.
+            try:
+                os.rmdir(self.path)
+            except OSError:
+                raise IndexDamagedError(
+                    f"The lock file {self.path} is a folder that is not empty: move it away, then try again."
+                ) from None
+            fh = open(self.path, "a+b")  # noqa: SIM115
         try:
             if os.name == "nt":  # pragma: no cover - Windows
                 import msvcrt
@@ -288,11 +396,13 @@ class QDCache:
         self.row_dim = self.embed_dim + self.num_heads * self.head_dim
         self.row_bytes = 2 * self.row_dim
         self.writable = writable
+        self.repair_hint = "run `phs index` on the folder to repair it"
         self._mm: np.memmap | None = None
         self._capacity = 0
-        if writable and not self.path.exists():
-            with open(self.path, "wb"):
-                pass
+        # The writer writes through this descriptor (pwrite), never through the memory map: a store into
+        # a mapped page the file system cannot back (a full disk) is a SIGBUS that kills the process,
+        # where a write() fails with ENOSPC.
+        self._fd: int | None = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644) if writable else None
         self._map()
 
     @property
@@ -303,28 +413,36 @@ class QDCache:
     def _map(self) -> None:
         self._mm = None
         try:
-            size = self.path.stat().st_size
-        except FileNotFoundError:
+            size = os.fstat(self._fd).st_size if self._fd is not None else self.path.stat().st_size
+        except (FileNotFoundError, NotADirectoryError):
             size = 0
         self._capacity = size // self.row_bytes
         if self._capacity:
-            self._mm = np.memmap(
-                self.path,
-                dtype=np.float16,
-                mode="r+" if self.writable else "r",
-                shape=(self._capacity, self.row_dim),
-            )
+            self._mm = np.memmap(self.path, dtype=np.float16, mode="r", shape=(self._capacity, self.row_dim))
 
     def ensure_capacity(self, n_slots: int) -> None:
-        """Grow the file (sparse, in place) so that slots ``0 .. n_slots-1`` exist."""
+        """Grow the file so that slots ``0 .. n_slots-1`` exist, reserving the disk space for them.
+
+        Raises:
+            OSError: ``ENOSPC`` when the disk cannot hold even ``n_slots`` rows (the file keeps its size).
+        """
         if n_slots <= self._capacity:
             return
-        new_cap = max(n_slots, 2 * self._capacity, 1024)
-        if self._mm is not None:
-            self._mm.flush()
+        assert self._fd is not None
+        old_size = self._capacity * self.row_bytes
         self._mm = None
-        with open(self.path, "r+b") as fh:
-            fh.truncate(new_cap * self.row_bytes)
+        try:
+            try:
+                _reserve(self._fd, old_size, max(n_slots, 2 * self._capacity, 1024) * self.row_bytes)
+            except OSError as err:
+                if err.errno not in _NO_SPACE:
+                    raise
+                _reserve(self._fd, old_size, n_slots * self.row_bytes)  # no room to grow ahead: just enough
+        except OSError:
+            with contextlib.suppress(OSError):
+                os.ftruncate(self._fd, old_size)
+            self._map()
+            raise
         self._map()
 
     @staticmethod
@@ -336,22 +454,50 @@ class QDCache:
         return np.clip(rows, -_FLOAT16_MAX, _FLOAT16_MAX).astype(np.float16)
 
     def write(self, slots: np.ndarray, rows: np.ndarray) -> None:
-        """Write float16 ``rows`` (n, row_dim) into ``slots`` (n,); call :meth:`flush` before committing."""
-        if not self.writable:
+        """Write float16 ``rows`` (n, row_dim) into ``slots`` (n,); call :meth:`flush` before committing.
+
+        Raises:
+            OSError: ``ENOSPC`` and friends, as the file system reports them (never a signal).
+        """
+        if not self.writable or self._fd is None:
             raise IndexReadOnlyError("This index is open for searching only.")
         slots = np.asarray(slots, dtype=np.int64)
         if len(slots) == 0:
             return
         self.ensure_capacity(int(slots.max()) + 1)
-        assert self._mm is not None
-        self._mm[slots] = rows
+        data = np.ascontiguousarray(rows, dtype=np.float16)
+        for slot, row in zip(slots.tolist(), data):
+            buf = memoryview(row.tobytes())
+            offset = slot * self.row_bytes
+            while buf:
+                n = os.pwrite(self._fd, buf, offset)
+                buf, offset = buf[n:], offset + n
 
     def flush(self) -> None:
-        """Make written rows durable (msync + fsync) before the SQLite commit that references them."""
-        if self._mm is not None:
-            self._mm.flush()
-            with open(self.path, "r+b") as fh:
-                os.fsync(fh.fileno())
+        """Make written rows durable (fsync) before the SQLite commit that references them."""
+        if self._fd is not None:
+            os.fsync(self._fd)
+
+    def valid_rows(self, slots: np.ndarray, chunk: int = 4096) -> np.ndarray:
+        """Which ``slots`` hold a plausible row: inside the file, every value finite, not all zero.
+
+        A lost or truncated file (slots past its end), a file regrown over a hole (zero rows) or one
+        overwritten with garbage (NaN and infinities) is found here, so the indexer re-encodes those photos.
+
+        Returns:
+            (n,) bool, in the order of ``slots``.
+        """
+        slots = np.asarray(slots, dtype=np.int64)
+        self._map()
+        ok = (slots >= 0) & (slots < self._capacity)
+        idx = np.flatnonzero(ok)
+        idx = idx[np.argsort(slots[idx], kind="stable")]  # sequential reads
+        for start in range(0, len(idx), chunk):
+            part = idx[start : start + chunk]
+            assert self._mm is not None
+            rows = np.asarray(self._mm[slots[part]])
+            ok[part] = np.isfinite(rows).all(axis=1) & (rows != 0).any(axis=1)
+        return ok
 
     def read(self, slots: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Read slots as float32.
@@ -366,8 +512,8 @@ class QDCache:
         if len(slots) and int(slots.max()) >= self._capacity:
             self._map()  # the indexer grew the file since we mapped it
         if len(slots) and int(slots.max()) >= self._capacity:
-            raise IndexMismatchError(
-                "The Query-DB cache of this index is shorter than its database; re-index it."
+            raise IndexDamagedError(
+                f"The Query-DB cache of this index is shorter than its database: {self.repair_hint}."
             )
         if not len(slots):
             return (
@@ -376,11 +522,31 @@ class QDCache:
             )
         assert self._mm is not None
         rows = np.asarray(self._mm[slots], dtype=np.float32)
+        if not np.isfinite(rows).all():
+            raise IndexDamagedError(f"The Query-DB cache of this index holds damaged rows: {self.repair_hint}.")
         return rows[:, : self.embed_dim], rows[:, self.embed_dim :].reshape(-1, self.num_heads, self.head_dim)
 
     def close(self) -> None:
-        """Drop the mapping."""
+        """Drop the mapping and close the file."""
         self._mm = None
+        if self._fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(self._fd)
+            self._fd = None
+
+
+def _reserve(fd: int, old_size: int, size: int) -> None:
+    """Make the file ``size`` bytes long with its blocks allocated (``posix_fallocate``), so later writes
+    cannot run out of space; where the file system cannot allocate ahead, just set the size."""
+    fallocate = getattr(os, "posix_fallocate", None)
+    if fallocate is not None:
+        try:
+            fallocate(fd, old_size, size - old_size)
+            return
+        except OSError as err:
+            if err.errno not in (errno.EINVAL, errno.EOPNOTSUPP, getattr(errno, "ENOTSUP", -1), errno.ENOSYS):
+                raise
+    os.ftruncate(fd, size)
 
 
 # ------------------------------------------------------------------------------------------ records
@@ -453,15 +619,41 @@ class Database:
         path: ``files.sqlite``.
         writable: Open read-write (creating and migrating) or read-only (``mode=ro``, falling back to
             ``immutable=1`` where the directory is read-only and no WAL is pending).
+        folder: The photo folder, named in error messages.
     """
 
-    def __init__(self, path: Path, *, writable: bool) -> None:
+    def __init__(self, path: Path, *, writable: bool, folder: str | Path | None = None) -> None:
         self.path = Path(path)
         self.writable = writable
+        self.folder = folder
+        self.conn: sqlite3.Connection | None = None
+        try:
+            with storage_errors(self.path.parent, folder):
+                if self.path.is_dir():
+                    raise IndexDamagedError(
+                        f"The index database {self.path} is a folder, not a database: run "
+                        f"{_index_command(folder)} to move it aside and rebuild the index."
+                    )
+                self._open()
+        except BaseException:
+            if self.conn is not None:
+                with contextlib.suppress(sqlite3.Error):
+                    self.conn.close()
+            raise
+
+    def _open(self) -> None:
+        writable = self.writable
         if writable:
-            self.conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30)
+            self.conn = sqlite3.connect(
+                self.path, isolation_level=None, check_same_thread=False, timeout=BUSY_TIMEOUT_S
+            )
+            self.conn.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_S * 1000)}")
             self.conn.execute("PRAGMA journal_mode=WAL")
             self.conn.execute("PRAGMA synchronous=FULL")
+            # Damage anywhere in the file is found now, by the writer, rather than halfway through a run.
+            check = self.conn.execute("PRAGMA quick_check(1)").fetchone()[0]
+            if check != "ok":
+                raise sqlite3.DatabaseError(f"database disk image is malformed ({check})")
             self._migrate()
         else:
             if not self.path.exists():
@@ -482,7 +674,7 @@ class Database:
                     f"The index database {self.path} has schema {version}, this version needs {SCHEMA_VERSION}; "
                     "run `phs index` on the folder to upgrade it."
                 )
-        self.conn.execute("PRAGMA busy_timeout=30000")
+            self.conn.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_S * 1000)}")
 
     def _migrate(self) -> None:
         version = self.conn.execute("PRAGMA user_version").fetchone()[0]
@@ -506,15 +698,22 @@ class Database:
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
-        """``BEGIN IMMEDIATE`` ... ``COMMIT`` (``ROLLBACK`` on error)."""
+        """``BEGIN IMMEDIATE`` ... ``COMMIT`` (``ROLLBACK`` on error, also when ``COMMIT`` itself fails).
+
+        A failure is raised as itself (SQLite may have rolled back already, e.g. on a full disk), never
+        masked by a failing ``ROLLBACK``.
+        """
         self.conn.execute("BEGIN IMMEDIATE")
         try:
             yield self.conn
+            self.conn.execute("COMMIT")
         except BaseException:
-            self.conn.execute("ROLLBACK")
+            if self.conn.in_transaction:
+                with contextlib.suppress(sqlite3.Error):
+                    self.conn.execute("ROLLBACK")
             raise
-        self.conn.execute("COMMIT")
 
+    @_translated
     def meta(self, key: str) -> str | None:
         """Read a ``meta`` value."""
         row = self.conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
@@ -535,21 +734,24 @@ class Database:
         conn.execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'generation'")
         return int(conn.execute("SELECT value FROM meta WHERE key = 'generation'").fetchone()[0])
 
-    def records(self) -> Iterator[FileRecord]:
+    @_translated
+    def records(self) -> list[FileRecord]:
         """Every row, without features."""
         cur = self.conn.execute("SELECT id, path, size, mtime_ns, hash, status, error, slot, gen FROM files")
-        for r in cur:
-            yield FileRecord(r[0], decode_rel(r[1]), r[2], r[3], r[4], r[5], r[6], r[7], r[8])
+        return [FileRecord(r[0], decode_rel(r[1]), r[2], r[3], r[4], r[5], r[6], r[7], r[8]) for r in cur]
 
+    @_translated
     def counts(self) -> dict[str, int]:
         """Number of rows per status."""
         return dict(self.conn.execute("SELECT status, count(*) FROM files GROUP BY status").fetchall())
 
+    @_translated
     def done_ids(self) -> np.ndarray:
         """Ids of the done rows, (n,) int64 sorted."""
         rows = self.conn.execute("SELECT id FROM files WHERE status = 'done' ORDER BY id").fetchall()
         return np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
 
+    @_translated
     def features(
         self, ids: Iterable[int] | None = None, *, since_gen: int | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
@@ -577,6 +779,7 @@ class Database:
         feats = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32).reshape(len(rows), -1)
         return out_ids, feats
 
+    @_translated
     def lookup(self, ids: np.ndarray) -> dict[int, tuple[str, int]]:
         """Map row ids to ``(rel, slot)`` for done rows."""
         rows = self.conn.execute(
@@ -587,10 +790,13 @@ class Database:
 
     def close(self) -> None:
         """Close the connection (checkpointing the WAL when writable)."""
+        if self.conn is None:
+            return
         if self.writable:
             with contextlib.suppress(sqlite3.Error):
                 self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        self.conn.close()
+        with contextlib.suppress(sqlite3.Error):
+            self.conn.close()
 
 
 def now() -> float:

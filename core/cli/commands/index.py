@@ -66,6 +66,10 @@ def run(args: argparse.Namespace) -> int:
         return _status(args.path, args.model)
     if not args.path.is_dir():
         raise PHSError(f"The photo folder {args.path} does not exist or is not a folder.")
+    if args.workers is not None and args.workers < 1:  # before loading a model
+        raise PHSError(f"The number of decoding workers must be at least 1 (got {args.workers}).")
+    if args.batch_size < 1:
+        raise PHSError("The batch size must be at least 1.")
     from tqdm import tqdm
 
     from core.library import IndexProgress, index_folder
@@ -101,6 +105,8 @@ def run(args: argparse.Namespace) -> int:
         f"{report.skipped} unchanged, failed {report.failed}, removed {report.removed} deleted, "
         f"in {report.seconds:.1f} s ({engine.describe()})."
     )
+    for note in report.notes:
+        print(note)
     if report.failures:
         kinds = Counter(failure_kind(f.reason) for f in report.failures)
         for kind, n in kinds.most_common():
@@ -129,7 +135,7 @@ def _status(folder: Path, model: str | None) -> int:
     if not found:
         raise PHSError(f"The folder {folder} has no index yet; run `phs index {folder}` first.")
     for directory, side in found:
-        db = Database(directory / DB_FILE, writable=False)
+        db = Database(directory / DB_FILE, writable=False, folder=side.get("folder"))
         try:
             counts = db.counts()
             failed = sorted((r.rel, r.error or "") for r in db.records() if r.status == "failed")
