@@ -292,22 +292,13 @@ def _check_suffix(name: str, suffix: str) -> None:
 def read_photo_bytes(path: str | Path) -> bytes:
     """Read a photo file's bytes (read-only), refusing anything that is not a regular file.
 
-    A FIFO or device would block or never end; a folder cannot be decoded.
-
     Raises:
         ImageLoadError: one sentence naming the file and the reason.
     """
-    import stat
-
     path = Path(path)
     name = _display_name(path)
     try:
-        st = os.stat(path)
-        if stat.S_ISDIR(st.st_mode):
-            raise ImageLoadError(f"Cannot open {name}: it is a folder, not a file.")
-        if not stat.S_ISREG(st.st_mode):
-            raise ImageLoadError(f"Cannot open {name}: it is not a regular file (a pipe, socket or device).")
-        with open(path, "rb") as fh:
+        with _open_regular(path, name) as fh:
             data = fh.read()
     except ImageLoadError:
         raise

@@ -44,6 +44,7 @@ from core.library import store as st
 from core.library.photo_index import EngineLike, PhotoIndex
 from core.library.scan import ScannedFile, scan_folder
 from core.library.vectors import APPROX_THRESHOLD
+from core.method.phs import l2_normalize
 
 
 @dataclass(frozen=True)
@@ -469,7 +470,7 @@ class Indexer:
         if batch.encode:
             enc = self.engine.encode_batch(_stack([p.tensor for p in batch.encode]))
             f = np.asarray(enc.features, dtype=np.float32)
-            f = f / np.maximum(np.linalg.norm(f, axis=1, keepdims=True), 1e-12)
+            f = l2_normalize(f)
             rows = st.QDCache.pack(enc.x_cls, enc.o_cls)
             for i, p in enumerate(batch.encode):
                 feats[p.hash] = f[i]
@@ -491,7 +492,7 @@ class Indexer:
                 else:
                     enc = self.engine.encode_batch(_stack([again.tensor]))
                     f = np.asarray(enc.features, dtype=np.float32)[0]
-                    feats[again.hash] = f / max(float(np.linalg.norm(f)), 1e-12)
+                    feats[again.hash] = l2_normalize(f)
                     qd_rows[again.hash] = st.QDCache.pack(enc.x_cls, enc.o_cls)[0]
                     batch.encode.append(again)
                 continue
