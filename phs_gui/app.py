@@ -7,6 +7,7 @@ and starts with the demo model on a generated demo gallery, indexed, so searchin
 from __future__ import annotations
 
 import logging
+import os
 import sys
 
 from PySide6.QtWidgets import QApplication
@@ -27,7 +28,13 @@ def main(argv: list[str] | None = None) -> int:
         window.prefs.last_photo = photo
     window.show()
     window.start()
-    return app.exec()
+    code = app.exec()
+    if not window.stopped_cleanly:  # a model load or an indexing batch cannot be interrupted: do not wait
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    return code
 
 
 if __name__ == "__main__":

@@ -1,9 +1,11 @@
 """The main window, assembled from parts: canvas in the middle, controls and library on the left, heads on
 the right, results at the bottom, actions in a toolbar and menus, facts in the status bar.
 
-Heavy work (loading a model, encoding the query photo, writing the demo gallery, indexing) runs in
-:class:`phs_gui.workers.Worker`; prompt edits re-score on the GUI thread from the engine's cache, debounced
-while a box is dragged. Errors appear as one sentence in the banner above the photo.
+Heavy work runs in :class:`phs_gui.workers.Worker` off the GUI thread: loading a model, writing the demo
+gallery and indexing in a pool; everything that uses the engine (encoding the query photo, answering a
+prompt or option change with heads, maps and results, colouring the maps) in one :class:`SerialLane`, where
+the latest request wins and stale ones never run or are dropped when they come back. The GUI thread only
+paints. Errors appear as one sentence in the banner above the photo.
 """
 
 from __future__ import annotations
@@ -48,14 +50,14 @@ from core.synthetic.gallery import (
 )
 from phs_gui.canvas import TOOL_LABELS, TOOL_SHORTCUTS, TOOL_TIPS, Canvas, Tool
 from phs_gui.controls import Controls
-from phs_gui.heads import HeadsPanel
+from phs_gui.heads import HeadsPanel, render_maps
 from phs_gui.library import LibraryPanel
 from phs_gui.prompt_state import History, PromptState
 from phs_gui.render import to_qimage, warm_up
 from phs_gui.results import ResultsGrid
 from phs_gui.session import Outcome, SearchOptions, SearchSession
 from phs_gui.settings import Preferences, load_preferences, save_preferences
-from phs_gui.workers import Worker, WorkerPool
+from phs_gui.workers import SerialLane, Worker, WorkerPool
 
 log = logging.getLogger("phs_gui")
 
@@ -103,6 +105,40 @@ def _load_and_encode(session: SearchSession, path: str, *, report: object, cance
     small.thumbnail((224, 224))
     return EncodedPhoto(path, img.size, to_qimage(np.asarray(disp)), np.asarray(small), session.query_norms(),
                         session.last_encode_ms or 0.0)
+
+
+@dataclass(frozen=True, eq=False)
+class QueryAnswer:
+    """What the query worker hands the window: the outcome and its maps already coloured.
+
+    Attributes:
+        gen: the request's number (only the latest is shown).
+        outcome: heads, maps and hits from the query service.
+        force_on, force_off: heads forced by hand in the request.
+        tiles: one coloured map per head; combined: the kept heads' map.
+        ms: milliseconds from the request to the answer, in the worker.
+    """
+
+    gen: int
+    outcome: Outcome
+    force_on: tuple[int, ...]
+    force_off: tuple[int, ...]
+    tiles: list
+    combined: QImage | None
+    ms: float
+
+
+def _query_job(session: SearchSession, gen: int, prompt: object, options: SearchOptions,
+               force_on: tuple[int, ...], force_off: tuple[int, ...], backdrops: tuple | None,
+               *, report: object, cancel: object) -> QueryAnswer | None:
+    """Worker body: heads, maps and results for one request, maps coloured for the heads panel."""
+    if cancel.is_set():  # type: ignore[attr-defined]
+        return None
+    t0 = time.perf_counter()
+    out = session.run(prompt, options, force_on, force_off)  # type: ignore[arg-type]
+    tiles, big = ([], None) if backdrops is None else render_maps(backdrops[0], backdrops[1], out.maps,
+                                                                 out.combined_map())
+    return QueryAnswer(gen, out, force_on, force_off, tiles, big, (time.perf_counter() - t0) * 1000)
 
 
 def _index_job(folder: str, engine: PHSEngine, *, report: Callable, cancel: object) -> IndexReport:
@@ -208,18 +244,22 @@ class MainWindow(QMainWindow):
         self._check_weights = check_weights
         self.session: SearchSession | None = None
         self.workers = WorkerPool(max_threads=3)
+        self.lane = SerialLane()  # every use of the engine, one at a time
+        self._query_gen = 0
+        self._shown_gen = 0
+        self._encode_gen = 0
         self.history = History()
         self.force_on: set[int] = set()
         self.force_off: set[int] = set()
         self.outcome: Outcome | None = None
         self.photo_path: str | None = None
         self._encoding: Worker | None = None
-        self._pending_photo: str | None = None
         self._indexing: Worker | None = None
         self._index_folder: str | None = None
         self._loading: Worker | None = None
         self._demo_worker: Worker | None = None
         self.last_prompt_ms: float | None = None
+        self._t_created = time.perf_counter()
         self.setWindowTitle("PHS desktop")
         self.setAcceptDrops(True)
 
@@ -520,29 +560,32 @@ class MainWindow(QMainWindow):
             self.open_photo(path)
 
     def open_photo(self, path: str) -> None:
-        """Decode and encode a photo in a worker; prompts work as soon as it arrives."""
+        """Decode and encode a photo in the engine lane; its heads and results follow on their own."""
         if self.session is None:
             self.show_message("The model is still loading; open the photo again in a moment.", "info")
             return
-        if self._encoding is not None:
-            self._pending_photo = path
-            return
-        self.status_timing.setText("encoding…")
+        self._encode_gen += 1
+        self._query_gen += 1  # answers for the photo shown now are stale from here on
+        self.lane.drop("query")
+        self._preview_timer.stop()
+        self.status_timing.setText(f"opening {Path(path).name}…")
+        gen = self._encode_gen
         w = Worker(_load_and_encode, self.session, path, doing=f"opening {Path(path).name}")
-        w.signals.result.connect(self._on_encoded)
-        w.signals.error.connect(lambda t: self.show_message(t, "error"))
-        w.signals.finished.connect(self._encode_finished)
-        self._encoding = self.workers.start(w)
+        w.signals.result.connect(lambda out, g=gen: self._on_encoded(out, g))
+        w.signals.error.connect(lambda t, g=gen: self._on_encode_error(t, g))
+        self._encoding = self.lane.submit("encode", w)
 
-    def _encode_finished(self) -> None:
+    def _on_encode_error(self, text: str, gen: int) -> None:
+        if gen != self._encode_gen:
+            return
         self._encoding = None
-        if self._pending_photo:
-            p, self._pending_photo = self._pending_photo, None
-            self.open_photo(p)
-        elif self.photo_path is None:
-            self.status_timing.setText("")
+        self.show_message(text, "error")
+        self._update_timing()
 
-    def _on_encoded(self, out: EncodedPhoto) -> None:
+    def _on_encoded(self, out: EncodedPhoto, gen: int) -> None:
+        if gen != self._encode_gen:  # another photo was asked for meanwhile; its encode follows
+            return
+        self._encoding = None
         path = out.path
         self.photo_path = path
         self.prefs.add_recent(path)
@@ -554,6 +597,7 @@ class MainWindow(QMainWindow):
         self.history.reset(self.canvas.state)  # type: ignore[arg-type]
         self.force_on.clear()
         self.force_off.clear()
+        self.outcome = None
         self._update_undo()
         self.encode_ms = out.encode_ms
         if self.banner.level == "error":
@@ -601,20 +645,19 @@ class MainWindow(QMainWindow):
 
     # ========================================================================================== heads
     def toggle_head(self, i: int) -> None:
-        """Force head ``i`` off if it is kept now, on if it is not; results follow at once."""
+        """A click on head ``i``: a forced head goes back to PHS's choice; otherwise force the opposite of now."""
         if self.outcome is None or self.outcome.selection is None:
             self.show_message("Mark the object first (click, box or brush); then heads can be forced on or off.")
             return
-        on, off = set(self.force_on), set(self.force_off)
-        if bool(self.outcome.selection.selected[i]):
+        revert = (set(self.force_on), set(self.force_off))
+        if i in self.force_on or i in self.force_off:
             self.force_on.discard(i)
+            self.force_off.discard(i)
+        elif bool(self.outcome.selection.selected[i]):
             self.force_off.add(i)
         else:
-            self.force_off.discard(i)
             self.force_on.add(i)
-        if not self.rescore():
-            self.force_on, self.force_off = on, off
-            self.rescore()
+        self.rescore(revert=revert)
 
     def reset_heads(self) -> None:
         """Forget heads forced by hand."""
@@ -627,56 +670,75 @@ class MainWindow(QMainWindow):
         self._options_to_prefs(options)
         self.rescore()
 
-    def rescore(self) -> bool:
-        """Heads, maps and results for the prompt shown now (GUI thread, from the engine's cache).
+    def rescore(self, revert: tuple[set[int], set[int]] | None = None) -> None:
+        """Ask for the heads, maps and results of the prompt shown now (in the engine lane; latest wins).
 
-        Returns:
-            ``False`` when the engine refused the prompt or head choice (the reason is in the banner).
+        Args:
+            revert: forced heads to go back to if the engine refuses this request's head choice.
         """
-        if self.session is None or self._encoding is not None or not self.session.engine.is_image_set:
-            return True
-        if self.photo_path is None:
-            return True
-        t0 = time.perf_counter()
+        if self.session is None or self._encoding is not None or self.photo_path is None:
+            return
+        self._preview_timer.stop()
+        self._query_gen += 1
+        gen = self._query_gen
         state = self.canvas.state
         prompt = None if state is None else state.to_prompt()
-        options = self.docks.controls.options()
-        try:
-            out = self.session.run(prompt, options, tuple(sorted(self.force_on)), tuple(sorted(self.force_off)))
-        except PHSError as err:
-            self.show_message(str(err), "error")
-            return False
-        except Exception as err:  # a bug must not take the window down; log it, say it in one sentence
-            log.exception("re-scoring failed")
-            self.show_message(f"Something went wrong while searching: {err}.", "error")
-            return False
+        on, off = tuple(sorted(self.force_on)), tuple(sorted(self.force_off))
+        w = Worker(_query_job, self.session, gen, prompt, self.docks.controls.options(), on, off,
+                   self.docks.heads.backdrops, doing="searching")
+        w.signals.result.connect(self._on_answer)
+        w.signals.error.connect(lambda t, g=gen, rv=revert: self._on_query_error(t, g, rv))
+        self.lane.submit("query", w)
+
+    @property
+    def settled(self) -> bool:
+        """No photo is being opened and no search is waiting or running (what is shown is current)."""
+        return self._encoding is None and not self.lane.busy and not self._preview_timer.isActive()
+
+    def _on_query_error(self, text: str, gen: int, revert: tuple[set[int], set[int]] | None) -> None:
+        if gen != self._query_gen:
+            return
+        self.show_message(text, "error")
+        if revert is not None:  # the head choice was refused: back to the last one that worked
+            self.force_on, self.force_off = set(revert[0]), set(revert[1])
+            self.rescore()
+
+    def _on_answer(self, ans: QueryAnswer | None) -> None:
+        if ans is None or ans.gen != self._query_gen or self.session is None:
+            return  # a newer request is on its way
+        self._shown_gen = ans.gen
+        out = ans.outcome
         self.outcome = out
         sel = out.selection
-        self.docks.heads.show_outcome(
-            out.maps,
-            None if sel is None else sel.scores,
-            None if sel is None else sel.selected,
-            out.combined_map(),
-            tuple(sorted(self.force_on)),
-            tuple(sorted(self.force_off)),
-        )
+        if ans.combined is not None:
+            self.docks.heads.show_rendered(
+                ans.tiles,
+                ans.combined,
+                None if sel is None else sel.scores,
+                None if sel is None else sel.selected,
+                ans.force_on,
+                ans.force_off,
+            )
         self.docks.results.show_hits(out.hits)
         if not out.hits:
             self.docks.results.set_empty_text(
                 "No results yet: add a photo folder and index it (Library, left)."
                 if self.session.searcher is None else "The index is empty."
             )
-        self.last_prompt_ms = (time.perf_counter() - t0) * 1000
+        self.last_prompt_ms = ans.ms
         self._update_timing()
         if self.banner.level == "error" and self.banner.isVisible():
             self.banner.hide()
-        return True
+        if self.first_results_s is None:
+            self.first_results_s = time.perf_counter() - self._t_created
+
+    first_results_s: float | None = None
 
     def _update_timing(self) -> None:
         parts = []
         if self.encode_ms is not None:
             parts.append(f"encode {self.encode_ms:.0f} ms")
-        if self.last_prompt_ms is not None:
+        if self.last_prompt_ms is not None and self.photo_path is not None:
             parts.append(f"prompt→results {self.last_prompt_ms:.1f} ms")
         self.status_timing.setText(" · ".join(parts))
 
@@ -874,10 +936,26 @@ class MainWindow(QMainWindow):
         self.shutdown()
         super().closeEvent(event)
 
-    def shutdown(self) -> None:
-        """Cancel background work and close the index."""
-        self.workers.shutdown(10000)
+    def shutdown(self, wait_ms: int = 1500) -> bool:
+        """Cancel background work, wait for it at most ``wait_ms`` and close the index.
+
+        Returns:
+            ``True`` when every worker stopped in time. Otherwise a worker is still inside a step that cannot
+            be interrupted (a model load, one batch of indexing); :func:`phs_gui.app.main` then ends the
+            process without waiting for it: the index loses at most that batch, as after a crash.
+        """
+        self._preview_timer.stop()
+        self._query_gen += 1
+        self._encode_gen += 1
+        deadline = time.perf_counter() + wait_ms / 1000
+        stopped = self.lane.shutdown(wait_ms)
+        left = max(0, int((deadline - time.perf_counter()) * 1000))
+        stopped = self.workers.shutdown(left) and stopped
         self.docks.results.shutdown()
-        if self.session is not None:
+        if self.session is not None and stopped:
             self.session.close()
             self.session = None
+        self.stopped_cleanly = stopped
+        return stopped
+
+    stopped_cleanly = True

@@ -204,4 +204,4 @@ class ResultsGrid(QListWidget):
 
     def shutdown(self) -> None:
         """Stop loading thumbnails."""
-        self._pool.shutdown(2000)
+        self._pool.shutdown(300)
