@@ -29,17 +29,16 @@ from PySide6.QtWidgets import (
     QMenu,
     QScrollArea,
     QSpinBox,
-    QSplitter,
     QToolButton,
     QVBoxLayout,
     QWidget,
 )
 
-from core.errors import PHSError
+from core.errors import PHSError, WeightsError, WeightsNotFoundError
 from core.imageio import load_image
 from core.library import IndexMissingError, IndexProgress, IndexReport, index_folder
 from core.method.engine import PHSEngine, load_engine
-from core.models.backbones import get_spec, list_models, weights_available
+from core.models.backbones import available_devices, get_spec, list_models, weights_available
 from core.paths import data_dir
 from core.synthetic.gallery import (
     DEMO_COUNT,
@@ -52,9 +51,10 @@ from phs_gui.canvas import TOOL_LABELS, TOOL_SHORTCUTS, TOOL_TIPS, Canvas, Tool
 from phs_gui.controls import Controls
 from phs_gui.heads import HeadsPanel, render_maps
 from phs_gui.library import LibraryPanel
+from phs_gui.preview import PreviewDialog
 from phs_gui.prompt_state import History, PromptState
 from phs_gui.render import to_qimage, warm_up
-from phs_gui.results import ResultsGrid
+from phs_gui.results import ResultRow, ResultsGrid, ResultsPanel, group_hits
 from phs_gui.session import Outcome, SearchOptions, SearchSession
 from phs_gui.settings import Preferences, load_preferences, save_preferences
 from phs_gui.workers import SerialLane, Worker, WorkerPool
@@ -126,11 +126,12 @@ class QueryAnswer:
     tiles: list
     combined: QImage | None
     ms: float
+    rows: list[ResultRow] = field(default_factory=list)
 
 
 def _query_job(session: SearchSession, gen: int, prompt: object, options: SearchOptions,
                force_on: tuple[int, ...], force_off: tuple[int, ...], backdrops: tuple | None,
-               *, report: object, cancel: object) -> QueryAnswer | None:
+               query_path: str | None = None, *, report: object, cancel: object) -> QueryAnswer | None:
     """Worker body: heads, maps and results for one request, maps coloured for the heads panel."""
     if cancel.is_set():  # type: ignore[attr-defined]
         return None
@@ -138,7 +139,23 @@ def _query_job(session: SearchSession, gen: int, prompt: object, options: Search
     out = session.run(prompt, options, force_on, force_off)  # type: ignore[arg-type]
     tiles, big = ([], None) if backdrops is None else render_maps(backdrops[0], backdrops[1], out.maps,
                                                                  out.combined_map())
-    return QueryAnswer(gen, out, force_on, force_off, tiles, big, (time.perf_counter() - t0) * 1000)
+    rows = group_hits(list(out.hits), query_path)
+    return QueryAnswer(gen, out, force_on, force_off, tiles, big, (time.perf_counter() - t0) * 1000, rows)
+
+
+def _where_job(session: SearchSession, path: str, selected: np.ndarray | None, *, report: object,
+               cancel: object) -> tuple[str, np.ndarray | None]:
+    """Worker body: the query's kept heads over a result photo (``None`` when cancelled)."""
+    if cancel.is_set():  # type: ignore[attr-defined]
+        return path, None
+    return path, session.where_map(path, selected)
+
+
+def _preview_job(path: str, *, report: object, cancel: object) -> tuple[str, np.ndarray]:
+    """Worker body: a result photo decoded display-sized for the preview."""
+    img = load_image(path)
+    img.thumbnail((1600, 1600))
+    return path, np.asarray(img)
 
 
 def _index_job(folder: str, engine: PHSEngine, *, report: Callable, cancel: object) -> IndexReport:
@@ -179,6 +196,8 @@ class Docks:
     left: QDockWidget
     right: QDockWidget
     bottom: QDockWidget
+    library_dock: QDockWidget
+    results_panel: ResultsPanel
 
 
 class Banner(QFrame):
@@ -281,6 +300,10 @@ class MainWindow(QMainWindow):
         self._preview_timer.timeout.connect(self.rescore)
         self._connect()
         self.docks.controls.set_options(self._options_from_prefs())
+        self.docks.results_panel.hide_query.setChecked(self.prefs.hide_query)
+        self.docks.results_panel.size_slider.setValue(self.prefs.thumb_px)
+        self.preview: PreviewDialog | None = None
+        self._where_cache: dict[tuple, np.ndarray] = {}
         self._refresh_models()
         self._refresh_folders()
         self._refresh_recent()
@@ -293,38 +316,38 @@ class MainWindow(QMainWindow):
         controls = Controls()
         library = LibraryPanel()
         heads = HeadsPanel()
-        results = ResultsGrid()
-        left_host = QSplitter(Qt.Orientation.Vertical)
+        results = ResultsPanel()
         scroll = QScrollArea()
         scroll.setWidgetResizable(True)
         scroll.setFrameShape(QFrame.Shape.NoFrame)
         scroll.setWidget(controls)
         scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
-        left_host.addWidget(scroll)
-        left_host.addWidget(library)
-        library.setMinimumHeight(150)
-        left_host.setStretchFactor(0, 3)
-        left_host.setStretchFactor(1, 1)
         left = QDockWidget("Search", self)
         left.setObjectName("dock-search")
-        left.setWidget(left_host)
-        left.setMinimumWidth(330)
+        left.setWidget(scroll)
+        left.setMinimumWidth(300)
+        lib = QDockWidget("Library", self)
+        lib.setObjectName("dock-library")
+        lib.setWidget(library)
         right = QDockWidget("Heads of the last block", self)
         right.setObjectName("dock-heads")
         right.setWidget(heads)
         bottom = QDockWidget("Results", self)
         bottom.setObjectName("dock-results")
         bottom.setWidget(results)
-        results.setMinimumHeight(190)
-        for d in (left, right, bottom):
+        results.setMinimumHeight(results.grid.min_height())
+        for d in (left, lib, right, bottom):
             d.setFeatures(QDockWidget.DockWidgetFeature.DockWidgetMovable
-                          | QDockWidget.DockWidgetFeature.DockWidgetFloatable)
+                          | QDockWidget.DockWidgetFeature.DockWidgetFloatable
+                          | QDockWidget.DockWidgetFeature.DockWidgetClosable)
         self.addDockWidget(Qt.DockWidgetArea.LeftDockWidgetArea, left)
+        self.addDockWidget(Qt.DockWidgetArea.LeftDockWidgetArea, lib)
         self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, right)
         self.addDockWidget(Qt.DockWidgetArea.BottomDockWidgetArea, bottom)
         self.setCorner(Qt.Corner.BottomLeftCorner, Qt.DockWidgetArea.LeftDockWidgetArea)
         self.setCorner(Qt.Corner.BottomRightCorner, Qt.DockWidgetArea.RightDockWidgetArea)
-        return Docks(controls, library, heads, results, left, right, bottom)
+        bottom.topLevelChanged.connect(lambda _floating: results.grid.relayout())
+        return Docks(controls, library, heads, results.grid, left, right, bottom, lib, results)
 
     def _setup_actions(self) -> Actions:
         def act(text: str, slot: Callable, shortcut: QKeySequence | str | None = None, tip: str = "") -> QAction:
@@ -374,8 +397,20 @@ class MainWindow(QMainWindow):
         edit_menu.addActions([a.undo, a.redo, a.clear])
         view_menu.addActions([a.fit, a.zoom_in, a.zoom_out])
         view_menu.addSeparator()
-        for d in (self.docks.left, self.docks.right, self.docks.bottom):
-            view_menu.addAction(d.toggleViewAction())
+        for d, key in ((self.docks.left, "Ctrl+1"), (self.docks.library_dock, "Ctrl+2"),
+                       (self.docks.right, "Ctrl+3"), (self.docks.bottom, "Ctrl+4")):
+            t = d.toggleViewAction()
+            t.setShortcut(QKeySequence(key))
+            view_menu.addAction(t)
+        help_menu = self.menuBar().addMenu("&Help")
+        self.shortcuts_action = act("&Keyboard shortcuts", self.show_shortcuts, "F1", "Every keyboard shortcut (F1)")
+        help_menu.addAction(self.shortcuts_action)
+        brush_down = act("Smaller brush", lambda: self.canvas.set_brush_size(round(self.canvas.brush_size / 1.2)),
+                         "[", "Smaller brush ([)")
+        brush_up = act("Larger brush", lambda: self.canvas.set_brush_size(round(self.canvas.brush_size * 1.2) + 1),
+                       "]", "Larger brush (])")
+        tools_menu.addSeparator()
+        tools_menu.addActions([brush_down, brush_up])
 
         tb = self.addToolBar("Tools")
         tb.setObjectName("toolbar-main")
@@ -409,8 +444,16 @@ class MainWindow(QMainWindow):
         self.status_demo.setStyleSheet("background:#8a6d12; color:white; border-radius:3px; font-weight:bold;")
         self.status_demo.setToolTip("The demo model only knows the synthetic shapes of the demo gallery")
         self.status_demo.hide()
+        self.cancel_load_button = QToolButton()
+        self.cancel_load_button.setText("Cancel loading")
+        self.cancel_load_button.setToolTip("Stop loading this model and keep the current one")
+        self.cancel_load_button.clicked.connect(self.cancel_loading)
+        self.cancel_load_button.hide()
+        sb.addPermanentWidget(self.cancel_load_button)
         sb.addPermanentWidget(self.status_demo)
-        for w in (self.status_model, self.status_device, self.status_indexed, self.status_timing):
+        self.status_zoom = QLabel("")
+        self.status_zoom.setToolTip("Zoom of the photo (Ctrl+wheel; Ctrl+0 fits it)")
+        for w in (self.status_model, self.status_device, self.status_indexed, self.status_timing, self.status_zoom):
             sb.addPermanentWidget(w)
 
     def _connect(self) -> None:
@@ -425,6 +468,11 @@ class MainWindow(QMainWindow):
         d.heads.head_toggled.connect(self.toggle_head)
         d.heads.reset_requested.connect(self.reset_heads)
         d.results.use_as_query.connect(self.open_photo)
+        d.results.preview_requested.connect(self.show_preview)
+        self.canvas.zoom_changed.connect(lambda z: self.status_zoom.setText(f"{z * 100:.0f} %"))
+        rp = d.results_panel
+        rp.hide_query.toggled.connect(lambda on: setattr(self.prefs, "hide_query", on))
+        rp.size_slider.valueChanged.connect(lambda v: setattr(self.prefs, "thumb_px", int(v)))
         d.results.message.connect(lambda t: self.show_message(t, "error"))
         d.library.add_folder_requested.connect(self.add_folder_dialog)
         d.library.folder_selected.connect(self.select_folder)
@@ -445,35 +493,83 @@ class MainWindow(QMainWindow):
                 label = spec.label if spec is not None else name
                 self.show_message(
                     f"No weights for {label} are on this machine, so PHS desktop runs its demo model on a "
-                    f"generated gallery of synthetic shapes; to search your own photos, run `phs download {name}` "
-                    "on a computer with internet (or pick a model that is installed).",
+                    f"generated gallery of synthetic shapes; to search your own photos, choose {label} under "
+                    "Model while connected to the internet (it downloads once), or choose an installed model.",
                     "demo",
                 )
                 name = "demo"
         self.load_model(name, self.prefs.device)
 
     def load_model(self, name: str, device: str) -> None:
-        """Load a model in a worker; the current one stays usable until the new one is ready."""
+        """Load a model in a worker; the current one stays usable until the new one is ready (or cancelled)."""
         if self._loading is not None:
             return
         self.cancel_indexing()
-        self.status_model.setText(f"loading {name}…")
+        try:
+            label = get_spec(name).label
+        except PHSError:
+            label = name
+        self.status_model.setText(f"loading {label}…")
+        self.cancel_load_button.show()
+
         def job(*, report: Callable, cancel: object) -> PHSEngine:
             warm_up()  # matplotlib's colour table, so the first prompt does not wait for the import
-            return self._loader(name, device)
+            try:
+                return self._loader(name, device)
+            except WeightsNotFoundError as err:
+                raise WeightsNotFoundError(
+                    f"No weights for {label} are on this machine and they could not be downloaded (no "
+                    f"connection); {self._current_label()} stays loaded. Choose {label} under Model again "
+                    "while connected to the internet, or choose an installed model."
+                ) from err
+            except WeightsError as err:
+                if "device" in str(err).lower() or "cuda" in str(err).lower():
+                    raise WeightsError(
+                        f"The device {device} is not available on this computer; choose another under Device."
+                    ) from err
+                raise
 
-        w = Worker(job, doing=f"loading the model {name}")
-        w.signals.result.connect(lambda eng, n=name, dv=device: self._on_engine(eng, n, dv))
-        w.signals.error.connect(self._on_model_error)
-        w.signals.finished.connect(self._loading_finished)
+        w = Worker(job, doing=f"loading the model {label}")
+        w.signals.result.connect(lambda eng, n=name, dv=device, wk=w: self._on_engine_loaded(eng, n, dv, wk))
+        w.signals.error.connect(lambda t, wk=w: self._on_model_error(t, wk))
+        w.signals.finished.connect(lambda wk=w: self._loading_finished(wk))
         self._loading = self.workers.start(w)
 
-    def _loading_finished(self) -> None:
+    def cancel_loading(self) -> None:
+        """Stop waiting for the model being loaded; the current model stays (the load's result is dropped)."""
+        if self._loading is None:
+            return
+        self._loading.cancel()
         self._loading = None
+        self.cancel_load_button.hide()
+        self._show_model_status()
+        self._refresh_models()
 
-    def _on_model_error(self, text: str) -> None:
+    def _current_label(self) -> str:
+        return "the current model" if self.session is None else self.session.engine.spec.label
+
+    def _show_model_status(self) -> None:
+        if self.session is None:
+            self.status_model.setText("no model loaded")
+        else:
+            self.status_model.setText(self.session.engine.spec.label)
+
+    def _loading_finished(self, worker: Worker) -> None:
+        if worker is self._loading:
+            self._loading = None
+            self.cancel_load_button.hide()
+
+    def _on_engine_loaded(self, engine: PHSEngine, name: str, device: str, worker: Worker) -> None:
+        if worker.cancelled:
+            engine.close()
+            return
+        self._on_engine(engine, name, device)
+
+    def _on_model_error(self, text: str, worker: Worker) -> None:
+        if worker.cancelled:
+            return
         self.show_message(text, "error")
-        self.status_model.setText("no model")
+        self._show_model_status()
         self._refresh_models()
 
     def _on_engine(self, engine: PHSEngine, name: str, device: str) -> None:
@@ -685,7 +781,7 @@ class MainWindow(QMainWindow):
         prompt = None if state is None else state.to_prompt()
         on, off = tuple(sorted(self.force_on)), tuple(sorted(self.force_off))
         w = Worker(_query_job, self.session, gen, prompt, self.docks.controls.options(), on, off,
-                   self.docks.heads.backdrops, doing="searching")
+                   self.docks.heads.backdrops, self.photo_path, doing="searching")
         w.signals.result.connect(self._on_answer)
         w.signals.error.connect(lambda t, g=gen, rv=revert: self._on_query_error(t, g, rv))
         self.lane.submit("query", w)
@@ -719,7 +815,9 @@ class MainWindow(QMainWindow):
                 ans.force_on,
                 ans.force_off,
             )
-        self.docks.results.show_hits(out.hits)
+        self.docks.results.show_rows(ans.rows)
+        if self.preview is not None and self.preview.isVisible() and self.preview.path:
+            self._request_where(self.preview.path)  # the kept heads may have changed
         if not out.hits:
             self.docks.results.set_empty_text(
                 "No results yet: add a photo folder and index it (Library, left)."
@@ -741,6 +839,125 @@ class MainWindow(QMainWindow):
         if self.last_prompt_ms is not None and self.photo_path is not None:
             parts.append(f"prompt→results {self.last_prompt_ms:.1f} ms")
         self.status_timing.setText(" · ".join(parts))
+
+    def shortcut_rows(self) -> list[tuple[str, str]]:
+        """``(keys, what)`` for every action with a shortcut, menus in order, plus the canvas's gestures."""
+        rows: list[tuple[str, str]] = []
+        seen: set[str] = set()
+        for menu_action in self.menuBar().actions():
+            for a in menu_action.menu().actions() if menu_action.menu() else []:
+                keys = ", ".join(k.toString(QKeySequence.SequenceFormat.NativeText) for k in a.shortcuts())
+                text = a.text().replace("&", "").rstrip("…")
+                if keys and text not in seen:
+                    seen.add(text)
+                    rows.append((keys, text))
+        rows += [("Shift+click", "Negative point (what you do not want)"), ("Ctrl+wheel", "Zoom at the cursor"),
+                 ("Middle-drag", "Pan"), ("Wheel (brush, eraser)", "Brush size"),
+                 ("Enter, double-click", "Preview the selected result"), ("Left, Right (preview)", "Previous, next")]
+        return rows
+
+    def show_shortcuts(self) -> None:
+        """Help › Keyboard shortcuts (F1): every shortcut in a table."""
+        from PySide6.QtWidgets import QDialog, QDialogButtonBox, QTableWidget, QTableWidgetItem
+
+        dlg = QDialog(self)
+        dlg.setWindowTitle("Keyboard shortcuts")
+        rows = self.shortcut_rows()
+        table = QTableWidget(len(rows), 2)
+        table.setHorizontalHeaderLabels(["Keys", "Action"])
+        for i, (keys, what) in enumerate(rows):
+            table.setItem(i, 0, QTableWidgetItem(keys))
+            table.setItem(i, 1, QTableWidgetItem(what))
+        table.resizeColumnsToContents()
+        table.horizontalHeader().setStretchLastSection(True)
+        table.verticalHeader().hide()
+        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
+        buttons.rejected.connect(dlg.reject)
+        lay = QVBoxLayout(dlg)
+        lay.addWidget(table)
+        lay.addWidget(buttons)
+        dlg.resize(480, 560)
+        self.shortcuts_dialog = dlg
+        dlg.show()
+
+    shortcuts_dialog = None
+
+    # ======================================================================================== preview
+    def show_preview(self, path: str) -> None:
+        """The built-in preview of a result, with where the query's kept heads look in it."""
+        if self.preview is None:
+            self.preview = PreviewDialog(self)
+            self.preview.step_requested.connect(self._preview_step)
+            self.preview.use_as_query.connect(self.open_photo)
+        grid = self.docks.results
+        rows = {r.path: r for r in grid.rows}
+        row = rows.get(path)
+        facts = grid.facts.get(path, "")
+        score = "" if row is None else f"score {row.score:.3f}"
+        self.preview.set_photo(path, None, " · ".join(x for x in (path, score, facts) if x))
+        self.preview.setWindowTitle(f"Preview: {Path(path).name}")
+        self.preview.show()
+        self.preview.raise_()
+        w = Worker(_preview_job, path, doing=f"opening {Path(path).name}")
+        w.signals.result.connect(self._on_preview_photo)
+        w.signals.error.connect(lambda t: self.preview and self.preview.where_state.setText(t))
+        self.workers.start(w)
+        self._request_where(path)
+
+    def _on_preview_photo(self, out: tuple[str, np.ndarray]) -> None:
+        path, rgb = out
+        if self.preview is not None and self.preview.path == path:
+            self.preview.set_photo(path, rgb, self.preview.caption.text())
+            key = self._where_key(path)
+            if key in self._where_cache:
+                self.preview.set_where(path, self._where_cache[key], self._where_text())
+
+    def _where_key(self, path: str) -> tuple:
+        sel = None if self.outcome is None or self.outcome.selection is None else self.outcome.selection.selected
+        try:
+            mtime = Path(path).stat().st_mtime_ns
+        except OSError:
+            mtime = 0
+        return (path, mtime, None if sel is None else tuple(bool(x) for x in sel), id(self.session))
+
+    def _where_text(self) -> str:
+        sel = None if self.outcome is None or self.outcome.selection is None else self.outcome.selection
+        if sel is None:
+            return "every head (no object marked)"
+        return "kept heads: " + ", ".join(f"H{i}" for i in np.flatnonzero(sel.selected))
+
+    def _request_where(self, path: str) -> None:
+        if self.session is None or self.preview is None:
+            return
+        key = self._where_key(path)
+        if key in self._where_cache:
+            self.preview.set_where(path, self._where_cache[key], self._where_text())
+            return
+        sel = None if self.outcome is None or self.outcome.selection is None else self.outcome.selection.selected
+        w = Worker(_where_job, self.session, path, None if sel is None else sel.copy(), doing="finding the object")
+        w.signals.result.connect(lambda out, k=key: self._on_where(out, k))
+        w.signals.error.connect(lambda t: self.preview and self.preview.where_state.setText(t))
+        self.lane.submit("where", w)
+
+    def _on_where(self, out: tuple[str, np.ndarray | None], key: tuple) -> None:
+        path, where = out
+        if where is None:
+            return
+        self._where_cache[key] = where
+        while len(self._where_cache) > 64:
+            self._where_cache.pop(next(iter(self._where_cache)))
+        if self.preview is not None and key == self._where_key(path):
+            self.preview.set_where(path, where, self._where_text())
+
+    def _preview_step(self, step: int) -> None:
+        grid = self.docks.results
+        paths = grid.paths()
+        if not paths or self.preview is None:
+            return
+        i = paths.index(self.preview.path) if self.preview.path in paths else -1
+        j = min(max(i + step, 0), len(paths) - 1)
+        grid.setCurrentRow(j)
+        self.show_preview(paths[j])
 
     # ======================================================================================== library
     def add_folder_dialog(self) -> None:
@@ -882,6 +1099,7 @@ class MainWindow(QMainWindow):
                 note = "installed" if have else ("downloadable" if spec.hf_repo else "not available")
             entries.append((spec.name, spec.label, note))
         self.docks.controls.set_models(entries, self.prefs.model, self.prefs.device)
+        self.docks.controls.set_devices(available_devices(), self.prefs.device)
 
     def _refresh_folders(self) -> None:
         labels = {str(demo_gallery_dir()): "Demo gallery (synthetic)"}

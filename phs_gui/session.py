@@ -119,6 +119,27 @@ class SearchSession:
             self.service.set_photo(photo)  # type: ignore[arg-type]
             self.engine.attention_maps()
 
+    def where_map(self, path: str, selected: np.ndarray | None) -> np.ndarray:
+        """Where the query's kept heads look in another photo (heavy: call it from a worker).
+
+        The photo is encoded beside the query (the query photo's cache stays), decoded as the library
+        decodes it.
+
+        Args:
+            path: the result photo.
+            selected: ``(h,)`` bool, the query's kept heads; ``None`` averages every head.
+
+        Returns:
+            ``(gh, gw)`` the mean last-block [CLS] attention of those heads over the photo.
+        """
+        from core.imageio import load_image
+
+        img = load_image(path)
+        with self.lock:
+            _, maps = self.engine.encode_with_maps(img)
+        heads = maps if selected is None or not np.any(selected) else maps[np.asarray(selected, bool)]
+        return heads.mean(axis=0)
+
     def query_norms(self) -> np.ndarray:
         """``(gh * gw,)`` last-block query-vector norms of the query photo (the ITAE histogram)."""
         return self.engine.query_norms()
