@@ -168,6 +168,19 @@ def _demo_job(n: int, *, report: Callable, cancel: object) -> Path:
     return write_demo_gallery(n, progress=lambda d, t: report((d, t)))
 
 
+def index_summary(n: int, report: IndexReport) -> str:
+    """One line that adds up: the photos searchable now and what this run did with every photo it saw."""
+    parts = [f"{report.indexed} new"]
+    if report.reused:
+        parts.append(f"{report.reused} identical to one already indexed")
+    parts.append(f"{report.skipped} unchanged")
+    parts.append(f"{report.failed} failed")
+    if report.removed:
+        parts.append(f"{report.removed} gone from the folder")
+    return (f"{n} photos searchable; of {report.seen} photos in the folder: {', '.join(parts)} "
+            f"({report.seconds:.1f} s).")
+
+
 @dataclass
 class Actions:
     """The window's actions, grouped by purpose."""
@@ -368,7 +381,7 @@ class MainWindow(QMainWindow):
             open=act("&Open photo…", self.open_dialog, QKeySequence.StandardKey.Open, "Open a query photo (Ctrl+O)"),
             recent=QMenu("Open &recent", self),
             add_folder=act("&Add photo folder…", self.add_folder_dialog, None, "Add a folder of photos to search"),
-            quit=act("&Quit", self.close, QKeySequence.StandardKey.Quit),
+            quit=act("&Quit", self.close, "Ctrl+Q", "Quit (Ctrl+Q)"),
             undo=act("&Undo prompt edit", self.undo, QKeySequence.StandardKey.Undo, "Undo (Ctrl+Z)"),
             redo=act("&Redo prompt edit", self.redo, "Ctrl+Shift+Z", "Redo (Ctrl+Shift+Z)"),
             clear=act("&Clear prompt", self.canvas.clear_prompt, "Delete", "Remove points, box and mask (Del)"),
@@ -404,6 +417,7 @@ class MainWindow(QMainWindow):
             view_menu.addAction(t)
         help_menu = self.menuBar().addMenu("&Help")
         self.shortcuts_action = act("&Keyboard shortcuts", self.show_shortcuts, "F1", "Every keyboard shortcut (F1)")
+        self.shortcuts_action.setShortcutContext(Qt.ShortcutContext.ApplicationShortcut)
         help_menu.addAction(self.shortcuts_action)
         brush_down = act("Smaller brush", lambda: self.canvas.set_brush_size(round(self.canvas.brush_size / 1.2)),
                          "[", "Smaller brush ([)")
@@ -478,6 +492,7 @@ class MainWindow(QMainWindow):
         d.library.folder_selected.connect(self.select_folder)
         d.library.index_requested.connect(self.start_indexing)
         d.library.cancel_requested.connect(self.cancel_indexing)
+        d.library.remove_requested.connect(self.remove_folder)
 
     # ========================================================================================= startup
     def start(self) -> None:
@@ -973,6 +988,24 @@ class MainWindow(QMainWindow):
             self.prefs.current_folder = folder
         self._refresh_folders()
 
+    def remove_folder(self, folder: str) -> None:
+        """Take a folder off the library list (its photos are never touched; its index stays on disk)."""
+        if self._indexing is not None and self._index_folder == folder:
+            self.show_message("That folder is being indexed; cancel the run first, then remove it.", "info")
+            return
+        self.prefs.folders = [f for f in self.prefs.folders if f != folder]
+        if self.prefs.current_folder == folder:
+            self.prefs.current_folder = self.prefs.folders[0] if self.prefs.folders else ""
+            if self.session is not None:
+                self.session.close_folder()
+            self.docks.library.show_failures([])
+            self._open_current_folder(index_if_missing=False)
+            if not self.prefs.current_folder:
+                self.docks.library.show_status("No folder yet: add one to search your photos.")
+        self._refresh_folders()
+        self._update_indexed()
+        self.rescore()
+
     def select_folder(self, folder: str) -> None:
         """Search ``folder`` from now on (indexing it first if it has no index for this model)."""
         self.prefs.current_folder = folder
@@ -1016,6 +1049,7 @@ class MainWindow(QMainWindow):
             return
         self._index_folder = folder
         lib = self.docks.library
+        lib.show_failures([])  # the list belongs to the folder being indexed now
         lib.set_running(True)
         lib.show_status("Scanning the folder…")
         w = Worker(_index_job, folder, self.session.index_engine, doing=f"indexing {folder}",
@@ -1051,8 +1085,7 @@ class MainWindow(QMainWindow):
                 self.show_message(str(err), "error")
                 n = 0
             if not report.cancelled:  # a cancelled run keeps its bar where it stopped
-                lib.show_status(f"{n} photos indexed ({report.indexed} new, {report.skipped} unchanged, "
-                                f"{report.failed} failed) in {report.seconds:.1f} s.")
+                lib.show_status(index_summary(n, report))
                 lib.progress.setRange(0, 1)
                 lib.progress.setValue(1)
             lib.show_failures(self.session.searcher.index.failures() if self.session.searcher else [])

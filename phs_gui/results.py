@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PySide6.QtCore import QPoint, QProcess, QSize, Qt, QUrl, Signal
+from PySide6.QtCore import QEvent, QPoint, QProcess, QSize, Qt, QUrl, Signal
 from PySide6.QtGui import QColor, QDesktopServices, QGuiApplication, QIcon, QPainter, QPixmap
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -106,7 +106,11 @@ def group_hits(hits: list, query_path: str | None) -> list[ResultRow]:
             str(Path(path).resolve()) == q_real or (sz == q_size and digest(path) == digest(query_path)))
         for r in rows:
             if r["score"] == score and r["size"] == sz and sz >= 0 and digest(r["path"]) == digest(path):
-                r["copies"].append(path)
+                if q_real is not None and str(Path(path).resolve()) == q_real:  # the query's own path leads
+                    r["copies"].append(r["path"])
+                    r["path"] = path
+                else:
+                    r["copies"].append(path)
                 r["is_query"] = r["is_query"] or is_query
                 break
         else:
@@ -432,6 +436,13 @@ class ResultsGrid(QListWidget):
             p.drawText(self.viewport().rect(), Qt.AlignmentFlag.AlignCenter | Qt.TextFlag.TextWordWrap,
                        self._empty_text)
             p.end()
+
+    def event(self, e) -> bool:  # noqa: ANN001 - Qt API
+        # Let the window's [ and ] (brush size) through instead of typing them into the keyboard search.
+        if e.type() == QEvent.Type.ShortcutOverride and e.key() in (Qt.Key.Key_BracketLeft, Qt.Key.Key_BracketRight):
+            e.ignore()
+            return False
+        return super().event(e)
 
     def resizeEvent(self, event) -> None:  # noqa: N802, ANN001 - Qt API
         super().resizeEvent(event)
