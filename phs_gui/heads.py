@@ -132,7 +132,7 @@ class HeadsPanel(QWidget):
         self.tiles: list[HeadTile] = []
         self.combined = QLabel()
         self.combined.setAlignment(Qt.AlignmentFlag.AlignCenter)
-        self.combined.setMinimumHeight(250)
+        self.combined.setMinimumHeight(160)
         self.combined.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Preferred)
         self.summary = QLabel("Mark the object on the photo to choose heads.")
         self.summary.setWordWrap(True)

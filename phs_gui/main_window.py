@@ -322,13 +322,14 @@ class MainWindow(QMainWindow):
         self._refresh_recent()
         self._update_undo()
         self.resize(1440, 900)
-        self._restore_geometry()
+        if not self._restore_geometry():
+            self._default_layout()
 
     # ========================================================================================= assembly
     def _setup_docks(self) -> Docks:
         controls = Controls()
         library = LibraryPanel()
-        heads = HeadsPanel()
+        heads = HeadsPanel(columns=2)
         results = ResultsPanel()
         scroll = QScrollArea()
         scroll.setWidgetResizable(True)
@@ -338,7 +339,7 @@ class MainWindow(QMainWindow):
         left = QDockWidget("Search", self)
         left.setObjectName("dock-search")
         left.setWidget(scroll)
-        left.setMinimumWidth(300)
+        left.setMinimumWidth(250)
         lib = QDockWidget("Library", self)
         lib.setObjectName("dock-library")
         lib.setWidget(library)
@@ -1156,13 +1157,30 @@ class MainWindow(QMainWindow):
     def _qsettings(self) -> QSettings:
         return QSettings(str(data_dir() / "window.ini"), QSettings.Format.IniFormat)
 
-    def _restore_geometry(self) -> None:
+    def _restore_geometry(self) -> bool:
         s = self._qsettings()
         geo, state = s.value("geometry"), s.value("state")
         if geo is not None:
             self.restoreGeometry(geo)
         if state is not None:
             self.restoreState(state)
+        return state is not None
+
+    def _default_layout(self) -> None:
+        """The photo gets the most room: narrow side panels, the library tabbed behind the search knobs."""
+        self.tabifyDockWidget(self.docks.left, self.docks.library_dock)
+        self.docks.left.raise_()
+        self.resizeDocks([self.docks.left, self.docks.right], [270, 270], Qt.Orientation.Horizontal)
+        self.resizeDocks([self.docks.bottom], [self.docks.results.min_height() + 30], Qt.Orientation.Vertical)
+
+    def showEvent(self, event) -> None:  # noqa: N802, ANN001 - Qt API
+        super().showEvent(event)
+        if not self._shown_once:
+            self._shown_once = True
+            if self.width() <= 1400:  # small screens: side panels at their narrowest
+                self.resizeDocks([self.docks.left, self.docks.right], [250, 250], Qt.Orientation.Horizontal)
+
+    _shown_once = False
 
     def save_settings(self) -> None:
         """Write the preferences file and the window geometry."""
