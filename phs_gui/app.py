@@ -7,17 +7,26 @@ and starts with the demo model on a generated demo gallery, indexed, so searchin
 from __future__ import annotations
 
 import logging
+import os
 import sys
+import time
 
-from PySide6.QtWidgets import QApplication
-
-from phs_gui.main_window import MainWindow
+from phs_gui.platform_check import problem
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the app; returns the exit code."""
     argv = list(sys.argv if argv is None else argv)
+    text = problem()
+    if text:  # Qt would abort with its generic plugin message: say what to install instead
+        print(text, file=sys.stderr)
+        return 2
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    from PySide6.QtWidgets import QApplication
+
+    from phs_gui.main_window import MainWindow
+
+    t0 = time.perf_counter()
     app = QApplication.instance() or QApplication(argv)
     app.setApplicationName("PHS desktop")
     app.setOrganizationName("phs-desktop")
@@ -26,8 +35,16 @@ def main(argv: list[str] | None = None) -> int:
     if photo:
         window.prefs.last_photo = photo
     window.show()
+    app.processEvents()
+    logging.getLogger("phs_gui").info("window shown %.2f s after launch", time.perf_counter() - t0)
     window.start()
-    return app.exec()
+    code = app.exec()
+    if not window.stopped_cleanly:  # a model load or an indexing batch cannot be interrupted: do not wait
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    return code
 
 
 if __name__ == "__main__":

@@ -27,7 +27,7 @@ from PySide6.QtWidgets import (
 
 from phs_gui.session import SearchOptions
 
-DEVICES = ("auto", "cpu", "cuda", "mps")
+DEVICES = ("auto", "cpu")  # until :meth:`Controls.set_devices` lists what the machine has
 
 
 class NormHistogram(QWidget):
@@ -267,6 +267,14 @@ class Controls(QWidget):
         self.model.blockSignals(b)
         b = self.device.blockSignals(True)
         self.device.setCurrentIndex(max(self.device.findText(device), 0))
+        self.device.blockSignals(b)
+
+    def set_devices(self, devices: list[str], current: str) -> None:
+        """Offer only the devices this machine has; select ``current`` (``auto`` when it is not there)."""
+        b = self.device.blockSignals(True)
+        self.device.clear()
+        self.device.addItems(devices)
+        self.device.setCurrentIndex(max(self.device.findText(current), 0))
         self.device.blockSignals(b)
 
     def set_model_note(self, text: str) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 from PySide6.QtCore import QRectF, QSize, Qt, Signal
-from PySide6.QtGui import QColor, QFont, QMouseEvent, QPainter, QPaintEvent, QPen, QPixmap
+from PySide6.QtGui import QColor, QFont, QImage, QMouseEvent, QPainter, QPaintEvent, QPen, QPixmap
 from PySide6.QtWidgets import (
     QGridLayout,
     QHBoxLayout,
@@ -21,7 +21,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from phs_gui.render import blend_on_grey, dimmed_grey, shrink, to_qimage
+from phs_gui.render import blend_on_grey, dimmed_grey, format_score, shrink, to_qimage
 
 SELECTED = QColor(255, 196, 0)
 FORCED_ON = QColor(60, 220, 120)
@@ -41,23 +41,31 @@ class HeadTile(QWidget):
         self.pixmap = QPixmap()
         self.score: float | None = None
         self.selected = False
+        self.all_used = False  # no prompt: every head is used (plain search), none is dropped
         self.forced: str | None = None  # "on", "off" or None
         self.setFixedSize(TILE_PX + 6, TILE_PX + CAPTION_PX + 6)
         self.setCursor(Qt.CursorShape.PointingHandCursor)
         self._update_tip()
 
-    def set_data(self, pixmap: QPixmap, score: float | None, selected: bool, forced: str | None) -> None:
-        """Show a head's map, score and state."""
-        self.pixmap, self.score, self.selected, self.forced = pixmap, score, selected, forced
+    def set_data(self, pixmap: QPixmap, score: float | None, selected: bool | None, forced: str | None) -> None:
+        """Show a head's map, score and state (``selected=None``: no prompt, every head is used)."""
+        self.all_used = selected is None
+        self.pixmap, self.score, self.selected, self.forced = pixmap, score, bool(selected), forced
         self._update_tip()
         self.update()
 
     def _update_tip(self) -> None:
+        if self.all_used:
+            self.setToolTip(f"Head {self.index}: used (no object marked, every head counts).")
+            return
         state = "kept" if self.selected else "dropped"
+        score = "" if self.score is None else f", ROI score {format_score(self.score)}"
         if self.forced:
+            action = "Click to let PHS choose it again."
             state += f" (forced {self.forced} by hand)"
-        score = "" if self.score is None else f", ROI score {self.score:.3f}"
-        self.setToolTip(f"Head {self.index}: {state}{score}. Click to force it {'off' if self.selected else 'on'}.")
+        else:
+            action = f"Click to force it {'off' if self.selected else 'on'}."
+        self.setToolTip(f"Head {self.index}: {state}{score}. {action}")
 
     def paintEvent(self, event: QPaintEvent) -> None:  # noqa: N802 - Qt API
         p = QPainter(self)
@@ -84,7 +92,7 @@ class HeadTile(QWidget):
         p.setFont(f)
         text = f"H{self.index}"
         if self.score is not None:
-            text += f"  {self.score:.3f}"
+            text += f"  {format_score(self.score)}"
         if self.forced:
             text += "  ✓" if self.forced == "on" else "  ✗"
         p.drawText(QRectF(0, TILE_PX + 6, self.width(), CAPTION_PX), Qt.AlignmentFlag.AlignCenter, text)
@@ -93,6 +101,20 @@ class HeadTile(QWidget):
     def mousePressEvent(self, event: QMouseEvent) -> None:  # noqa: N802 - Qt API
         if event.button() == Qt.MouseButton.LeftButton:
             self.clicked.emit(self.index)
+
+
+def render_maps(
+    grey_tile: np.ndarray, grey_big: np.ndarray, maps: np.ndarray, combined: np.ndarray
+) -> tuple[list[QImage], QImage]:
+    """Colour every head's map and the combined one over the photo (thread-safe: call it in a worker).
+
+    Args:
+        grey_tile, grey_big: backdrops from :attr:`HeadsPanel.backdrops`.
+        maps: ``(h, gh, gw)`` attention per head.
+        combined: ``(gh, gw)`` the kept heads' mean map.
+    """
+    tiles = [to_qimage(blend_on_grey(grey_tile, maps[i])) for i in range(maps.shape[0])]
+    return tiles, to_qimage(blend_on_grey(grey_big, combined, alpha=0.65))
 
 
 class HeadsPanel(QWidget):
@@ -110,7 +132,7 @@ class HeadsPanel(QWidget):
         self.tiles: list[HeadTile] = []
         self.combined = QLabel()
         self.combined.setAlignment(Qt.AlignmentFlag.AlignCenter)
-        self.combined.setMinimumHeight(250)
+        self.combined.setMinimumHeight(160)
         self.combined.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Preferred)
         self.summary = QLabel("Mark the object on the photo to choose heads.")
         self.summary.setWordWrap(True)
@@ -181,15 +203,33 @@ class HeadsPanel(QWidget):
         """
         if self._grey_big is None or self._grey_tile is None:
             return
-        h = maps.shape[0]
+        tiles, big = render_maps(self._grey_tile, self._grey_big, maps, combined)
+        self.show_rendered(tiles, big, scores, selected, force_on, force_off)
+
+    @property
+    def backdrops(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """``(tile, big)`` grey backdrops of the photo for :func:`render_maps` (``None`` without a photo)."""
+        if self._grey_big is None or self._grey_tile is None:
+            return None
+        return self._grey_tile, self._grey_big
+
+    def show_rendered(
+        self,
+        tiles: list[QImage],
+        big: QImage,
+        scores: np.ndarray | None,
+        selected: np.ndarray | None,
+        force_on: tuple[int, ...] = (),
+        force_off: tuple[int, ...] = (),
+    ) -> None:
+        """Show maps already coloured by :func:`render_maps` (in a worker) with their scores and states."""
+        h = len(tiles)
         self._set_tiles(h)
         for i, tile in enumerate(self.tiles):
-            pm = QPixmap.fromImage(to_qimage(blend_on_grey(self._grey_tile, maps[i])))
             forced = "on" if i in force_on else "off" if i in force_off else None
-            tile.set_data(pm, None if scores is None else float(scores[i]),
-                          bool(selected is not None and selected[i]), forced)
-        big = blend_on_grey(self._grey_big, combined, alpha=0.65)
-        pm = QPixmap.fromImage(to_qimage(big))
+            tile.set_data(QPixmap.fromImage(tiles[i]), None if scores is None else float(scores[i]),
+                          None if selected is None else bool(selected[i]), forced)
+        pm = QPixmap.fromImage(big)
         target = self.combined.size()
         self.combined.setPixmap(pm.scaled(QSize(max(target.width() - 8, 64), max(target.height() - 8, 64)),
                                           Qt.AspectRatioMode.KeepAspectRatio,
@@ -199,7 +239,14 @@ class HeadsPanel(QWidget):
             self.summary.setText(f"{h} heads. Mark the object to choose heads (now: all heads, plain search).")
         else:
             kept = ", ".join(f"H{i}" for i in np.flatnonzero(selected))
-            self.summary.setText(f"Kept {int(selected.sum())} of {h}: {kept}. Click a head to force it on or off.")
+            forced = []
+            if force_on:
+                forced.append("forced on: " + ", ".join(f"H{i}" for i in force_on))
+            if force_off:
+                forced.append("forced off: " + ", ".join(f"H{i}" for i in force_off))
+            extra = f" ({'; '.join(forced)}; click a forced head to let PHS choose it again)" if forced else \
+                ". Click a head to force it on or off"
+            self.summary.setText(f"Kept {int(selected.sum())} of {h}: {kept}{extra}.")
 
     def selected_tiles(self) -> list[int]:
         """Indices of the tiles drawn as selected (tests use it)."""

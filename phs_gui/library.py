@@ -50,6 +50,7 @@ class LibraryPanel(QWidget):
     add_folder_requested = Signal()
     index_requested = Signal(str)
     cancel_requested = Signal()
+    remove_requested = Signal(str)
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -58,6 +59,8 @@ class LibraryPanel(QWidget):
         self.folder.setMinimumContentsLength(16)
         self.folder.setToolTip("The photo folder searched now")
         self.add_button = QPushButton("Add folder…")
+        self.remove_button = QPushButton("Remove")
+        self.remove_button.setToolTip("Take this folder off the list (its photos are not touched)")
         self.index_button = QPushButton("Index")
         self.index_button.setToolTip("Index new and changed photos of this folder (resumes an interrupted run)")
         self.cancel_button = QPushButton("Cancel")
@@ -69,7 +72,9 @@ class LibraryPanel(QWidget):
         self.status = QLabel("No folder yet: add one to search your photos.")
         self.status.setWordWrap(True)
         self.failures = QListWidget()
-        self.failures.setMaximumHeight(110)
+        self.failures.setWordWrap(True)
+        self.failures.setMinimumHeight(4 * self.fontMetrics().lineSpacing() + 8)
+        self.failures.setMaximumHeight(160)
         self.failures.setToolTip("Photos that could not be indexed, and why")
         self.failures_label = QLabel("Failed files")
         lay = QVBoxLayout(self)
@@ -77,6 +82,7 @@ class LibraryPanel(QWidget):
         row = QHBoxLayout()
         row.addWidget(self.folder, 1)
         row.addWidget(self.add_button)
+        row.addWidget(self.remove_button)
         lay.addLayout(row)
         row2 = QHBoxLayout()
         row2.addWidget(self.index_button)
@@ -89,6 +95,7 @@ class LibraryPanel(QWidget):
         self.failures.hide()
         self.failures_label.hide()
         self.add_button.clicked.connect(self.add_folder_requested)
+        self.remove_button.clicked.connect(lambda: self.current_folder and self.remove_requested.emit(self.current_folder))
         self.cancel_button.clicked.connect(self.cancel_requested)
         self.index_button.clicked.connect(self._on_index)
         self.folder.activated.connect(self._on_folder)
@@ -109,12 +116,14 @@ class LibraryPanel(QWidget):
         self.folder.setCurrentIndex(max(self.folder.findData(current), 0))
         self.folder.blockSignals(b)
         self.index_button.setEnabled(bool(folders))
+        self.remove_button.setEnabled(bool(folders))
 
     def set_running(self, running: bool) -> None:
         """Switch the buttons between indexing and idle."""
         self.cancel_button.setEnabled(running)
         self.index_button.setEnabled(not running and self.folder.count() > 0)
         self.add_button.setEnabled(not running)
+        self.remove_button.setEnabled(not running and self.folder.count() > 0)
         self.folder.setEnabled(not running)
         if running:
             self.progress.setRange(0, 0)  # busy until the first progress report

@@ -1,9 +1,11 @@
 """The main window, assembled from parts: canvas in the middle, controls and library on the left, heads on
 the right, results at the bottom, actions in a toolbar and menus, facts in the status bar.
 
-Heavy work (loading a model, encoding the query photo, writing the demo gallery, indexing) runs in
-:class:`phs_gui.workers.Worker`; prompt edits re-score on the GUI thread from the engine's cache, debounced
-while a box is dragged. Errors appear as one sentence in the banner above the photo.
+Heavy work runs in :class:`phs_gui.workers.Worker` off the GUI thread: loading a model, writing the demo
+gallery and indexing in a pool; everything that uses the engine (encoding the query photo, answering a
+prompt or option change with heads, maps and results, colouring the maps) in one :class:`SerialLane`, where
+the latest request wins and stale ones never run or are dropped when they come back. The GUI thread only
+paints. Errors appear as one sentence in the banner above the photo.
 """
 
 from __future__ import annotations
@@ -27,17 +29,16 @@ from PySide6.QtWidgets import (
     QMenu,
     QScrollArea,
     QSpinBox,
-    QSplitter,
     QToolButton,
     QVBoxLayout,
     QWidget,
 )
 
-from core.errors import PHSError
+from core.errors import PHSError, WeightsError, WeightsNotFoundError
 from core.imageio import load_image
 from core.library import IndexMissingError, IndexProgress, IndexReport, index_folder
 from core.method.engine import PHSEngine, load_engine
-from core.models.backbones import get_spec, list_models, weights_available
+from core.models.backbones import available_devices, get_spec, list_models, weights_available
 from core.paths import data_dir
 from core.synthetic.gallery import (
     DEMO_COUNT,
@@ -48,14 +49,15 @@ from core.synthetic.gallery import (
 )
 from phs_gui.canvas import TOOL_LABELS, TOOL_SHORTCUTS, TOOL_TIPS, Canvas, Tool
 from phs_gui.controls import Controls
-from phs_gui.heads import HeadsPanel
+from phs_gui.heads import HeadsPanel, render_maps
 from phs_gui.library import LibraryPanel
+from phs_gui.preview import PreviewDialog
 from phs_gui.prompt_state import History, PromptState
 from phs_gui.render import to_qimage, warm_up
-from phs_gui.results import ResultsGrid
+from phs_gui.results import ResultRow, ResultsGrid, ResultsPanel, group_hits
 from phs_gui.session import Outcome, SearchOptions, SearchSession
 from phs_gui.settings import Preferences, load_preferences, save_preferences
-from phs_gui.workers import Worker, WorkerPool
+from phs_gui.workers import SerialLane, Worker, WorkerPool
 
 log = logging.getLogger("phs_gui")
 
@@ -105,6 +107,57 @@ def _load_and_encode(session: SearchSession, path: str, *, report: object, cance
                         session.last_encode_ms or 0.0)
 
 
+@dataclass(frozen=True, eq=False)
+class QueryAnswer:
+    """What the query worker hands the window: the outcome and its maps already coloured.
+
+    Attributes:
+        gen: the request's number (only the latest is shown).
+        outcome: heads, maps and hits from the query service.
+        force_on, force_off: heads forced by hand in the request.
+        tiles: one coloured map per head; combined: the kept heads' map.
+        ms: milliseconds from the request to the answer, in the worker.
+    """
+
+    gen: int
+    outcome: Outcome
+    force_on: tuple[int, ...]
+    force_off: tuple[int, ...]
+    tiles: list
+    combined: QImage | None
+    ms: float
+    rows: list[ResultRow] = field(default_factory=list)
+
+
+def _query_job(session: SearchSession, gen: int, prompt: object, options: SearchOptions,
+               force_on: tuple[int, ...], force_off: tuple[int, ...], backdrops: tuple | None,
+               query_path: str | None = None, *, report: object, cancel: object) -> QueryAnswer | None:
+    """Worker body: heads, maps and results for one request, maps coloured for the heads panel."""
+    if cancel.is_set():  # type: ignore[attr-defined]
+        return None
+    t0 = time.perf_counter()
+    out = session.run(prompt, options, force_on, force_off)  # type: ignore[arg-type]
+    tiles, big = ([], None) if backdrops is None else render_maps(backdrops[0], backdrops[1], out.maps,
+                                                                 out.combined_map())
+    rows = group_hits(list(out.hits), query_path)
+    return QueryAnswer(gen, out, force_on, force_off, tiles, big, (time.perf_counter() - t0) * 1000, rows)
+
+
+def _where_job(session: SearchSession, path: str, selected: np.ndarray | None, *, report: object,
+               cancel: object) -> tuple[str, np.ndarray | None]:
+    """Worker body: the query's kept heads over a result photo (``None`` when cancelled)."""
+    if cancel.is_set():  # type: ignore[attr-defined]
+        return path, None
+    return path, session.where_map(path, selected)
+
+
+def _preview_job(path: str, *, report: object, cancel: object) -> tuple[str, np.ndarray]:
+    """Worker body: a result photo decoded display-sized for the preview."""
+    img = load_image(path)
+    img.thumbnail((1600, 1600))
+    return path, np.asarray(img)
+
+
 def _index_job(folder: str, engine: PHSEngine, *, report: Callable, cancel: object) -> IndexReport:
     """Worker body: index a folder incrementally, reporting progress after every photo."""
     return index_folder(folder, engine, batch_size=8, workers=2, progress=report, cancel=cancel)  # type: ignore[arg-type]
@@ -113,6 +166,19 @@ def _index_job(folder: str, engine: PHSEngine, *, report: Callable, cancel: obje
 def _demo_job(n: int, *, report: Callable, cancel: object) -> Path:
     """Worker body: write the demo gallery (a few seconds; not cancellable)."""
     return write_demo_gallery(n, progress=lambda d, t: report((d, t)))
+
+
+def index_summary(n: int, report: IndexReport) -> str:
+    """One line that adds up: the photos searchable now and what this run did with every photo it saw."""
+    parts = [f"{report.indexed} new"]
+    if report.reused:
+        parts.append(f"{report.reused} identical to one already indexed")
+    parts.append(f"{report.skipped} unchanged")
+    parts.append(f"{report.failed} failed")
+    if report.removed:
+        parts.append(f"{report.removed} gone from the folder")
+    return (f"{n} photos searchable; of {report.seen} photos in the folder: {', '.join(parts)} "
+            f"({report.seconds:.1f} s).")
 
 
 @dataclass
@@ -143,6 +209,8 @@ class Docks:
     left: QDockWidget
     right: QDockWidget
     bottom: QDockWidget
+    library_dock: QDockWidget
+    results_panel: ResultsPanel
 
 
 class Banner(QFrame):
@@ -208,18 +276,22 @@ class MainWindow(QMainWindow):
         self._check_weights = check_weights
         self.session: SearchSession | None = None
         self.workers = WorkerPool(max_threads=3)
+        self.lane = SerialLane()  # every use of the engine, one at a time
+        self._query_gen = 0
+        self._shown_gen = 0
+        self._encode_gen = 0
         self.history = History()
         self.force_on: set[int] = set()
         self.force_off: set[int] = set()
         self.outcome: Outcome | None = None
         self.photo_path: str | None = None
         self._encoding: Worker | None = None
-        self._pending_photo: str | None = None
         self._indexing: Worker | None = None
         self._index_folder: str | None = None
         self._loading: Worker | None = None
         self._demo_worker: Worker | None = None
         self.last_prompt_ms: float | None = None
+        self._t_created = time.perf_counter()
         self.setWindowTitle("PHS desktop")
         self.setAcceptDrops(True)
 
@@ -241,50 +313,55 @@ class MainWindow(QMainWindow):
         self._preview_timer.timeout.connect(self.rescore)
         self._connect()
         self.docks.controls.set_options(self._options_from_prefs())
+        self.docks.results_panel.hide_query.setChecked(self.prefs.hide_query)
+        self.docks.results_panel.size_slider.setValue(self.prefs.thumb_px)
+        self.preview: PreviewDialog | None = None
+        self._where_cache: dict[tuple, np.ndarray] = {}
         self._refresh_models()
         self._refresh_folders()
         self._refresh_recent()
         self._update_undo()
         self.resize(1440, 900)
-        self._restore_geometry()
+        if not self._restore_geometry():
+            self._default_layout()
 
     # ========================================================================================= assembly
     def _setup_docks(self) -> Docks:
         controls = Controls()
         library = LibraryPanel()
-        heads = HeadsPanel()
-        results = ResultsGrid()
-        left_host = QSplitter(Qt.Orientation.Vertical)
+        heads = HeadsPanel(columns=2)
+        results = ResultsPanel()
         scroll = QScrollArea()
         scroll.setWidgetResizable(True)
         scroll.setFrameShape(QFrame.Shape.NoFrame)
         scroll.setWidget(controls)
         scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
-        left_host.addWidget(scroll)
-        left_host.addWidget(library)
-        library.setMinimumHeight(150)
-        left_host.setStretchFactor(0, 3)
-        left_host.setStretchFactor(1, 1)
         left = QDockWidget("Search", self)
         left.setObjectName("dock-search")
-        left.setWidget(left_host)
-        left.setMinimumWidth(330)
+        left.setWidget(scroll)
+        left.setMinimumWidth(250)
+        lib = QDockWidget("Library", self)
+        lib.setObjectName("dock-library")
+        lib.setWidget(library)
         right = QDockWidget("Heads of the last block", self)
         right.setObjectName("dock-heads")
         right.setWidget(heads)
         bottom = QDockWidget("Results", self)
         bottom.setObjectName("dock-results")
         bottom.setWidget(results)
-        results.setMinimumHeight(190)
-        for d in (left, right, bottom):
+        results.setMinimumHeight(results.grid.min_height())
+        for d in (left, lib, right, bottom):
             d.setFeatures(QDockWidget.DockWidgetFeature.DockWidgetMovable
-                          | QDockWidget.DockWidgetFeature.DockWidgetFloatable)
+                          | QDockWidget.DockWidgetFeature.DockWidgetFloatable
+                          | QDockWidget.DockWidgetFeature.DockWidgetClosable)
         self.addDockWidget(Qt.DockWidgetArea.LeftDockWidgetArea, left)
+        self.addDockWidget(Qt.DockWidgetArea.LeftDockWidgetArea, lib)
         self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, right)
         self.addDockWidget(Qt.DockWidgetArea.BottomDockWidgetArea, bottom)
         self.setCorner(Qt.Corner.BottomLeftCorner, Qt.DockWidgetArea.LeftDockWidgetArea)
         self.setCorner(Qt.Corner.BottomRightCorner, Qt.DockWidgetArea.RightDockWidgetArea)
-        return Docks(controls, library, heads, results, left, right, bottom)
+        bottom.topLevelChanged.connect(lambda _floating: results.grid.relayout())
+        return Docks(controls, library, heads, results.grid, left, right, bottom, lib, results)
 
     def _setup_actions(self) -> Actions:
         def act(text: str, slot: Callable, shortcut: QKeySequence | str | None = None, tip: str = "") -> QAction:
@@ -305,7 +382,7 @@ class MainWindow(QMainWindow):
             open=act("&Open photo…", self.open_dialog, QKeySequence.StandardKey.Open, "Open a query photo (Ctrl+O)"),
             recent=QMenu("Open &recent", self),
             add_folder=act("&Add photo folder…", self.add_folder_dialog, None, "Add a folder of photos to search"),
-            quit=act("&Quit", self.close, QKeySequence.StandardKey.Quit),
+            quit=act("&Quit", self.close, "Ctrl+Q", "Quit (Ctrl+Q)"),
             undo=act("&Undo prompt edit", self.undo, QKeySequence.StandardKey.Undo, "Undo (Ctrl+Z)"),
             redo=act("&Redo prompt edit", self.redo, "Ctrl+Shift+Z", "Redo (Ctrl+Shift+Z)"),
             clear=act("&Clear prompt", self.canvas.clear_prompt, "Delete", "Remove points, box and mask (Del)"),
@@ -334,8 +411,21 @@ class MainWindow(QMainWindow):
         edit_menu.addActions([a.undo, a.redo, a.clear])
         view_menu.addActions([a.fit, a.zoom_in, a.zoom_out])
         view_menu.addSeparator()
-        for d in (self.docks.left, self.docks.right, self.docks.bottom):
-            view_menu.addAction(d.toggleViewAction())
+        for d, key in ((self.docks.left, "Ctrl+1"), (self.docks.library_dock, "Ctrl+2"),
+                       (self.docks.right, "Ctrl+3"), (self.docks.bottom, "Ctrl+4")):
+            t = d.toggleViewAction()
+            t.setShortcut(QKeySequence(key))
+            view_menu.addAction(t)
+        help_menu = self.menuBar().addMenu("&Help")
+        self.shortcuts_action = act("&Keyboard shortcuts", self.show_shortcuts, "F1", "Every keyboard shortcut (F1)")
+        self.shortcuts_action.setShortcutContext(Qt.ShortcutContext.ApplicationShortcut)
+        help_menu.addAction(self.shortcuts_action)
+        brush_down = act("Smaller brush", lambda: self.canvas.set_brush_size(round(self.canvas.brush_size / 1.2)),
+                         "[", "Smaller brush ([)")
+        brush_up = act("Larger brush", lambda: self.canvas.set_brush_size(round(self.canvas.brush_size * 1.2) + 1),
+                       "]", "Larger brush (])")
+        tools_menu.addSeparator()
+        tools_menu.addActions([brush_down, brush_up])
 
         tb = self.addToolBar("Tools")
         tb.setObjectName("toolbar-main")
@@ -369,8 +459,16 @@ class MainWindow(QMainWindow):
         self.status_demo.setStyleSheet("background:#8a6d12; color:white; border-radius:3px; font-weight:bold;")
         self.status_demo.setToolTip("The demo model only knows the synthetic shapes of the demo gallery")
         self.status_demo.hide()
+        self.cancel_load_button = QToolButton()
+        self.cancel_load_button.setText("Cancel loading")
+        self.cancel_load_button.setToolTip("Stop loading this model and keep the current one")
+        self.cancel_load_button.clicked.connect(self.cancel_loading)
+        self.cancel_load_button.hide()
+        sb.addPermanentWidget(self.cancel_load_button)
         sb.addPermanentWidget(self.status_demo)
-        for w in (self.status_model, self.status_device, self.status_indexed, self.status_timing):
+        self.status_zoom = QLabel("")
+        self.status_zoom.setToolTip("Zoom of the photo (Ctrl+wheel; Ctrl+0 fits it)")
+        for w in (self.status_model, self.status_device, self.status_indexed, self.status_timing, self.status_zoom):
             sb.addPermanentWidget(w)
 
     def _connect(self) -> None:
@@ -385,11 +483,17 @@ class MainWindow(QMainWindow):
         d.heads.head_toggled.connect(self.toggle_head)
         d.heads.reset_requested.connect(self.reset_heads)
         d.results.use_as_query.connect(self.open_photo)
+        d.results.preview_requested.connect(self.show_preview)
+        self.canvas.zoom_changed.connect(lambda z: self.status_zoom.setText(f"{z * 100:.0f} %"))
+        rp = d.results_panel
+        rp.hide_query.toggled.connect(lambda on: setattr(self.prefs, "hide_query", on))
+        rp.size_slider.valueChanged.connect(lambda v: setattr(self.prefs, "thumb_px", int(v)))
         d.results.message.connect(lambda t: self.show_message(t, "error"))
         d.library.add_folder_requested.connect(self.add_folder_dialog)
         d.library.folder_selected.connect(self.select_folder)
         d.library.index_requested.connect(self.start_indexing)
         d.library.cancel_requested.connect(self.cancel_indexing)
+        d.library.remove_requested.connect(self.remove_folder)
 
     # ========================================================================================= startup
     def start(self) -> None:
@@ -405,35 +509,83 @@ class MainWindow(QMainWindow):
                 label = spec.label if spec is not None else name
                 self.show_message(
                     f"No weights for {label} are on this machine, so PHS desktop runs its demo model on a "
-                    f"generated gallery of synthetic shapes; to search your own photos, run `phs download {name}` "
-                    "on a computer with internet (or pick a model that is installed).",
+                    f"generated gallery of synthetic shapes; to search your own photos, choose {label} under "
+                    "Model while connected to the internet (it downloads once), or choose an installed model.",
                     "demo",
                 )
                 name = "demo"
         self.load_model(name, self.prefs.device)
 
     def load_model(self, name: str, device: str) -> None:
-        """Load a model in a worker; the current one stays usable until the new one is ready."""
+        """Load a model in a worker; the current one stays usable until the new one is ready (or cancelled)."""
         if self._loading is not None:
             return
         self.cancel_indexing()
-        self.status_model.setText(f"loading {name}…")
+        try:
+            label = get_spec(name).label
+        except PHSError:
+            label = name
+        self.status_model.setText(f"loading {label}…")
+        self.cancel_load_button.show()
+
         def job(*, report: Callable, cancel: object) -> PHSEngine:
             warm_up()  # matplotlib's colour table, so the first prompt does not wait for the import
-            return self._loader(name, device)
+            try:
+                return self._loader(name, device)
+            except WeightsNotFoundError as err:
+                raise WeightsNotFoundError(
+                    f"No weights for {label} are on this machine and they could not be downloaded (no "
+                    f"connection); {self._current_label()} stays loaded. Choose {label} under Model again "
+                    "while connected to the internet, or choose an installed model."
+                ) from err
+            except WeightsError as err:
+                if "device" in str(err).lower() or "cuda" in str(err).lower():
+                    raise WeightsError(
+                        f"The device {device} is not available on this computer; choose another under Device."
+                    ) from err
+                raise
 
-        w = Worker(job, doing=f"loading the model {name}")
-        w.signals.result.connect(lambda eng, n=name, dv=device: self._on_engine(eng, n, dv))
-        w.signals.error.connect(self._on_model_error)
-        w.signals.finished.connect(self._loading_finished)
+        w = Worker(job, doing=f"loading the model {label}")
+        w.signals.result.connect(lambda eng, n=name, dv=device, wk=w: self._on_engine_loaded(eng, n, dv, wk))
+        w.signals.error.connect(lambda t, wk=w: self._on_model_error(t, wk))
+        w.signals.finished.connect(lambda wk=w: self._loading_finished(wk))
         self._loading = self.workers.start(w)
 
-    def _loading_finished(self) -> None:
+    def cancel_loading(self) -> None:
+        """Stop waiting for the model being loaded; the current model stays (the load's result is dropped)."""
+        if self._loading is None:
+            return
+        self._loading.cancel()
         self._loading = None
+        self.cancel_load_button.hide()
+        self._show_model_status()
+        self._refresh_models()
 
-    def _on_model_error(self, text: str) -> None:
+    def _current_label(self) -> str:
+        return "the current model" if self.session is None else self.session.engine.spec.label
+
+    def _show_model_status(self) -> None:
+        if self.session is None:
+            self.status_model.setText("no model loaded")
+        else:
+            self.status_model.setText(self.session.engine.spec.label)
+
+    def _loading_finished(self, worker: Worker) -> None:
+        if worker is self._loading:
+            self._loading = None
+            self.cancel_load_button.hide()
+
+    def _on_engine_loaded(self, engine: PHSEngine, name: str, device: str, worker: Worker) -> None:
+        if worker.cancelled:
+            engine.close()
+            return
+        self._on_engine(engine, name, device)
+
+    def _on_model_error(self, text: str, worker: Worker) -> None:
+        if worker.cancelled:
+            return
         self.show_message(text, "error")
-        self.status_model.setText("no model")
+        self._show_model_status()
         self._refresh_models()
 
     def _on_engine(self, engine: PHSEngine, name: str, device: str) -> None:
@@ -520,29 +672,32 @@ class MainWindow(QMainWindow):
             self.open_photo(path)
 
     def open_photo(self, path: str) -> None:
-        """Decode and encode a photo in a worker; prompts work as soon as it arrives."""
+        """Decode and encode a photo in the engine lane; its heads and results follow on their own."""
         if self.session is None:
             self.show_message("The model is still loading; open the photo again in a moment.", "info")
             return
-        if self._encoding is not None:
-            self._pending_photo = path
-            return
-        self.status_timing.setText("encoding…")
+        self._encode_gen += 1
+        self._query_gen += 1  # answers for the photo shown now are stale from here on
+        self.lane.drop("query")
+        self._preview_timer.stop()
+        self.status_timing.setText(f"opening {Path(path).name}…")
+        gen = self._encode_gen
         w = Worker(_load_and_encode, self.session, path, doing=f"opening {Path(path).name}")
-        w.signals.result.connect(self._on_encoded)
-        w.signals.error.connect(lambda t: self.show_message(t, "error"))
-        w.signals.finished.connect(self._encode_finished)
-        self._encoding = self.workers.start(w)
+        w.signals.result.connect(lambda out, g=gen: self._on_encoded(out, g))
+        w.signals.error.connect(lambda t, g=gen: self._on_encode_error(t, g))
+        self._encoding = self.lane.submit("encode", w)
 
-    def _encode_finished(self) -> None:
+    def _on_encode_error(self, text: str, gen: int) -> None:
+        if gen != self._encode_gen:
+            return
         self._encoding = None
-        if self._pending_photo:
-            p, self._pending_photo = self._pending_photo, None
-            self.open_photo(p)
-        elif self.photo_path is None:
-            self.status_timing.setText("")
+        self.show_message(text, "error")
+        self._update_timing()
 
-    def _on_encoded(self, out: EncodedPhoto) -> None:
+    def _on_encoded(self, out: EncodedPhoto, gen: int) -> None:
+        if gen != self._encode_gen:  # another photo was asked for meanwhile; its encode follows
+            return
+        self._encoding = None
         path = out.path
         self.photo_path = path
         self.prefs.add_recent(path)
@@ -554,6 +709,7 @@ class MainWindow(QMainWindow):
         self.history.reset(self.canvas.state)  # type: ignore[arg-type]
         self.force_on.clear()
         self.force_off.clear()
+        self.outcome = None
         self._update_undo()
         self.encode_ms = out.encode_ms
         if self.banner.level == "error":
@@ -601,20 +757,19 @@ class MainWindow(QMainWindow):
 
     # ========================================================================================== heads
     def toggle_head(self, i: int) -> None:
-        """Force head ``i`` off if it is kept now, on if it is not; results follow at once."""
+        """A click on head ``i``: a forced head goes back to PHS's choice; otherwise force the opposite of now."""
         if self.outcome is None or self.outcome.selection is None:
             self.show_message("Mark the object first (click, box or brush); then heads can be forced on or off.")
             return
-        on, off = set(self.force_on), set(self.force_off)
-        if bool(self.outcome.selection.selected[i]):
+        revert = (set(self.force_on), set(self.force_off))
+        if i in self.force_on or i in self.force_off:
             self.force_on.discard(i)
+            self.force_off.discard(i)
+        elif bool(self.outcome.selection.selected[i]):
             self.force_off.add(i)
         else:
-            self.force_off.discard(i)
             self.force_on.add(i)
-        if not self.rescore():
-            self.force_on, self.force_off = on, off
-            self.rescore()
+        self.rescore(revert=revert)
 
     def reset_heads(self) -> None:
         """Forget heads forced by hand."""
@@ -627,58 +782,198 @@ class MainWindow(QMainWindow):
         self._options_to_prefs(options)
         self.rescore()
 
-    def rescore(self) -> bool:
-        """Heads, maps and results for the prompt shown now (GUI thread, from the engine's cache).
+    def rescore(self, revert: tuple[set[int], set[int]] | None = None) -> None:
+        """Ask for the heads, maps and results of the prompt shown now (in the engine lane; latest wins).
 
-        Returns:
-            ``False`` when the engine refused the prompt or head choice (the reason is in the banner).
+        Args:
+            revert: forced heads to go back to if the engine refuses this request's head choice.
         """
-        if self.session is None or self._encoding is not None or not self.session.engine.is_image_set:
-            return True
-        if self.photo_path is None:
-            return True
-        t0 = time.perf_counter()
+        if self.session is None or self._encoding is not None or self.photo_path is None:
+            return
+        self._preview_timer.stop()
+        self._query_gen += 1
+        gen = self._query_gen
         state = self.canvas.state
         prompt = None if state is None else state.to_prompt()
-        options = self.docks.controls.options()
-        try:
-            out = self.session.run(prompt, options, tuple(sorted(self.force_on)), tuple(sorted(self.force_off)))
-        except PHSError as err:
-            self.show_message(str(err), "error")
-            return False
-        except Exception as err:  # a bug must not take the window down; log it, say it in one sentence
-            log.exception("re-scoring failed")
-            self.show_message(f"Something went wrong while searching: {err}.", "error")
-            return False
+        on, off = tuple(sorted(self.force_on)), tuple(sorted(self.force_off))
+        w = Worker(_query_job, self.session, gen, prompt, self.docks.controls.options(), on, off,
+                   self.docks.heads.backdrops, self.photo_path, doing="searching")
+        w.signals.result.connect(self._on_answer)
+        w.signals.error.connect(lambda t, g=gen, rv=revert: self._on_query_error(t, g, rv))
+        self.lane.submit("query", w)
+
+    @property
+    def settled(self) -> bool:
+        """No photo is being opened and no search is waiting or running (what is shown is current)."""
+        return self._encoding is None and not self.lane.busy and not self._preview_timer.isActive()
+
+    def _on_query_error(self, text: str, gen: int, revert: tuple[set[int], set[int]] | None) -> None:
+        if gen != self._query_gen:
+            return
+        self.show_message(text, "error")
+        if revert is not None:  # the head choice was refused: back to the last one that worked
+            self.force_on, self.force_off = set(revert[0]), set(revert[1])
+            self.rescore()
+
+    def _on_answer(self, ans: QueryAnswer | None) -> None:
+        if ans is None or ans.gen != self._query_gen or self.session is None:
+            return  # a newer request is on its way
+        self._shown_gen = ans.gen
+        out = ans.outcome
         self.outcome = out
         sel = out.selection
-        self.docks.heads.show_outcome(
-            out.maps,
-            None if sel is None else sel.scores,
-            None if sel is None else sel.selected,
-            out.combined_map(),
-            tuple(sorted(self.force_on)),
-            tuple(sorted(self.force_off)),
-        )
-        self.docks.results.show_hits(out.hits)
+        if ans.combined is not None:
+            self.docks.heads.show_rendered(
+                ans.tiles,
+                ans.combined,
+                None if sel is None else sel.scores,
+                None if sel is None else sel.selected,
+                ans.force_on,
+                ans.force_off,
+            )
+        self.docks.results.show_rows(ans.rows)
+        if self.preview is not None and self.preview.isVisible() and self.preview.path:
+            self._request_where(self.preview.path)  # the kept heads may have changed
         if not out.hits:
             self.docks.results.set_empty_text(
                 "No results yet: add a photo folder and index it (Library, left)."
                 if self.session.searcher is None else "The index is empty."
             )
-        self.last_prompt_ms = (time.perf_counter() - t0) * 1000
+        self.last_prompt_ms = ans.ms
         self._update_timing()
         if self.banner.level == "error" and self.banner.isVisible():
             self.banner.hide()
-        return True
+        if self.first_results_s is None:
+            self.first_results_s = time.perf_counter() - self._t_created
+
+    first_results_s: float | None = None
 
     def _update_timing(self) -> None:
         parts = []
         if self.encode_ms is not None:
             parts.append(f"encode {self.encode_ms:.0f} ms")
-        if self.last_prompt_ms is not None:
+        if self.last_prompt_ms is not None and self.photo_path is not None:
             parts.append(f"prompt→results {self.last_prompt_ms:.1f} ms")
         self.status_timing.setText(" · ".join(parts))
+
+    def shortcut_rows(self) -> list[tuple[str, str]]:
+        """``(keys, what)`` for every action with a shortcut, menus in order, plus the canvas's gestures."""
+        rows: list[tuple[str, str]] = []
+        seen: set[str] = set()
+        for menu_action in self.menuBar().actions():
+            for a in menu_action.menu().actions() if menu_action.menu() else []:
+                keys = ", ".join(k.toString(QKeySequence.SequenceFormat.NativeText) for k in a.shortcuts())
+                text = a.text().replace("&", "").rstrip("…")
+                if keys and text not in seen:
+                    seen.add(text)
+                    rows.append((keys, text))
+        rows += [("Shift+click", "Negative point (what you do not want)"), ("Ctrl+wheel", "Zoom at the cursor"),
+                 ("Middle-drag", "Pan"), ("Wheel (brush, eraser)", "Brush size"),
+                 ("Enter, double-click", "Preview the selected result"), ("Left, Right (preview)", "Previous, next")]
+        return rows
+
+    def show_shortcuts(self) -> None:
+        """Help › Keyboard shortcuts (F1): every shortcut in a table."""
+        from PySide6.QtWidgets import QDialog, QDialogButtonBox, QTableWidget, QTableWidgetItem
+
+        dlg = QDialog(self)
+        dlg.setWindowTitle("Keyboard shortcuts")
+        rows = self.shortcut_rows()
+        table = QTableWidget(len(rows), 2)
+        table.setHorizontalHeaderLabels(["Keys", "Action"])
+        for i, (keys, what) in enumerate(rows):
+            table.setItem(i, 0, QTableWidgetItem(keys))
+            table.setItem(i, 1, QTableWidgetItem(what))
+        table.resizeColumnsToContents()
+        table.horizontalHeader().setStretchLastSection(True)
+        table.verticalHeader().hide()
+        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
+        buttons.rejected.connect(dlg.reject)
+        lay = QVBoxLayout(dlg)
+        lay.addWidget(table)
+        lay.addWidget(buttons)
+        dlg.resize(480, 560)
+        self.shortcuts_dialog = dlg
+        dlg.show()
+
+    shortcuts_dialog = None
+
+    # ======================================================================================== preview
+    def show_preview(self, path: str) -> None:
+        """The built-in preview of a result, with where the query's kept heads look in it."""
+        if self.preview is None:
+            self.preview = PreviewDialog(self)
+            self.preview.step_requested.connect(self._preview_step)
+            self.preview.use_as_query.connect(self.open_photo)
+        grid = self.docks.results
+        rows = {r.path: r for r in grid.rows}
+        row = rows.get(path)
+        facts = grid.facts.get(path, "")
+        score = "" if row is None else f"score {row.score:.3f}"
+        self.preview.set_photo(path, None, " · ".join(x for x in (path, score, facts) if x))
+        self.preview.setWindowTitle(f"Preview: {Path(path).name}")
+        self.preview.show()
+        self.preview.raise_()
+        w = Worker(_preview_job, path, doing=f"opening {Path(path).name}")
+        w.signals.result.connect(self._on_preview_photo)
+        w.signals.error.connect(lambda t: self.preview and self.preview.where_state.setText(t))
+        self.workers.start(w)
+        self._request_where(path)
+
+    def _on_preview_photo(self, out: tuple[str, np.ndarray]) -> None:
+        path, rgb = out
+        if self.preview is not None and self.preview.path == path:
+            self.preview.set_photo(path, rgb, self.preview.caption.text())
+            key = self._where_key(path)
+            if key in self._where_cache:
+                self.preview.set_where(path, self._where_cache[key], self._where_text())
+
+    def _where_key(self, path: str) -> tuple:
+        sel = None if self.outcome is None or self.outcome.selection is None else self.outcome.selection.selected
+        try:
+            mtime = Path(path).stat().st_mtime_ns
+        except OSError:
+            mtime = 0
+        return (path, mtime, None if sel is None else tuple(bool(x) for x in sel), id(self.session))
+
+    def _where_text(self) -> str:
+        sel = None if self.outcome is None or self.outcome.selection is None else self.outcome.selection
+        if sel is None:
+            return "every head (no object marked)"
+        return "kept heads: " + ", ".join(f"H{i}" for i in np.flatnonzero(sel.selected))
+
+    def _request_where(self, path: str) -> None:
+        if self.session is None or self.preview is None:
+            return
+        key = self._where_key(path)
+        if key in self._where_cache:
+            self.preview.set_where(path, self._where_cache[key], self._where_text())
+            return
+        sel = None if self.outcome is None or self.outcome.selection is None else self.outcome.selection.selected
+        w = Worker(_where_job, self.session, path, None if sel is None else sel.copy(), doing="finding the object")
+        w.signals.result.connect(lambda out, k=key: self._on_where(out, k))
+        w.signals.error.connect(lambda t: self.preview and self.preview.where_state.setText(t))
+        self.lane.submit("where", w)
+
+    def _on_where(self, out: tuple[str, np.ndarray | None], key: tuple) -> None:
+        path, where = out
+        if where is None:
+            return
+        self._where_cache[key] = where
+        while len(self._where_cache) > 64:
+            self._where_cache.pop(next(iter(self._where_cache)))
+        if self.preview is not None and key == self._where_key(path):
+            self.preview.set_where(path, where, self._where_text())
+
+    def _preview_step(self, step: int) -> None:
+        grid = self.docks.results
+        paths = grid.paths()
+        if not paths or self.preview is None:
+            return
+        i = paths.index(self.preview.path) if self.preview.path in paths else -1
+        j = min(max(i + step, 0), len(paths) - 1)
+        grid.setCurrentRow(j)
+        self.show_preview(paths[j])
 
     # ======================================================================================== library
     def add_folder_dialog(self) -> None:
@@ -693,6 +988,24 @@ class MainWindow(QMainWindow):
         if select:
             self.prefs.current_folder = folder
         self._refresh_folders()
+
+    def remove_folder(self, folder: str) -> None:
+        """Take a folder off the library list (its photos are never touched; its index stays on disk)."""
+        if self._indexing is not None and self._index_folder == folder:
+            self.show_message("That folder is being indexed; cancel the run first, then remove it.", "info")
+            return
+        self.prefs.folders = [f for f in self.prefs.folders if f != folder]
+        if self.prefs.current_folder == folder:
+            self.prefs.current_folder = self.prefs.folders[0] if self.prefs.folders else ""
+            if self.session is not None:
+                self.session.close_folder()
+            self.docks.library.show_failures([])
+            self._open_current_folder(index_if_missing=False)
+            if not self.prefs.current_folder:
+                self.docks.library.show_status("No folder yet: add one to search your photos.")
+        self._refresh_folders()
+        self._update_indexed()
+        self.rescore()
 
     def select_folder(self, folder: str) -> None:
         """Search ``folder`` from now on (indexing it first if it has no index for this model)."""
@@ -737,6 +1050,7 @@ class MainWindow(QMainWindow):
             return
         self._index_folder = folder
         lib = self.docks.library
+        lib.show_failures([])  # the list belongs to the folder being indexed now
         lib.set_running(True)
         lib.show_status("Scanning the folder…")
         w = Worker(_index_job, folder, self.session.index_engine, doing=f"indexing {folder}",
@@ -772,8 +1086,7 @@ class MainWindow(QMainWindow):
                 self.show_message(str(err), "error")
                 n = 0
             if not report.cancelled:  # a cancelled run keeps its bar where it stopped
-                lib.show_status(f"{n} photos indexed ({report.indexed} new, {report.skipped} unchanged, "
-                                f"{report.failed} failed) in {report.seconds:.1f} s.")
+                lib.show_status(index_summary(n, report))
                 lib.progress.setRange(0, 1)
                 lib.progress.setValue(1)
             lib.show_failures(self.session.searcher.index.failures() if self.session.searcher else [])
@@ -829,6 +1142,7 @@ class MainWindow(QMainWindow):
                 note = "installed" if have else ("downloadable" if spec.hf_repo else "not available")
             entries.append((spec.name, spec.label, note))
         self.docks.controls.set_models(entries, self.prefs.model, self.prefs.device)
+        self.docks.controls.set_devices(available_devices(), self.prefs.device)
 
     def _refresh_folders(self) -> None:
         labels = {str(demo_gallery_dir()): "Demo gallery (synthetic)"}
@@ -852,13 +1166,30 @@ class MainWindow(QMainWindow):
     def _qsettings(self) -> QSettings:
         return QSettings(str(data_dir() / "window.ini"), QSettings.Format.IniFormat)
 
-    def _restore_geometry(self) -> None:
+    def _restore_geometry(self) -> bool:
         s = self._qsettings()
         geo, state = s.value("geometry"), s.value("state")
         if geo is not None:
             self.restoreGeometry(geo)
         if state is not None:
             self.restoreState(state)
+        return state is not None
+
+    def _default_layout(self) -> None:
+        """The photo gets the most room: narrow side panels, the library tabbed behind the search knobs."""
+        self.tabifyDockWidget(self.docks.left, self.docks.library_dock)
+        self.docks.left.raise_()
+        self.resizeDocks([self.docks.left, self.docks.right], [270, 270], Qt.Orientation.Horizontal)
+        self.resizeDocks([self.docks.bottom], [self.docks.results.min_height() + 30], Qt.Orientation.Vertical)
+
+    def showEvent(self, event) -> None:  # noqa: N802, ANN001 - Qt API
+        super().showEvent(event)
+        if not self._shown_once:
+            self._shown_once = True
+            if self.width() <= 1400:  # small screens: side panels at their narrowest
+                self.resizeDocks([self.docks.left, self.docks.right], [250, 250], Qt.Orientation.Horizontal)
+
+    _shown_once = False
 
     def save_settings(self) -> None:
         """Write the preferences file and the window geometry."""
@@ -883,10 +1214,26 @@ class MainWindow(QMainWindow):
         self.shutdown()
         super().closeEvent(event)
 
-    def shutdown(self) -> None:
-        """Cancel background work and close the index."""
-        self.workers.shutdown(10000)
+    def shutdown(self, wait_ms: int = 1500) -> bool:
+        """Cancel background work, wait for it at most ``wait_ms`` and close the index.
+
+        Returns:
+            ``True`` when every worker stopped in time. Otherwise a worker is still inside a step that cannot
+            be interrupted (a model load, one batch of indexing); :func:`phs_gui.app.main` then ends the
+            process without waiting for it: the index loses at most that batch, as after a crash.
+        """
+        self._preview_timer.stop()
+        self._query_gen += 1
+        self._encode_gen += 1
+        deadline = time.perf_counter() + wait_ms / 1000
+        stopped = self.lane.shutdown(wait_ms)
+        left = max(0, int((deadline - time.perf_counter()) * 1000))
+        stopped = self.workers.shutdown(left) and stopped
         self.docks.results.shutdown()
-        if self.session is not None:
+        if self.session is not None and stopped:
             self.session.close()
             self.session = None
+        self.stopped_cleanly = stopped
+        return stopped
+
+    stopped_cleanly = True

@@ -72,6 +72,12 @@ def blend_on_grey(grey: np.ndarray, attn: np.ndarray, alpha: float = 0.6, cmap: 
     return np.clip(out, 0, 255).astype(np.uint8)
 
 
+def format_score(x: float, digits: int = 3) -> str:
+    """A score with ``digits`` decimals, never ``-0.000`` (a tiny negative rounds to a plain zero)."""
+    v = round(float(x), digits) + 0.0
+    return f"{0.0 if v == 0 else v:.{digits}f}"
+
+
 def warm_up() -> None:
     """Import matplotlib and build the colour table (call from a worker so the first prompt is fast)."""
     _lut(DEFAULT_CMAP)

@@ -13,6 +13,7 @@ asking for a re-index.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -70,6 +71,9 @@ class SearchSession:
         self.service = QueryService(engine)
         self.searcher: Searcher | None = None
         self.folder: Path | None = None
+        # The service is not thread-safe: the window's engine lane and the GUI thread (opening a folder)
+        # take turns through this lock.
+        self.lock = threading.RLock()
 
     # ------------------------------------------------------------------------------------------- folder
     def open_folder(self, folder: str | Path) -> int:
@@ -78,19 +82,21 @@ class SearchSession:
         Raises:
             IndexMissingError, IndexMismatchError: the folder has no usable index for this model.
         """
-        self.close_folder()
-        self.searcher = Searcher(folder, self.index_engine)
-        self.service.gallery = self.searcher
-        self.folder = Path(folder)
-        return self.searcher.size
+        with self.lock:
+            self.close_folder()
+            self.searcher = Searcher(folder, self.index_engine)
+            self.service.gallery = self.searcher
+            self.folder = Path(folder)
+            return self.searcher.size
 
     def close_folder(self) -> None:
         """Stop searching the open folder."""
-        if self.searcher is not None:
-            self.searcher.close()
-        self.searcher = None
-        self.service.gallery = None
-        self.folder = None
+        with self.lock:
+            if self.searcher is not None:
+                self.searcher.close()
+            self.searcher = None
+            self.service.gallery = None
+            self.folder = None
 
     @property
     def indexed_count(self) -> int:
@@ -109,8 +115,30 @@ class SearchSession:
         Args:
             photo: the photo's path (decoded exactly as the library decodes it), bytes, or a PIL image.
         """
-        self.service.set_photo(photo)  # type: ignore[arg-type]
-        self.engine.attention_maps()
+        with self.lock:
+            self.service.set_photo(photo)  # type: ignore[arg-type]
+            self.engine.attention_maps()
+
+    def where_map(self, path: str, selected: np.ndarray | None) -> np.ndarray:
+        """Where the query's kept heads look in another photo (heavy: call it from a worker).
+
+        The photo is encoded beside the query (the query photo's cache stays), decoded as the library
+        decodes it.
+
+        Args:
+            path: the result photo.
+            selected: ``(h,)`` bool, the query's kept heads; ``None`` averages every head.
+
+        Returns:
+            ``(gh, gw)`` the mean last-block [CLS] attention of those heads over the photo.
+        """
+        from core.imageio import load_image
+
+        img = load_image(path)
+        with self.lock:
+            _, maps = self.engine.encode_with_maps(img)
+        heads = maps if selected is None or not np.any(selected) else maps[np.asarray(selected, bool)]
+        return heads.mean(axis=0)
 
     def query_norms(self) -> np.ndarray:
         """``(gh * gw,)`` last-block query-vector norms of the query photo (the ITAE histogram)."""
@@ -157,10 +185,12 @@ class SearchSession:
             NotReadyError: no photo is encoded yet.
             PHSError: a prompt or head choice the engine refuses (one sentence).
         """
-        return self.service.run(self.spec(prompt, options, force_on, force_off))
+        with self.lock:
+            return self.service.run(self.spec(prompt, options, force_on, force_off))
 
     def close(self) -> None:
         """Close the index and drop the engines' caches."""
-        self.close_folder()
-        self.engine.close()
-        self.index_engine.close()
+        with self.lock:
+            self.close_folder()
+            self.engine.close()
+            self.index_engine.close()

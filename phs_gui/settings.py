@@ -38,6 +38,8 @@ class Preferences:
         current_folder: the folder searched now, or ``""``.
         recent_files: query photos opened recently, newest first.
         last_photo: the query photo open when the app was closed.
+        hide_query: leave the query photo itself out of the results (else it is marked "query photo").
+        thumb_px: side of the result thumbnails.
     """
 
     model: str = "dinov2-b14"
@@ -56,6 +58,8 @@ class Preferences:
     current_folder: str = ""
     recent_files: list[str] = field(default_factory=list)
     last_photo: str = ""
+    hide_query: bool = False
+    thumb_px: int = 132
 
     def add_recent(self, path: str | Path) -> None:
         """Put a photo at the top of the recent files (at most :data:`MAX_RECENT`)."""
@@ -116,6 +120,7 @@ def load_preferences(path: Path | None = None) -> Preferences:
     prefs.h_on = max(1, prefs.h_on)
     prefs.top_k = min(max(1, prefs.top_k), 500)
     prefs.fa_blocks = max(1, prefs.fa_blocks)
+    prefs.thumb_px = min(max(64, prefs.thumb_px), 256)
     if prefs.fa_sigma <= 0:
         prefs.fa_sigma = Preferences.fa_sigma
     return prefs

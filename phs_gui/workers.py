@@ -119,8 +119,65 @@ class WorkerPool:
         """Some worker has not finished yet."""
         return bool(self._running)
 
-    def shutdown(self, timeout_ms: int = 5000) -> None:
-        """Cancel every worker and wait for the pool to drain."""
+    def shutdown(self, timeout_ms: int = 5000) -> bool:
+        """Cancel every worker and wait at most ``timeout_ms`` for the pool to drain; ``True`` if it did."""
         for w in list(self._running):
             w.cancel()
-        self.pool.waitForDone(timeout_ms)
+        return self.pool.waitForDone(timeout_ms)
+
+
+class SerialLane:
+    """One worker thread for everything that uses the engine, which is not thread-safe.
+
+    Work runs one job at a time in submission order. Jobs carry a ``kind``; a job waiting to start is
+    replaced by a newer one of the same kind (the latest request wins; the stale one never runs), and
+    :meth:`drop` forgets waiting jobs of a kind (a query for a photo that is no longer shown).
+    """
+
+    def __init__(self) -> None:
+        self.pool = QThreadPool()
+        self.pool.setMaxThreadCount(1)
+        self._running: Worker | None = None
+        self._waiting: dict[str, Worker] = {}
+
+    def submit(self, kind: str, worker: Worker) -> Worker:
+        """Queue ``worker``; it replaces a waiting job of the same ``kind``."""
+        old = self._waiting.pop(kind, None)
+        if old is not None:
+            old.cancel()
+        self._waiting[kind] = worker
+        worker.signals.finished.connect(lambda w=worker: self._on_finished(w))
+        self._next()
+        return worker
+
+    def drop(self, kind: str) -> None:
+        """Forget the waiting job of ``kind`` (a running one is asked to cancel)."""
+        old = self._waiting.pop(kind, None)
+        if old is not None:
+            old.cancel()
+
+    def _next(self) -> None:
+        if self._running is not None or not self._waiting:
+            return
+        kind = next(iter(self._waiting))
+        self._running = self._waiting.pop(kind)
+        self.pool.start(self._running)
+
+    def _on_finished(self, worker: Worker) -> None:
+        if worker is self._running:
+            self._running = None
+            self._next()
+
+    @property
+    def busy(self) -> bool:
+        """A job runs or waits."""
+        return self._running is not None or bool(self._waiting)
+
+    def shutdown(self, timeout_ms: int = 1000) -> bool:
+        """Forget waiting jobs, cancel the running one, wait at most ``timeout_ms``; ``True`` if it stopped."""
+        for w in self._waiting.values():
+            w.cancel()
+        self._waiting.clear()
+        if self._running is not None:
+            self._running.cancel()
+        return self.pool.waitForDone(timeout_ms)

@@ -9,3 +9,5 @@ PY=${PYTHON:-python3}
 python -m pip install -q --upgrade pip
 python -m pip install -q "torch==${TORCH_VERSION:-2.14.1}" "torchvision==${TORCHVISION_VERSION:-0.29.1}"
 python -m pip install -q -e ".[test]"
+# Qt's window needs a few X11 libraries on Linux; say which, and the command that installs them.
+python -m phs_gui.platform_check || true

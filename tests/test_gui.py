@@ -92,7 +92,7 @@ def start_with_folder(qtbot, w: MainWindow, folder: Path, query: Path) -> None:
     w.select_folder(str(folder))
     qtbot.waitUntil(lambda: not w.indexing and w.session.indexed_count > 0, timeout=WAIT_MS)
     w.open_photo(str(query))
-    qtbot.waitUntil(lambda: w.photo_path == str(query) and w._encoding is None, timeout=WAIT_MS)
+    qtbot.waitUntil(lambda: w.photo_path == str(query) and w.settled, timeout=WAIT_MS)
 
 
 def drag_box(qtbot, w: MainWindow, box: list[int]) -> None:
@@ -105,6 +105,12 @@ def drag_box(qtbot, w: MainWindow, box: list[int]) -> None:
     qtbot.mouseMove(vp, mid)
     qtbot.mouseMove(vp, b)
     qtbot.mouseRelease(vp, Qt.MouseButton.LeftButton, pos=b)
+    settle(qtbot, w)
+
+
+def settle(qtbot, w: MainWindow) -> None:
+    """Wait, through the event loop, until the window shows the answer to the latest request."""
+    qtbot.waitUntil(lambda: w.settled, timeout=WAIT_MS)
 
 
 def ranking(w: MainWindow) -> list[tuple[str, float]]:
@@ -136,12 +142,18 @@ def test_toggling_a_head_changes_the_ranking_and_undo_redo_restore_results(qtbot
     first = ranking(window)
     first_scores = window.outcome.selection.scores.copy()
     kept = window.outcome.selection.indices
-    window.docks.heads.tiles[kept[0]].clicked.emit(kept[0])  # as a click on the tile does
-    assert kept[0] in window.force_off and not window.outcome.selection.selected[kept[0]]
-    assert ranking(window) != first
     qtbot.mouseClick(window.docks.heads.tiles[kept[0]], Qt.MouseButton.LeftButton)
-    assert kept[0] in window.force_on
-    window.reset_heads()
+    settle(qtbot, window)
+    assert window.docks.heads.tiles[kept[0]].forced == "off" and not window.docks.heads.tiles[kept[0]].selected
+    assert ranking(window) != first
+    qtbot.mouseClick(window.docks.heads.tiles[kept[0]], Qt.MouseButton.LeftButton)  # back to automatic
+    settle(qtbot, window)
+    assert window.docks.heads.tiles[kept[0]].forced is None and ranking(window) == first
+    qtbot.mouseClick(window.docks.heads.tiles[kept[0]], Qt.MouseButton.LeftButton)
+    settle(qtbot, window)
+    assert ranking(window) != first
+    qtbot.mouseClick(window.docks.heads.reset_button, Qt.MouseButton.LeftButton)
+    settle(qtbot, window)
     assert ranking(window) == first
 
     # A second box, then undo and redo.
@@ -151,12 +163,15 @@ def test_toggling_a_head_changes_the_ranking_and_undo_redo_restore_results(qtbot
     second, second_scores = ranking(window), window.outcome.selection.scores.copy()
     assert not np.allclose(second_scores, first_scores)
     window.undo()
+    settle(qtbot, window)
     assert np.allclose(window.canvas.state.box, box, atol=3) and ranking(window) == first
     assert np.allclose(window.outcome.selection.scores, first_scores)
     window.redo()
+    settle(qtbot, window)
     assert np.allclose(window.canvas.state.box, other, atol=3) and ranking(window) == second
     assert np.allclose(window.outcome.selection.scores, second_scores)
     qtbot.keyClick(window.canvas, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)
+    settle(qtbot, window)
     assert ranking(window) == first and window.actions_.redo.isEnabled()
 
 
@@ -167,26 +182,32 @@ def test_qo_qd_fa_and_itae_switches_re_rank(qtbot, window, tmp_path):
     c = window.docks.controls
     qo = ranking(window)
     c.qd.click()
+    settle(qtbot, window)
     assert window.outcome is not None and c.options().mode == "qd"
     qd = ranking(window)
     assert qd != qo
     c.qo.click()
+    settle(qtbot, window)
     assert ranking(window) == qo
 
     maps = window.outcome.maps.copy()
     c.fa_box.setChecked(True)
     c.fa_alpha.setValue(3.0)
+    settle(qtbot, window)
     assert window.prefs.fa_on and not np.allclose(window.outcome.maps, maps)
     assert ranking(window) != qo
     c.fa_box.setChecked(False)
+    settle(qtbot, window)
     assert ranking(window) == qo
 
     norms = window.session.query_norms()
     c.itae_theta.setValue(float(np.percentile(norms, 50)))
     c.itae_box.setChecked(True)
+    settle(qtbot, window)
     assert window.session.engine.itae_theta == pytest.approx(c.itae_theta.value())
     assert ranking(window) != qo
     c.itae_box.setChecked(False)
+    settle(qtbot, window)
     assert window.session.engine.itae_theta is None and ranking(window) == qo
 
 
@@ -199,10 +220,12 @@ def test_points_and_brush_prompts_search(qtbot, window, tmp_path):
     qtbot.mouseClick(vp, Qt.MouseButton.LeftButton, pos=window.canvas.mapFromScene(QPointF(cx, cy)))
     qtbot.mouseClick(vp, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.ShiftModifier,
                      pos=window.canvas.mapFromScene(QPointF(3, 3)))
+    settle(qtbot, window)
     pts = window.canvas.state.points
     assert len(pts) == 2 and pts[0][2] and not pts[1][2]
     assert window.outcome.selection is not None
     window.canvas.clear_prompt()
+    settle(qtbot, window)
     assert window.canvas.state.is_empty and window.outcome.selection is None  # plain search again
     window.set_tool(Tool.BRUSH)
     window.canvas.set_brush_size(20)
@@ -282,7 +305,8 @@ def test_first_launch_without_weights_says_so_and_runs_the_demo_gallery(qtbot, t
         w.start()
         assert "No weights for DINOv2 ViT-B/14" in w.banner.text and w.banner.level == "demo"
         qtbot.waitUntil(lambda: w.session is not None and not w.indexing and w.photo_path is not None
-                        and w.session.indexed_count == 12 and w.outcome is not None, timeout=WAIT_MS)
+                        and w.session.indexed_count == 12 and w.settled and w.docks.results.count() == 12,
+                        timeout=WAIT_MS)
         gallery = demo_gallery_dir()
         assert gallery.parent == data_dir() and len(list(gallery.glob("*.jpg"))) == 12
         assert w.prefs.current_folder == str(gallery)
@@ -340,7 +364,7 @@ def test_demo_index_box_puts_the_prompted_category_at_the_top(qtbot):
     try:
         w.start()
         qtbot.waitUntil(lambda: w.session is not None and not w.indexing and w.photo_path is not None
-                        and w._encoding is None and w.session.indexed_count == 60, timeout=WAIT_MS)
+                        and w.settled and w.session.indexed_count == 60, timeout=WAIT_MS)
         assert w.docks.controls.h_on.value() == w.session.engine.recommended_h_on
         records = {Path(r.path).name: r for r in load_synthetic(demo_gallery_dir()).images}
         query = records[Path(w.photo_path).name]

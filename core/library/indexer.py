@@ -354,8 +354,9 @@ class Indexer:
             elapsed = time.perf_counter() - t_start
             rate = done / elapsed if elapsed > 0 and done else 0.0
             eta = (total - done) / rate if rate > 0 else None
+            # Failures count as soon as they are known, not only once their batch is committed.
             progress(IndexProgress(done, total, rate, eta, current, counts["indexed"], counts["reused"],
-                                   counts["failed"], skipped))  # fmt: skip
+                                   counts["failed"] + len(batch.fail), skipped))  # fmt: skip
 
         report(None)
         pool = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="phs-decode")

@@ -152,6 +152,17 @@ def get_spec(name: str) -> ModelSpec:
     raise WeightsNotFoundError(f"Unknown model '{name}'; choose one of: {known}.")
 
 
+def available_devices() -> list[str]:
+    """The devices this machine can run on: ``auto`` and ``cpu``, then ``cuda`` and ``mps`` where present."""
+    out = ["auto", "cpu"]
+    if torch.cuda.is_available():
+        out.append("cuda")
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        out.append("mps")
+    return out
+
+
 def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
     """``auto`` picks CUDA, then Apple MPS, then the CPU; anything else is passed to ``torch.device``."""
     if device is None or str(device) == "auto":
@@ -303,6 +314,33 @@ def how_to_get_weights(spec: ModelSpec) -> str:
     )
 
 
+def hub_reachable(timeout_s: float = 1.0) -> bool:
+    """Whether the Hugging Face endpoint answers a TCP connection within ``timeout_s``.
+
+    Checked before a download so that a machine without network says so at once instead of spending half a
+    minute in huggingface_hub's retries. Name resolution runs in a daemon thread because it has no timeout.
+    """
+    import socket
+    import threading
+    from urllib.parse import urlparse
+
+    url = urlparse(os.environ.get("HF_ENDPOINT") or "https://huggingface.co")
+    host, port = url.hostname or "huggingface.co", url.port or (443 if url.scheme == "https" else 80)
+    ok: list[bool] = []
+
+    def probe() -> None:
+        try:
+            with socket.create_connection((host, port), timeout=timeout_s):
+                ok.append(True)
+        except OSError:
+            ok.append(False)
+
+    t = threading.Thread(target=probe, daemon=True)
+    t.start()
+    t.join(timeout_s)
+    return bool(ok and ok[0])
+
+
 def _hf_cache_hint() -> str:
     from huggingface_hub.constants import HF_HUB_CACHE
 
@@ -328,7 +366,7 @@ def hf_weights_path(spec: ModelSpec, download: bool = True) -> Path:
         return Path(hf_hub_download(spec.hf_repo, WEIGHTS_FILE, local_files_only=True, cache_dir=cache))
     except (LocalEntryNotFoundError, FileNotFoundError, OSError):
         pass
-    if not download or _offline():
+    if not download or _offline() or not hub_reachable():
         raise WeightsNotFoundError(how_to_get_weights(spec))
     try:
         return Path(hf_hub_download(spec.hf_repo, WEIGHTS_FILE, cache_dir=cache))
