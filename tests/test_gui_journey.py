@@ -176,7 +176,9 @@ def test_defect3_offline_model_choice_fails_fast_in_the_apps_words_and_can_be_ca
         c.model.activated.emit(i)
         qtbot.waitUntil(lambda: w.banner.level == "error" and bool(w.banner.text), timeout=10000)
         elapsed = time.perf_counter() - t0
-        assert elapsed < 3.0, elapsed  # under a second of work; the rest is the event loop under load
+        # Under a second of work on a quiet machine; the bound only has to tell it from the 25-30 s retry loop
+        # it replaces, with room for a loaded 2-core CI machine.
+        assert elapsed < 8.0, elapsed
         text = w.banner.text
         assert "--" not in text and "`" not in text and "under Model" in text
         assert "no model" not in w.status_model.text() and "demo" in w.status_model.text().lower()
@@ -208,7 +210,7 @@ def test_defect3_core_fails_fast_offline_without_the_offline_switch(monkeypatch,
     t0 = time.perf_counter()
     with pytest.raises(WeightsNotFoundError):
         hf_weights_path(get_spec("dinov2-s14"))
-    assert time.perf_counter() - t0 < 1.5
+    assert time.perf_counter() - t0 < 5.0  # the Hugging Face retry loop it replaces took 29 s
 
 
 def test_defects_4_7_8_10_13_panels_menus_devices_brush_keys_layout(qtbot):
