@@ -179,6 +179,7 @@ class PhotoIndex:
             sidecar = st.read_sidecar(directory)
             if sidecar is not None and not rebuild:
                 st.check_sidecar(sidecar, fingerprint, folder_abs)
+                _adopt_precision(engine, sidecar)
             if rebuild or sidecar is None:
                 for p in _data_files(directory):
                     with contextlib.suppress(FileNotFoundError):
@@ -279,6 +280,20 @@ class PhotoIndex:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _adopt_precision(engine: EngineLike, sidecar: dict[str, Any]) -> None:
+    """Encode new photos in the precision the index was built in, so that all its rows agree.
+
+    An index records the precision of its engine (``fingerprint["precision"]``, e.g. bf16 where the CPU has
+    it natively); an engine in another precision extends it in the index's one (``--rebuild`` re-encodes
+    the whole folder in the engine's own). Searching needs nothing of the kind: queries in either precision
+    search either index.
+    """
+    stored = (sidecar.get("fingerprint") or {}).get("precision")
+    set_precision = getattr(engine, "set_precision", None)
+    if stored and set_precision is not None and getattr(engine, "precision", stored) != stored:
+        set_precision(stored)
 
 
 def path_of(folder: Path, rel: str) -> Path:
