@@ -89,7 +89,7 @@ def test_qd_rerank_fast_pass_then_fp32_gives_the_fp32_order():
         got_s, got_i = rank(fast, gallery, q, k=20, mode="qd", candidates=300, head_mask=m)
     finally:
         PHSEngine.features_from_cache = real
-    assert calls == [(300, "bf16"), (80, "fp32")]
+    assert calls == [(300, "bf16"), (40, "fp32")]
     assert got_i.tolist() == ref_i.tolist()
     np.testing.assert_allclose(got_s, ref_s, rtol=1e-6, atol=1e-6)
 

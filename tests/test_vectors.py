@@ -30,8 +30,8 @@ def test_kind_by_size():
     assert choose_kind(APPROX_THRESHOLD) == "ivf"
     assert choose_kind(5, threshold=5) == "ivf"
     assert 20_000 <= APPROX_THRESHOLD <= 50_000  # the exact scan stays within ~2.5 ms below it (one core)
-    assert (ivf_nlist(100_000), ivf_nprobe(ivf_nlist(100_000))) == (632, 16)
-    assert (ivf_nlist(1_000_000), ivf_nprobe(ivf_nlist(1_000_000))) == (2000, 50)
+    assert (ivf_nlist(100_000), ivf_nprobe(ivf_nlist(100_000))) == (632, 64)
+    assert (ivf_nlist(1_000_000), ivf_nprobe(ivf_nlist(1_000_000))) == (2000, 200)
     assert ivf_nlist(10) == 1 and ivf_nprobe(1) == 1
 
 
@@ -71,7 +71,7 @@ def test_ivf_recall_at_100_on_clustered_features():
     ids = np.arange(len(x), dtype=np.int64)
     exact = VectorIndex.build(64, "flat", ids, x)
     ivf = VectorIndex.build(64, "ivf", ids, x)
-    assert ivf.nlist == ivf_nlist(20_000) and ivf.nprobe == 16
+    assert ivf.nlist == ivf_nlist(20_000) and ivf.nprobe == 29
     _, gt = exact.search(q, 100)
     _, got = ivf.search(q, 100)
     recall = np.mean([len(set(a) & set(b)) / 100 for a, b in zip(gt.tolist(), got.tolist())])
@@ -79,3 +79,20 @@ def test_ivf_recall_at_100_on_clustered_features():
     # an index whose cells were trained on far fewer vectors than it now holds gets re-trained
     small = VectorIndex.build(64, "ivf", ids[:2000], x[:2000])
     assert not small.needs_retraining(3000) and small.needs_retraining(8000)
+
+
+def test_faiss_builds_are_alternatives():
+    import tomllib
+    from pathlib import Path
+
+    from core.errors import PHSError
+    from core.library.vectors import check_faiss_install, installed_faiss
+
+    check_faiss_install(["faiss-cpu"])
+    check_faiss_install(["faiss-gpu-cu12"])
+    with pytest.raises(PHSError, match="install_faiss_gpu.sh"):
+        check_faiss_install(["faiss-cpu", "faiss-gpu-cu12"])
+    assert len(installed_faiss()) == 1  # this environment
+    meta = tomllib.loads((Path(__file__).resolve().parent.parent / "pyproject.toml").read_text())["project"]
+    every = [*meta["dependencies"], *(d for ds in meta["optional-dependencies"].values() for d in ds)]
+    assert [d for d in every if d.startswith("faiss")] == ["faiss-cpu>=1.8"]  # no extra pulls in a second build

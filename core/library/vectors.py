@@ -9,9 +9,9 @@ vectors (:func:`choose_kind`), the kind being recorded in the sidecar:
 ``ivf``
     From there on: an inverted file over ``nlist`` k-means cells (:func:`ivf_nlist`, about ``2 sqrt(n)``)
     holding the vectors as float16 (``IndexIVFScalarQuantizer``, QT_fp16, no residual: scores within
-    1e-3 of the exact ones), searched in :func:`ivf_nprobe` cells. On clustered 768-d features (the
-    synthetic ones of ``bench/bench_scale.py``) that keeps recall@100 against exact search above 0.99 at a
-    few percent of the exact scan's cost. The ids live in the inverted lists themselves, so adds and
+    1e-3 of the exact ones), searched in :func:`ivf_nprobe` cells (a tenth of them). On clustered 768-d
+    features (the synthetic ones of ``bench/bench_scale.py``) that keeps recall@100 against exact search
+    above 0.95 at a tenth of the exact scan's cost. The ids live in the inverted lists themselves, so adds and
     removals are incremental; the cells are re-trained (a rebuild from SQLite) only when the collection
     has grown so much that :func:`ivf_nlist` doubled.
 
@@ -51,7 +51,7 @@ IVF_CELLS_PER_SQRT_N = 2.0
 IVF_TRAIN_PER_CELL = 40
 IVF_TRAIN_ITERATIONS = 10
 #: Fraction of the cells searched (at least :data:`IVF_MIN_NPROBE`); see :func:`ivf_nprobe`.
-IVF_PROBE_FRACTION = 1 / 40
+IVF_PROBE_FRACTION = 1 / 10
 IVF_MIN_NPROBE = 16
 #: OpenMP threads FAISS uses for a single query. One thread answers a single query over 100k vectors in
 #: a few ms; FAISS's default (all cores) spends more time waking threads than searching, badly so on a busy
@@ -72,12 +72,50 @@ def ivf_nlist(n: int) -> int:
 
 
 def ivf_nprobe(nlist: int) -> int:
-    """Cells searched per query: ``nlist / 40``, at least 16 (all of them for tiny indexes).
+    """Cells searched per query: ``nlist / 10``, at least 16 (all of them for tiny indexes).
 
-    Measured on clustered 768-d features (bench/bench_scale.py): recall@100 >= 0.99 at 100k (632 cells,
-    nprobe 16) and at 1M (2,000 cells, nprobe 50).
+    Measured on the clustered 768-d features of bench/bench_scale.py at 100k (632 cells, one thread), for
+    near-duplicate queries: recall@100 0.923 / 0.945 / 0.963 / 0.978 at nprobe 16 / 32 / 64 / 128, with
+    median search times 0.26 / 0.57 / 0.82 / 1.61 ms (shared machine).
     """
     return int(min(nlist, max(IVF_MIN_NPROBE, math.ceil(nlist * IVF_PROBE_FRACTION))))
+
+
+FAISS_DISTRIBUTIONS = ("faiss-cpu", "faiss-gpu", "faiss-gpu-cu11", "faiss-gpu-cu12")
+
+
+def installed_faiss(names: tuple[str, ...] = FAISS_DISTRIBUTIONS) -> list[str]:
+    """The FAISS distributions installed in this environment (each ships the same ``faiss`` package)."""
+    from importlib import metadata
+
+    found = []
+    for name in names:
+        try:
+            metadata.distribution(name)
+        except metadata.PackageNotFoundError:
+            continue
+        found.append(name)
+    return found
+
+
+def check_faiss_install(found: list[str] | None = None) -> None:
+    """Refuse two FAISS builds in one environment: they overwrite each other's ``faiss/`` files.
+
+    Raises:
+        PHSError: both ``faiss-cpu`` and a ``faiss-gpu`` build are installed; says how to fix it.
+    """
+    found = installed_faiss() if found is None else found
+    if len(found) > 1:
+        from core.errors import PHSError
+
+        raise PHSError(
+            f"Both {' and '.join(found)} are installed and overwrite each other's files; keep one: for FAISS on "
+            "the GPU run scripts/install_faiss_gpu.sh (pip uninstall -y faiss-cpu faiss-gpu-cu12, then pip "
+            "install faiss-gpu-cu12), for the CPU pip uninstall -y faiss-gpu-cu12 and pip install --force-reinstall faiss-cpu."
+        )
+
+
+check_faiss_install()
 
 
 def gpu_available() -> bool:

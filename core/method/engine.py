@@ -40,8 +40,8 @@ NATIVE_BF16_FLAGS = frozenset({"avx512_bf16", "amx_bf16"})
 
 #: Query-DB re-rank: the candidates whose bf16 score ranks among the best ``max(REFINE_MIN, REFINE_FACTOR * k)``
 #: are recomputed in fp32, so the returned order and scores are the fp32 ones (measured by bench_scale.py).
-REFINE_FACTOR = 4
-REFINE_MIN = 64
+REFINE_FACTOR = 2
+REFINE_MIN = 32
 
 
 def cpu_flags(cpuinfo: str | None = None) -> frozenset[str]:
@@ -212,6 +212,7 @@ class PHSEngine:
         self._state: _ImageState | None = None
         self._source: ImageLike | None = None
         self._image: Image.Image | None = None
+        self._bf16: Any = None
 
     # ----------------------------------------------------------------------------------------------------
     # facts
@@ -478,13 +479,32 @@ class PHSEngine:
             raise PromptError("Cached states must be (B, D) and (B, h, d_h) arrays for this model.")
         m = None if head_mask is None else torch.as_tensor(np.asarray(head_mask, dtype=np.float32), device=self.device)
         out = np.empty((x_cls.shape[0], self.feature_dim), dtype=np.float32)
+        if precision == "bf16" and self.device.type == "cpu":
+            # Pure bf16 on a bf16 copy of the last block and the head: autocast would re-cast the weights on
+            # every call and keep the norms in fp32 (measured 1.3x slower for 1,000 rows of ViT-B).
+            lite, dtype = self._bf16_head(), torch.bfloat16
+        else:
+            lite, dtype = self.model, torch.float32
         for i in range(0, x_cls.shape[0], chunk):
-            xc = torch.as_tensor(x_cls[i : i + chunk], dtype=torch.float32, device=self.device)
-            oc = torch.as_tensor(o_cls[i : i + chunk], dtype=torch.float32, device=self.device)
-            with self._autocast(precision):
-                f = vit.cls_feature(self.model, xc, oc, m, strategy)
+            xc = torch.as_tensor(x_cls[i : i + chunk], device=self.device).to(dtype)
+            oc = torch.as_tensor(o_cls[i : i + chunk], device=self.device).to(dtype)
+            with self._autocast(precision if lite is self.model else "fp32"):
+                f = vit.cls_feature(lite, xc, oc, m, strategy)  # type: ignore[arg-type]
             out[i : i + chunk] = f.float().cpu().numpy()
         return out
+
+    def _bf16_head(self) -> Any:
+        """A bf16 copy of what :func:`core.method.vit.cls_feature` uses (last block, norms, head), made once."""
+        if self._bf16 is None:
+            import copy
+            import types
+
+            m = self.model
+            parts = {n: copy.deepcopy(getattr(m, n)).to(torch.bfloat16) for n in ("norm", "fc_norm", "head")}
+            self._bf16 = types.SimpleNamespace(
+                blocks=[copy.deepcopy(m.blocks[-1]).to(torch.bfloat16)], head_drop=m.head_drop, **parts
+            )
+        return self._bf16
 
     # ----------------------------------------------------------------------------------------------------
     # prompts and heads
