@@ -204,7 +204,7 @@ def measure(folder: Path, rows: int, repeats: int) -> dict:
     res["recall_service_queries"] = float(np.mean(rec[nq:]))
 
     # Query-DB re-rank of 1,000 candidates through the service, vs fp32 and vs the bare matmul bound
-    qd, agree, agree_bf16_only = [], [], []
+    qd, agree = [], []
 
     class Fp32Rerank(PHSEngine):
         rerank_precision = "fp32"
