@@ -30,6 +30,16 @@ def _isolated_data_dir(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
 
 
+@pytest.fixture(autouse=True)
+def _fp32_unless_asked(monkeypatch):
+    """Engines on ``auto`` compute in fp32 in tests on every CPU (bf16 where the CPU has it is the product's
+    default): exact comparisons then hold on any machine; tests of bf16 ask for it or fake the CPU."""
+    from core.method import engine
+
+    monkeypatch.setattr(engine, "cpu_has_native_bf16", lambda flags=None: False if flags is None else
+                        bool(frozenset(flags) & engine.NATIVE_BF16_FLAGS))  # fmt: skip
+
+
 def perturb_(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
     """Give a randomly initialised model weights with non-trivial scale everywhere.
 

@@ -21,6 +21,7 @@ from core.library import (
     scan_folder,
 )
 from core.library.store import Database, index_dir_for
+from core.library.vectors import VectorIndex
 from core.search import Searcher
 from tests.index_fakes import FakeEngine, check_consistency, colour_image, make_folder, tree_hash
 
@@ -257,17 +258,22 @@ def test_qd_rerank_equals_exact_recomputation(photos):
     assert all(h1.score >= h2.score for h1, h2 in zip(hits, hits[1:]))
 
 
-def test_hnsw_past_threshold_recorded_in_sidecar(photos):
+def test_ivf_past_threshold_recorded_in_sidecar_and_removal_is_incremental(photos, monkeypatch):
     engine = FakeEngine()
     index_folder(photos, engine, batch_size=8, approx_threshold=10)
     with PhotoIndex.open(photos, engine, approx_threshold=10) as idx:
-        assert idx.sidecar["faiss"]["kind"] == "hnsw"
-        assert idx.vectors().kind == "hnsw"
-    (photos / "album1" / "img001.png").unlink()  # a removal forces an HNSW rebuild
+        assert idx.sidecar["faiss"]["kind"] == "ivf"
+        assert idx.vectors().kind == "ivf"
+    builds = []
+    real_build = VectorIndex.build.__func__
+    monkeypatch.setattr(VectorIndex, "build", classmethod(lambda cls, *a: builds.append(a[1]) or real_build(cls, *a)))
+    (photos / "album1" / "img001.png").unlink()  # removed from the inverted lists, no rebuild
     index_folder(photos, engine, approx_threshold=10)
+    assert builds == []
     with Searcher(photos, engine, approx_threshold=10) as s:
-        assert s.size == 19
+        assert s.size == 19 and s.index.vectors().kind == "ivf"
         assert s.search(engine.feature_of(colour_image(3)), 1)[0].rel == "album0/img003.png"
+    check_consistency(photos, engine)
 
 
 def test_cancel_keeps_committed_batches_and_resumes(photos):

@@ -155,6 +155,7 @@ class PhotoIndex:
         self.qd.repair_hint = f"run `phs index {folder}` to repair it"
         self._vectors: VectorIndex | None = None
         self._vectors_gen = -1
+        self._counted_gen = -2
 
     # ------------------------------------------------------------------------------------------ open
     @classmethod
@@ -228,6 +229,7 @@ class PhotoIndex:
             sidecar = st.read_sidecar(directory)
             if sidecar is not None and not rebuild:
                 st.check_sidecar(sidecar, fingerprint, folder_abs)
+                _adopt_precision(engine, sidecar)
             if rebuild or sidecar is None:
                 for p in _data_files(directory):
                     with contextlib.suppress(FileNotFoundError):
@@ -300,9 +302,12 @@ class PhotoIndex:
                 self._vectors = VectorIndex.load(self.directory / st.FAISS_FILE, dim, info["kind"])
                 self._vectors_gen = int(info.get("generation", -1)) if self._vectors is not None else -1
         stale = self._vectors is None or self.db.generation != self._vectors_gen
-        if not stale:  # cheap paranoia: a file that disagrees with SQLite is reconciled, never trusted
+        if not stale and self._counted_gen != self._vectors_gen:
+            # paranoia, once per generation (a count scans the table: ~100 ms at 100k photos): a file that
+            # disagrees with SQLite is reconciled, never trusted
             n_done = self.db.conn.execute("SELECT count(*) FROM files WHERE status = 'done'").fetchone()[0]
             stale = self._vectors.ntotal != n_done
+            self._counted_gen = -1 if stale else self._vectors_gen
         if stale:
             self._vectors, res = sync_vectors(
                 self._vectors, max(self._vectors_gen, 0), self.db, dim, threshold=self.approx_threshold
@@ -356,6 +361,20 @@ class PhotoIndex:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _adopt_precision(engine: EngineLike, sidecar: dict[str, Any]) -> None:
+    """Encode new photos in the precision the index was built in, so that all its rows agree.
+
+    An index records the precision of its engine (``fingerprint["precision"]``, e.g. bf16 where the CPU has
+    it natively); an engine in another precision extends it in the index's one (``--rebuild`` re-encodes
+    the whole folder in the engine's own). Searching needs nothing of the kind: queries in either precision
+    search either index.
+    """
+    stored = (sidecar.get("fingerprint") or {}).get("precision")
+    set_precision = getattr(engine, "set_precision", None)
+    if stored and set_precision is not None and getattr(engine, "precision", stored) != stored:
+        set_precision(stored)
 
 
 def path_of(folder: Path, rel: str) -> Path:

@@ -75,6 +75,12 @@ METRIC = "inner_product"  # on L2-normalised features, i.e. cosine similarity
 #: (preprocessing, dims, ITAE...) must also match, else the index is refused with a sentence.
 IDENTITY_KEYS: tuple[str, ...] = ("model", "name", "timm_name", "weights", "weights_id")
 
+#: Fingerprint keys an index may differ in from the engine that opens it. ``precision`` (what the photos
+#: were encoded in): a bf16 index answers fp32 queries and the reverse (features agree to a cosine of about
+#: 0.999, measured by bench/bench_scale.py); an indexer extends an index in the index's own precision
+#: (see :meth:`core.library.photo_index.PhotoIndex.open`).
+COMPATIBLE_KEYS: tuple[str, ...] = ("precision",)
+
 _FLOAT16_MAX = float(np.finfo(np.float16).max)
 
 
@@ -300,9 +306,9 @@ def list_indexes(folder: str | Path | None = None) -> list[tuple[Path, dict[str,
 
 
 def fingerprint_differences(stored: dict[str, Any], current: dict[str, Any]) -> list[str]:
-    """Names of the fingerprint entries that differ between an index and an engine."""
+    """Names of the fingerprint entries that differ between an index and an engine (but :data:`COMPATIBLE_KEYS`)."""
     a, b = normalize_fingerprint(stored), normalize_fingerprint(current)
-    return sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
+    return sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k) and k not in COMPATIBLE_KEYS)
 
 
 def check_sidecar(sidecar: dict[str, Any], fingerprint: dict[str, Any], folder: str | Path) -> None:

@@ -26,7 +26,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from core.errors import NotReadyError, PHSError, PromptError
-from core.method.engine import FAParams, PHSEngine
+from core.method.engine import REFINE_FACTOR, REFINE_MIN, FAParams, PHSEngine
 from core.method.phs import (
     HeadSelection,
     HeadStrategy,
@@ -330,12 +330,25 @@ def rank(
             return scores[ok][:k].astype(np.float32), ids[ok][:k].astype(np.int64)
     if len(ids) == 0:
         return empty
+    ids = np.asarray(ids)
     x_cls, o_cls = gallery.states(ids)
-    feats = engine.features_from_cache(x_cls, o_cls, np.asarray(head_mask, np.float32).reshape(-1), strategy)
-    scores = l2_normalize(feats) @ q
+    m = np.asarray(head_mask, np.float32).reshape(-1)
+    fast = getattr(engine, "rerank_precision", "fp32")
+    if fast == "fp32":
+        scores = l2_normalize(engine.features_from_cache(x_cls, o_cls, m, strategy)) @ q
+    else:
+        # Two passes: every candidate in the fast precision (bf16 where native: about 4x less than fp32 on
+        # the CPU), then the best of them again in fp32, so the returned order and scores are fp32's.
+        scores = l2_normalize(engine.features_from_cache(x_cls, o_cls, m, strategy, precision=fast)) @ q
+        n_refine = min(len(ids), max(REFINE_MIN, REFINE_FACTOR * k))
+        scores = np.where(np.isfinite(scores), scores, -np.inf)
+        best = np.argpartition(-scores, n_refine - 1)[:n_refine] if n_refine < len(ids) else np.arange(len(ids))
+        exact = l2_normalize(engine.features_from_cache(x_cls[best], o_cls[best], m, strategy)) @ q
+        scores = np.full(len(ids), -np.inf, np.float32)
+        scores[best] = exact
     order = np.argsort(-scores, kind="stable")
     order = order[np.isfinite(scores[order])][:k]  # a damaged cache row cannot be ranked
-    return scores[order].astype(np.float32), np.asarray(ids)[order].astype(np.int64)
+    return scores[order].astype(np.float32), ids[order].astype(np.int64)
 
 
 # ------------------------------------------------------------------------------------------------------

@@ -1,0 +1,98 @@
+"""The FAISS side of an index: the index kind by size, adds and removals on every kind, recall of the IVF."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from core.library.vectors import (
+    APPROX_THRESHOLD,
+    KINDS,
+    VectorIndex,
+    choose_kind,
+    ivf_nlist,
+    ivf_nprobe,
+)
+
+
+def clustered(n: int, dim: int = 64, clusters: int = 200, seed: int = 0, spread: float = 1.0) -> np.ndarray:
+    """Unit vectors around ``clusters`` centres (noise as large as the centre: in-cluster cosine ~0.5)."""
+    rng = np.random.default_rng(seed)
+    centers = rng.standard_normal((clusters, dim)).astype(np.float32)
+    centers /= np.linalg.norm(centers, axis=1, keepdims=True)
+    noise = spread * rng.standard_normal((n, dim)).astype(np.float32) / np.sqrt(dim)
+    x = centers[rng.integers(0, clusters, n)] + noise
+    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+
+
+def test_kind_by_size():
+    assert choose_kind(APPROX_THRESHOLD - 1) == "flat"
+    assert choose_kind(APPROX_THRESHOLD) == "ivf"
+    assert choose_kind(5, threshold=5) == "ivf"
+    assert 20_000 <= APPROX_THRESHOLD <= 50_000  # the exact scan stays within ~2.5 ms below it (one core)
+    assert (ivf_nlist(100_000), ivf_nprobe(ivf_nlist(100_000))) == (632, 64)
+    assert (ivf_nlist(1_000_000), ivf_nprobe(ivf_nlist(1_000_000))) == (2000, 200)
+    assert ivf_nlist(10) == 1 and ivf_nprobe(1) == 1
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_add_remove_search_save_load_on_every_kind(kind, tmp_path):
+    x = clustered(3000)
+    ids = np.arange(1000, 4000, dtype=np.int64)
+    vi = VectorIndex.build(64, kind, ids, x)
+    assert vi.kind == kind and vi.ntotal == 3000
+    assert np.array_equal(np.sort(vi.ids()), ids)
+    _, got = vi.search(x[:3], 1)
+    assert got[:, 0].tolist() == [1000, 1001, 1002]
+
+    vi.remove(np.array([1000, 1001], np.int64))
+    assert vi.ntotal == 2998 and 1000 not in set(vi.ids().tolist())
+    _, got = vi.search(x[:2], 5)
+    assert not ({1000, 1001} & set(got.ravel().tolist()))
+
+    vi.add(np.array([7], np.int64), x[:1])  # an update: the row comes back under a new id
+    _, got = vi.search(x[:1], 1)
+    assert got[0, 0] == 7 and vi.ntotal == 2999
+
+    vi.save(tmp_path / "v.faiss")
+    back = VectorIndex.load(tmp_path / "v.faiss", 64, kind)
+    assert back is not None and back.ntotal == 2999 and np.array_equal(np.sort(back.ids()), np.sort(vi.ids()))
+    other = "flat" if kind == "ivf" else "ivf"
+    assert VectorIndex.load(tmp_path / "v.faiss", 64, other) is None
+    assert VectorIndex.load(tmp_path / "v.faiss", 32, kind) is None
+    assert VectorIndex.load(tmp_path / "v.faiss", 64, "hnsw") is None  # an older kind is rebuilt
+
+
+def test_ivf_recall_at_100_on_clustered_features():
+    x = clustered(20_000, seed=1)
+    rng = np.random.default_rng(2)
+    q = x[rng.choice(len(x), 50, replace=False)] + 0.3 / 8 * rng.standard_normal((50, 64)).astype(np.float32)
+    q /= np.linalg.norm(q, axis=1, keepdims=True)
+    ids = np.arange(len(x), dtype=np.int64)
+    exact = VectorIndex.build(64, "flat", ids, x)
+    ivf = VectorIndex.build(64, "ivf", ids, x)
+    assert ivf.nlist == ivf_nlist(20_000) and ivf.nprobe == 29
+    _, gt = exact.search(q, 100)
+    _, got = ivf.search(q, 100)
+    recall = np.mean([len(set(a) & set(b)) / 100 for a, b in zip(gt.tolist(), got.tolist())])
+    assert recall >= 0.95, recall
+    # an index whose cells were trained on far fewer vectors than it now holds gets re-trained
+    small = VectorIndex.build(64, "ivf", ids[:2000], x[:2000])
+    assert not small.needs_retraining(3000) and small.needs_retraining(8000)
+
+
+def test_faiss_builds_are_alternatives():
+    import tomllib
+    from pathlib import Path
+
+    from core.errors import PHSError
+    from core.library.vectors import check_faiss_install, installed_faiss
+
+    check_faiss_install(["faiss-cpu"])
+    check_faiss_install(["faiss-gpu-cu12"])
+    with pytest.raises(PHSError, match="install_faiss_gpu.sh"):
+        check_faiss_install(["faiss-cpu", "faiss-gpu-cu12"])
+    assert len(installed_faiss()) == 1  # this environment
+    meta = tomllib.loads((Path(__file__).resolve().parent.parent / "pyproject.toml").read_text())["project"]
+    every = [*meta["dependencies"], *(d for ds in meta["optional-dependencies"].values() for d in ds)]
+    assert [d for d in every if d.startswith("faiss")] == ["faiss-cpu>=1.8"]  # no extra pulls in a second build
