@@ -185,9 +185,8 @@ def act_gui_readonly(args: dict[str, Any]) -> None:
     w.select_folder(folder)
     wait(lambda: not w.indexing)
     w.open_photo(args["photo"])
-    wait(lambda: w.photo_path == args["photo"] and w._encoding is None)
-    w.rescore()
-    hits = [h.path for h in w.outcome.hits] if w.outcome else []
+    wait(lambda: w.photo_path == args["photo"] and w.settled and w.outcome is not None)
+    hits = w.docks.results.paths()  # what the results grid shows
     searched_banner = w.banner.text
     w.start_indexing(folder)
     wait(lambda: not w.indexing)
