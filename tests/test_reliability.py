@@ -292,7 +292,8 @@ def test_gui_without_weights_says_one_sentence_and_runs_the_demo_model(qtbot, tm
     try:
         w.start()
         text = w.banner.text
-        assert w.banner.level == "demo" and "phs download dinov2-b14" in text and "demo model" in text
+        assert w.banner.level == "demo" and "under Model" in text and "demo model" in text
+        assert "DINOv2 ViT-B/14" in text and "--" not in text and "`" not in text  # the app's words, not the CLI's
         assert text.endswith(".") and "\n" not in text and text.count(". ") == 0
         qtbot.waitUntil(lambda: w.session is not None and not w.indexing, timeout=30000)
         assert asked == ["demo"] and w.is_demo and "demo" in w.windowTitle()
