@@ -335,7 +335,10 @@ class PHSEngine:
             image: PIL image, ``(H, W, 3)`` uint8 RGB array, path, or encoded bytes.
         """
         pil = self.to_pil(image)
-        x = self.preprocess(pil)
+        self._set_input(self.preprocess(pil), pil)
+
+    def _set_input(self, x: torch.Tensor, pil: Image.Image) -> None:
+        """Encode the ``(3, S, S)`` input ``x`` of the photo ``pil`` (or take it from the cache) and make it current."""
         key = hashlib.sha1(x.numpy().tobytes() + repr(pil.size).encode()).hexdigest()
         state = self._cache.get(key)
         if state is not None:
@@ -349,6 +352,26 @@ class PHSEngine:
                 self._cache.popitem(last=False)
         self._state = state
         self._image = pil
+
+    def set_marked_image(self, prompt: Prompt, marker: Any) -> Any:
+        """Make the current photo with a marker drawn at ``prompt`` the encoded state (``lvp``, ``red-circle``).
+
+        The marker (a :class:`core.method.lvp.LearnedPrompt` or :class:`core.method.lvp.RedCircle`) is drawn
+        on the model input (see :func:`core.method.lvp.marker_placement`), which is encoded once and cached
+        like any photo (keyed by its content, so the same placement is free the second time). The photo and
+        its size stay those of the unmarked photo, so :meth:`feature`, :meth:`select_heads` and
+        :meth:`attention_maps` then answer for the marked photo; :meth:`set_image` with the photo returns to
+        it (from the cache).
+
+        Returns:
+            The :class:`core.method.lvp.Placement` in input pixels.
+        """
+        from core.method.lvp import mark_input
+
+        pil = self._current_image()
+        x, placement = mark_input(self.preprocess(pil), prompt, pil.size, marker, self.mean, self.std)
+        self._set_input(x, pil)
+        return placement
 
     def _require(self) -> _ImageState:
         if self._state is None:
