@@ -438,3 +438,61 @@ def evaluate_prompt(engine: PHSEngine, prompt: lvp.LearnedPrompt, pool: ImagePoo
         "attention_gain": {name: gain[name]["gain"] for name in gain}
         | {"attn_with": {name: gain[name]["with"] for name in gain}, "attn_without": gain["lvp"]["without"]},
     }
+
+
+# --------------------------------------------------------------------------------------------------------
+# the demo model's shipped prompt (its section of resources/MODEL_CARD.md)
+
+DEMO_COMMAND = ("phs lvp train --model demo --images synthetic --steps 1200 --threads 1 --gain-images 500 "
+                "--out resources/lvp_demo.safetensors")
+"""How ``resources/lvp_demo.*`` was made."""
+
+DEMO_WALL = ("596 s wall in all (2,000 scenes generated, 1,200 steps, 500 held-out scenes evaluated) on one torch "
+             "thread while other test suites shared the 2 cores (0.46 s/step; 0.29 s/step on a free core)")
+"""Wall time of :data:`DEMO_COMMAND` (scene generation, training and the held-out evaluation)."""
+
+
+def model_card_section(meta: dict[str, Any], wall: str = DEMO_WALL, command: str = DEMO_COMMAND) -> list[str]:
+    """The model card's section on the shipped learned prompt, from its JSON sidecar (markdown lines)."""
+    gain = meta.get("attention_gain", {})
+    with_ = gain.get("attn_with", {})
+    without = gain.get("attn_without", [])
+    lines = [
+        "## Learned visual prompt (seed 004)",
+        "",
+        f"`lvp_demo.safetensors` / `lvp_demo.json`: a hollow {meta['shape']} (ratio {meta['ratio']}) of "
+        f"{meta['size']} px on the 96 px input (three tokens), trained through a neural prior with the ViT frozen "
+        f"(`L_KL` against a Gaussian of sigma {meta.get('sigma_tokens', 1.0)} token on the token under the patch).",
+        "",
+        f"- Command: `{command}`",
+        f"- Time: {wall}; the training loop alone {meta['train_seconds']} s "
+        f"({meta['steps']} steps of batch {meta['batch']}, Adam lr {meta['lr']}, {meta['torch_threads']} torch thread(s)).",
+        f"- Training images: {meta['images']} (the demo ViT was trained on seeds 100000+; this prompt on 300000+).",
+        f"- Final training loss {meta['final_loss']}, attention on target {meta['final_attn_on_target']} "
+        "(share of the last layer's head-averaged [CLS]->patch attention on the tokens the prompt overlays, mean "
+        "of the last 50 steps).",
+        f"- Held out: {meta.get('eval_images', '?')}.",
+        "",
+        "| marker | KL loss | attention on target |",
+        "|---|---|---|",
+    ]
+    for name in ("none", "lvp", "red-circle"):
+        if name in meta.get("eval_loss", {}):
+            label = {"none": "no marker", "lvp": "learned prompt", "red-circle": "red circle (same diameter)"}[name]
+            lines.append(f"| {label} | {meta['eval_loss'][name]} | {meta['eval_attn_on_target'][name]} |")
+    if gain:
+        layers = len(gain["lvp"])
+        lines += [
+            "",
+            "Attention gain per layer (seed 004, Fig. 4): `(a_with - a_without) / a_without`, `a` the layer's "
+            "head-averaged [CLS] attention on the overlaid tokens summed over the held-out images.",
+            "",
+            "| layer | " + " | ".join(str(i + 1) for i in range(layers)) + " |",
+            "|---|" + "---|" * layers,
+            "| without a marker (share) | " + " | ".join(f"{v:.3f}" for v in without) + " |",
+            "| learned prompt: share | " + " | ".join(f"{v:.3f}" for v in with_.get("lvp", [])) + " |",
+            "| learned prompt: gain | " + " | ".join(f"{v:+.2f}" for v in gain["lvp"]) + " |",
+            "| red circle: share | " + " | ".join(f"{v:.3f}" for v in with_.get("red-circle", [])) + " |",
+            "| red circle: gain | " + " | ".join(f"{v:+.2f}" for v in gain["red-circle"]) + " |",
+        ]
+    return lines + [""]
