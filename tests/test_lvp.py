@@ -225,6 +225,16 @@ def test_per_model_file_in_the_data_dir_wins_over_the_shipped_one(demo_engine):
     assert lvp.list_prompts("clip-b16") == []
 
 
+def test_require_prompt_says_how_to_train_one():
+    from core.errors import WeightsNotFoundError
+    from core.method.engine import load_engine
+
+    tiny = load_engine("deit3-s16", pretrained=False, device="cpu",
+                       model_kwargs={"img_size": 32, "depth": 2, "embed_dim": 48, "num_heads": 2})
+    with pytest.raises(WeightsNotFoundError, match="phs lvp train --model deit3-s16"):
+        lvp.require_prompt(tiny)
+
+
 # ---------------------------------------------------------------------------------------------------------
 # the engine hook
 

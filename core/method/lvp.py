@@ -663,6 +663,22 @@ def find_prompt(engine: PHSEngine) -> LearnedPrompt | None:
     return None
 
 
+def require_prompt(engine: PHSEngine) -> LearnedPrompt:
+    """:func:`find_prompt`, or one sentence saying how to train a prompt for this model.
+
+    Raises:
+        WeightsNotFoundError: no learned prompt for this engine's model on this machine.
+    """
+    prompt = find_prompt(engine)
+    if prompt is None:
+        name = engine.spec.name
+        raise WeightsNotFoundError(
+            f"There is no learned prompt for the model '{name}' yet; train one with "
+            f"`phs lvp train --model {name} --images DIR` (a folder of your photos, or `synthetic`)."
+        )
+    return prompt
+
+
 def list_prompts(model: str | None = None) -> list[tuple[Path, dict[str, Any]]]:
     """Every learned prompt on this machine (data dir, then the shipped demo one) with its sidecar.
 
