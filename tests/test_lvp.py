@@ -147,7 +147,7 @@ def test_marker_placement_for_points_and_boxes():
 def test_training_lowers_the_loss_and_leaves_the_vit_unchanged(demo_engine, pool, tmp_path):
     torch.set_num_threads(1)
     before = {k: v.clone() for k, v in demo_engine.model.state_dict().items()}
-    cfg = lt.TrainConfig(steps=15, batch=12, gain_images=0, seed=3)
+    cfg = lt.TrainConfig(steps=15, batch=12, gain_images=0, seed=3, lr=3e-3)
     n = cfg.resolved_size(8, 96)
     # A fixed held-out batch, scored with the untrained prior and with the trained patch.
     idx, centres = lt.step_batch(pool, lt.TrainConfig(batch=16, seed=99), 0, 96)
@@ -328,3 +328,19 @@ def test_cli_errors_are_one_sentence(capsys, tmp_path):
     assert "ratio" in capsys.readouterr().err
     assert main(["lvp", "info", "--model", "clip-b16"]) == 2
     assert "No learned prompt for the model 'clip-b16'" in capsys.readouterr().err
+
+
+def test_model_card_keeps_the_shipped_prompt_section(tmp_path):
+    import shutil
+
+    from core.paths import resources_dir
+    from core.synthetic.train_demo import write_model_card
+
+    for name in ("demo_model.json", "lvp_demo.json"):
+        shutil.copy(resources_dir() / name, tmp_path / name)
+    cfg = json.loads((tmp_path / "demo_model.json").read_text())
+    card = write_model_card(cfg, tmp_path).read_text()
+    meta = json.loads((tmp_path / "lvp_demo.json").read_text())
+    assert "## Learned visual prompt (seed 004)" in card and f"| learned prompt | {meta['eval_loss']['lvp']} |" in card
+    shipped = (resources_dir() / "MODEL_CARD.md").read_text()
+    assert card[card.index("## Learned visual prompt"):card.index("## Every attempt")] in shipped
