@@ -344,3 +344,23 @@ def test_model_card_keeps_the_shipped_prompt_section(tmp_path):
     assert "## Learned visual prompt (seed 004)" in card and f"| learned prompt | {meta['eval_loss']['lvp']} |" in card
     shipped = (resources_dir() / "MODEL_CARD.md").read_text()
     assert card[card.index("## Learned visual prompt"):card.index("## Every attempt")] in shipped
+
+
+def test_folder_pool_squash_resizes_photos_and_survives_a_broken_one(tmp_path):
+    from PIL import Image
+
+    from tests.conftest import random_image
+
+    Image.fromarray(random_image(64, 40, seed=1)).save(tmp_path / "a.png")
+    Image.fromarray(random_image(30, 50, seed=2)).save(tmp_path / "b.jpg")
+    (tmp_path / "c.jpg").write_bytes(b"not a photo")
+    pool = lt.ImagePool.folder(tmp_path, 32)
+    assert len(pool) == 3
+    batch = pool.batch(torch.tensor([0, 1, 2, 0]))
+    assert batch.shape == (4, 3, 32, 32) and batch.dtype == torch.uint8
+    want = np.asarray(Image.open(tmp_path / "a.png").convert("RGB").resize((32, 32), Image.Resampling.BICUBIC))
+    np.testing.assert_array_equal(batch[0].permute(1, 2, 0).numpy(), want)
+    assert batch[2].eq(127).all()  # unreadable: a grey image, the run goes on
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(Exception, match="holds no photo"):
+        lt.ImagePool.folder(tmp_path / "empty", 32)
