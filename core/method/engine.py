@@ -18,7 +18,7 @@ from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -30,6 +30,9 @@ from core.method import vit
 from core.method.phs import HeadSelection, HeadStrategy, RoiReduce, head_mask, roi_attention, select_heads
 from core.method.prompts import Prompt, Roi, prompt_pixel_mask, prompt_to_roi
 from core.models.backbones import Backbone, ModelSpec, load_backbone, resolve_device
+
+if TYPE_CHECKING:
+    from core.method.lvp import Marker, Placement
 
 ImageLike = Image.Image | np.ndarray | str | Path | bytes
 
@@ -353,7 +356,7 @@ class PHSEngine:
         self._state = state
         self._image = pil
 
-    def set_marked_image(self, prompt: Prompt, marker: Any) -> Any:
+    def set_marked_image(self, prompt: Prompt, marker: Marker) -> Placement:
         """Make the current photo with a marker drawn at ``prompt`` the encoded state (``lvp``, ``red-circle``).
 
         The marker (a :class:`core.method.lvp.LearnedPrompt` or :class:`core.method.lvp.RedCircle`) is drawn
