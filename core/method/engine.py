@@ -18,7 +18,7 @@ from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -31,6 +31,9 @@ from core.method.phs import HeadSelection, HeadStrategy, RoiReduce, head_mask, r
 from core.method.prompts import Prompt, Roi, prompt_to_roi
 from core.method.transforms import ImageLike, SquashResize, read_for_model, to_pil
 from core.models.backbones import Backbone, ModelSpec, load_backbone, recommended_h_on, resolve_device
+
+if TYPE_CHECKING:
+    from core.method.lvp import Marker, Placement
 
 PRECISIONS: tuple[str, ...] = ("fp32", "bf16", "fp16")
 """Precisions an engine computes in (under autocast; results are always float32)."""
@@ -211,6 +214,7 @@ class PHSEngine:
         self._cache_size = max(int(cache_size), 1)
         self._state: _ImageState | None = None
         self._source: ImageLike | None = None
+        self._model_image: Image.Image | None = None  # the photo as decoded for the model (JPEG draft)
         self._image: Image.Image | None = None
         self._bf16: Any = None
 
@@ -385,6 +389,7 @@ class PHSEngine:
         pil, size = read_for_model(image, self.input_size)
         self._set_input(self.preprocess(pil), size)
         self._source = image
+        self._model_image = pil
         self._image = pil if pil.size == size else None  # a draft-decoded photo is re-read at full size on demand
 
     def _set_input(self, x: torch.Tensor, size: tuple[int, int]) -> None:
@@ -401,6 +406,28 @@ class PHSEngine:
             while len(self._cache) > self._cache_size:
                 self._cache.popitem(last=False)
         self._state = state
+
+    def set_marked_image(self, prompt: Prompt, marker: Marker) -> Placement:
+        """Make the current photo with a marker drawn at ``prompt`` the encoded state (``lvp``, ``red-circle``).
+
+        The marker (a :class:`core.method.lvp.LearnedPrompt` or :class:`core.method.lvp.RedCircle`) is drawn
+        on the model input (see :func:`core.method.lvp.marker_placement`), which is encoded once and cached
+        like any photo (keyed by its content, so the same placement is free the second time). The photo and
+        its size stay those of the unmarked photo, so :meth:`feature`, :meth:`select_heads` and
+        :meth:`attention_maps` then answer for the marked photo; :meth:`set_image` with the photo returns to
+        it (from the cache).
+
+        Returns:
+            The :class:`core.method.lvp.Placement` in input pixels.
+        """
+        from core.method.lvp import mark_input
+
+        st = self._require()
+        assert self._model_image is not None
+        x, placement = mark_input(self.preprocess(self._model_image), prompt, st.image_size, marker, self.mean,
+                                  self.std)  # fmt: skip
+        self._set_input(x, st.image_size)
+        return placement
 
     def _require(self) -> _ImageState:
         if self._state is None:

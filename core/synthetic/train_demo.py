@@ -560,6 +560,10 @@ def write_model_card(cfg: dict[str, Any], out_dir: Path, eval_markdown: list[Pat
         lines += [f"`{Path(p).parent.name}/{Path(p).name}`:", "", Path(p).read_text().strip(), ""]
     if not eval_markdown:
         lines += ["Run `bash bench/eval_demo.sh` for the tables.", ""]
+    if (out_dir / "lvp_demo.json").is_file():  # the demo model's learned prompt, if one was trained for it
+        from core.method.lvp_train import model_card_section
+
+        lines += model_card_section(json.loads((out_dir / "lvp_demo.json").read_text()))
     lines += ["## Every attempt", "", "| Attempt | Result |", "|---|---|"]
     lines += [f"| {a} | {b} |" for a, b in ATTEMPTS]
     lines += [
