@@ -49,7 +49,7 @@ from core.synthetic.gallery import (
 )
 from phs_gui.canvas import TOOL_LABELS, TOOL_SHORTCUTS, TOOL_TIPS, Canvas, Tool
 from phs_gui.controls import Controls
-from phs_gui.heads import HeadsPanel, render_maps
+from phs_gui.heads import TILE_PX, HeadsPanel, render_maps
 from phs_gui.library import LibraryPanel
 from phs_gui.preview import PreviewDialog
 from phs_gui.prompt_state import History, PromptState
@@ -322,7 +322,8 @@ class MainWindow(QMainWindow):
         self._refresh_recent()
         self._update_undo()
         self.resize(1440, 900)
-        if not self._restore_geometry():
+        self._restored = self._restore_geometry()
+        if not self._restored:
             self._default_layout()
 
     # ========================================================================================= assembly
@@ -349,7 +350,6 @@ class MainWindow(QMainWindow):
         bottom = QDockWidget("Results", self)
         bottom.setObjectName("dock-results")
         bottom.setWidget(results)
-        results.setMinimumHeight(results.grid.min_height())
         for d in (left, lib, right, bottom):
             d.setFeatures(QDockWidget.DockWidgetFeature.DockWidgetMovable
                           | QDockWidget.DockWidgetFeature.DockWidgetFloatable
@@ -1179,15 +1179,27 @@ class MainWindow(QMainWindow):
         """The photo gets the most room: narrow side panels, the library tabbed behind the search knobs."""
         self.tabifyDockWidget(self.docks.left, self.docks.library_dock)
         self.docks.left.raise_()
-        self.resizeDocks([self.docks.left, self.docks.right], [270, 270], Qt.Orientation.Horizontal)
-        self.resizeDocks([self.docks.bottom], [self.docks.results.min_height() + 30], Qt.Orientation.Vertical)
+        self._fit_docks()
+
+    def _fit_docks(self) -> None:
+        """Side panels as narrow as their contents allow (the heads panel three tiles wide on a wide window),
+        the results one row of thumbnails high: the photo keeps the rest."""
+        left = max(self.docks.left.minimumSizeHint().width(), self.docks.library_dock.minimumSizeHint().width())
+        heads = self.docks.heads
+        right = self.docks.right.minimumSizeHint().width()
+        if self.width() >= 1600:
+            right += TILE_PX + 10  # one more column of heads
+        self.resizeDocks([self.docks.left, self.docks.right], [left, right], Qt.Orientation.Horizontal)
+        self.resizeDocks([self.docks.bottom], [self.docks.results_panel.minimumSizeHint().height()],
+                         Qt.Orientation.Vertical)
+        heads.updateGeometry()
 
     def showEvent(self, event) -> None:  # noqa: N802, ANN001 - Qt API
         super().showEvent(event)
         if not self._shown_once:
             self._shown_once = True
-            if self.width() <= 1400:  # small screens: side panels at their narrowest
-                self.resizeDocks([self.docks.left, self.docks.right], [250, 250], Qt.Orientation.Horizontal)
+            if not self._restored or self.width() <= 1400:  # first launch, or a small screen
+                self._fit_docks()
 
     _shown_once = False
 
