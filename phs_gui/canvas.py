@@ -4,7 +4,7 @@ Tools are an :class:`Tool` enum with lookup tables (label, shortcut, tip, cursor
 handlers); the geometry lives in :mod:`phs_gui.geometry` (pure functions). The canvas edits a
 :class:`phs_gui.prompt_state.PromptState` in image pixels and emits
 
-* ``prompt_preview(state)`` while a box or handle is dragged (the window re-scores, debounced),
+* ``prompt_preview(state)`` while a box or handle is dragged (the window re-scores, throttled),
 * ``prompt_changed(state)`` when an edit is complete (one undo step),
 * ``file_dropped(path)`` when a photo is dropped on it,
 * ``brush_size_changed(px)`` and ``zoom_changed(scale)``.

@@ -9,10 +9,11 @@ Signals (emitted only for user edits; :meth:`Controls.set_options` and the other
 from __future__ import annotations
 
 import numpy as np
-from PySide6.QtCore import QRectF, Qt, Signal
+from PySide6.QtCore import QModelIndex, QRectF, Qt, Signal
 from PySide6.QtGui import QColor, QMouseEvent, QPainter, QPaintEvent, QPen
 from PySide6.QtWidgets import (
     QButtonGroup,
+    QCheckBox,
     QComboBox,
     QDoubleSpinBox,
     QFormLayout,
@@ -21,6 +22,8 @@ from PySide6.QtWidgets import (
     QLabel,
     QRadioButton,
     QSpinBox,
+    QStyledItemDelegate,
+    QStyleOptionViewItem,
     QVBoxLayout,
     QWidget,
 )
@@ -109,8 +112,29 @@ class NormHistogram(QWidget):
         self.theta_picked.emit(rng[0] + min(max(t, 0.0), 1.0) * (rng[1] - rng[0]))
 
 
+NOTE_ROLE = Qt.ItemDataRole.UserRole + 1
+
+
+class _NoteDelegate(QStyledItemDelegate):
+    """The open model list: ``name (note)``, where the note says whether the weights are here."""
+
+    def initStyleOption(self, option: QStyleOptionViewItem, index: QModelIndex) -> None:  # noqa: N802 - Qt API
+        super().initStyleOption(option, index)
+        note = index.data(NOTE_ROLE)
+        if note:
+            option.text = f"{option.text} ({note})"
+
+
+def _form(parent: QWidget) -> QFormLayout:
+    """A form whose rows put the field under its label when the column is too narrow for both."""
+    form = QFormLayout(parent)
+    form.setRowWrapPolicy(QFormLayout.RowWrapPolicy.WrapLongRows)
+    form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
+    return form
+
+
 class Controls(QWidget):
-    """Every search knob in one column."""
+    """Every search knob in one narrow column: forms wrap, FA and ITAE fold away while off."""
 
     options_changed = Signal(object)
     model_requested = Signal(str, str)
@@ -121,22 +145,24 @@ class Controls(QWidget):
         lay.setContentsMargins(6, 6, 6, 6)
 
         model_box = QGroupBox("Model")
-        mf = QFormLayout(model_box)
+        mf = _form(model_box)
         self.model = QComboBox()
-        self.model.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
-        self.model.setMinimumContentsLength(18)
+        # The closed combo shows the model's name, the open list adds whether its weights are here; the
+        # combo is never narrower than the longest name, so no name is ever cut.
+        self.model.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToContents)
+        self.model.setItemDelegate(_NoteDelegate(self.model))
         self.device = QComboBox()
         self.device.addItems(DEVICES)
         self.model_note = QLabel()
         self.model_note.setWordWrap(True)
         self.model_note.setStyleSheet("color: palette(placeholder-text);")
-        mf.addRow("Model", self.model)
+        mf.addRow(self.model)
         mf.addRow("Device", self.device)
         mf.addRow(self.model_note)
         lay.addWidget(model_box)
 
         phs_box = QGroupBox("Head selection")
-        pf = QFormLayout(phs_box)
+        pf = _form(phs_box)
         self.h_on = QSpinBox()
         self.h_on.setRange(1, 64)
         self.h_on.setToolTip("Heads of the last block that PHS keeps (h_on)")
@@ -150,6 +176,7 @@ class Controls(QWidget):
         mode_row = QHBoxLayout()
         mode_row.addWidget(self.qo)
         mode_row.addWidget(self.qd)
+        mode_row.addStretch(1)
         self.roi_sum = QRadioButton("Sum")
         self.roi_max = QRadioButton("Max")
         self._roi_group = QButtonGroup(self)
@@ -158,18 +185,21 @@ class Controls(QWidget):
         roi_row = QHBoxLayout()
         roi_row.addWidget(self.roi_sum)
         roi_row.addWidget(self.roi_max)
+        roi_row.addStretch(1)
         self.top_k = QSpinBox()
         self.top_k.setRange(1, 500)
+        self.top_k.setToolTip("How many results to show")
         pf.addRow("h_on", self.h_on)
         pf.addRow("Search", mode_row)
         pf.addRow("ROI score", roi_row)
         pf.addRow("Top-k", self.top_k)
         lay.addWidget(phs_box)
 
-        self.fa_box = QGroupBox("Foveal attention (FA)")
-        self.fa_box.setCheckable(True)
+        # FA and ITAE are advanced: a check box each, their settings fold away while they are off.
+        self.fa_box = QCheckBox("Foveal attention (FA)")
         self.fa_box.setToolTip("FALIP: bias the [CLS] attention of the last blocks towards the marked region")
-        ff = QFormLayout(self.fa_box)
+        self.fa_body = QGroupBox()
+        ff = _form(self.fa_body)
         self.fa_blocks = QSpinBox()
         self.fa_blocks.setRange(1, 4)
         self.fa_alpha = QDoubleSpinBox()
@@ -184,11 +214,12 @@ class Controls(QWidget):
         ff.addRow("alpha", self.fa_alpha)
         ff.addRow("sigma", self.fa_sigma)
         lay.addWidget(self.fa_box)
+        lay.addWidget(self.fa_body)
 
-        self.itae_box = QGroupBox("Artifact suppression (ITAE)")
-        self.itae_box.setCheckable(True)
+        self.itae_box = QCheckBox("Artifact suppression (ITAE)")
         self.itae_box.setToolTip("Ignore patches whose query norm exceeds theta in the [CLS] attention")
-        itf = QFormLayout(self.itae_box)
+        self.itae_body = QGroupBox()
+        itf = _form(self.itae_body)
         self.itae_theta = QDoubleSpinBox()
         self.itae_theta.setRange(0.0, 1e6)
         self.itae_theta.setDecimals(2)
@@ -197,6 +228,9 @@ class Controls(QWidget):
         itf.addRow("theta", self.itae_theta)
         itf.addRow(self.histogram)
         lay.addWidget(self.itae_box)
+        lay.addWidget(self.itae_body)
+        self.fa_body.hide()
+        self.itae_body.hide()
         lay.addStretch(1)
 
         for w in (self.h_on, self.top_k, self.fa_blocks):
@@ -207,6 +241,8 @@ class Controls(QWidget):
             b.toggled.connect(self._on_radio)
         self.fa_box.toggled.connect(self._emit)
         self.itae_box.toggled.connect(self._emit)
+        self.fa_box.toggled.connect(self.fa_body.setVisible)
+        self.itae_box.toggled.connect(self.itae_body.setVisible)
         self.histogram.theta_picked.connect(self._on_theta_picked)
         self.model.activated.connect(self._on_model)
         self.device.activated.connect(self._on_model)
@@ -246,6 +282,8 @@ class Controls(QWidget):
         finally:
             for w, b in zip(widgets, blocked):
                 w.blockSignals(b)
+        self.fa_body.setVisible(o.fa_on)  # advanced settings fold away while they are off
+        self.itae_body.setVisible(o.itae_on)
         self.histogram.set_theta(o.itae_theta, o.itae_on)
 
     def set_engine_limits(self, num_heads: int, depth: int) -> None:
@@ -260,10 +298,16 @@ class Controls(QWidget):
         b = self.model.blockSignals(True)
         self.model.clear()
         for name, label, note in entries:
-            self.model.addItem(f"{label} ({note})", name)
-            self.model.setItemData(self.model.count() - 1, f"{name}: {note}", Qt.ItemDataRole.ToolTipRole)
+            self.model.addItem(label, name)
+            i = self.model.count() - 1
+            self.model.setItemData(i, note, NOTE_ROLE)
+            self.model.setItemData(i, f"{label}: {name}, weights {note}", Qt.ItemDataRole.ToolTipRole)
         i = self.model.findData(current)
         self.model.setCurrentIndex(max(i, 0))
+        self.model.setToolTip(self.model.itemData(self.model.currentIndex(), Qt.ItemDataRole.ToolTipRole) or "")
+        self.model.setMinimumWidth(self.model.sizeHint().width())  # the longest name, never cut
+        view = self.model.view()
+        view.setMinimumWidth(view.sizeHintForColumn(0) + 24)  # the open list shows every "name (note)" whole
         self.model.blockSignals(b)
         b = self.device.blockSignals(True)
         self.device.setCurrentIndex(max(self.device.findText(device), 0))

@@ -9,7 +9,17 @@ from __future__ import annotations
 
 import numpy as np
 from PySide6.QtCore import QRectF, QSize, Qt, Signal
-from PySide6.QtGui import QColor, QFont, QImage, QMouseEvent, QPainter, QPaintEvent, QPen, QPixmap
+from PySide6.QtGui import (
+    QColor,
+    QFont,
+    QImage,
+    QMouseEvent,
+    QPainter,
+    QPaintEvent,
+    QPen,
+    QPixmap,
+    QResizeEvent,
+)
 from PySide6.QtWidgets import (
     QGridLayout,
     QHBoxLayout,
@@ -152,7 +162,9 @@ class HeadsPanel(QWidget):
         scroll.setWidgetResizable(True)
         scroll.setWidget(self._grid_host)
         scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
-        scroll.setMinimumWidth(self._columns * (TILE_PX + 10) + 24)
+        scroll.setMinimumWidth(self._columns * (TILE_PX + 10) + 24)  # ``columns`` is the fewest shown
+        self._scroll = scroll
+        self._shown_columns = self._columns
         lay = QVBoxLayout(self)
         lay.setContentsMargins(6, 6, 6, 6)
         caption = QLabel("<b>Selected heads, combined</b>")
@@ -180,8 +192,22 @@ class HeadsPanel(QWidget):
         for i in range(n):
             t = HeadTile(i)
             t.clicked.connect(self.head_toggled)
-            self._grid.addWidget(t, i // self._columns, i % self._columns)
+            self._grid.addWidget(t, i // self._shown_columns, i % self._shown_columns)
             self.tiles.append(t)
+
+    def columns_fitting(self) -> int:
+        """As many tile columns as the panel's width holds, at least the ``columns`` it was made with."""
+        room = self._scroll.width() - 24
+        return max(self._columns, room // (TILE_PX + 6 + self._grid.spacing()))
+
+    def resizeEvent(self, event: QResizeEvent) -> None:  # noqa: N802 - Qt API
+        super().resizeEvent(event)
+        cols = self.columns_fitting()
+        if cols != self._shown_columns:  # a wider panel shows more heads side by side
+            self._shown_columns = cols
+            for i, t in enumerate(self.tiles):
+                self._grid.removeWidget(t)
+                self._grid.addWidget(t, i // cols, i % cols)
 
     def show_outcome(
         self,

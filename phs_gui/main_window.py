@@ -4,8 +4,9 @@ the right, results at the bottom, actions in a toolbar and menus, facts in the s
 Heavy work runs in :class:`phs_gui.workers.Worker` off the GUI thread: loading a model, writing the demo
 gallery and indexing in a pool; everything that uses the engine (encoding the query photo, answering a
 prompt or option change with heads, maps and results, colouring the maps) in one :class:`SerialLane`, where
-the latest request wins and stale ones never run or are dropped when they come back. The GUI thread only
-paints. Errors appear as one sentence in the banner above the photo.
+the latest request wins: a request overtaken before it starts never runs, an answer for a photo no longer
+shown is dropped, and while a box is dragged each answer is drawn as it comes (the final box's follows).
+The GUI thread only paints. Errors appear as one sentence in the banner above the photo.
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ from core.synthetic.gallery import (
 )
 from phs_gui.canvas import TOOL_LABELS, TOOL_SHORTCUTS, TOOL_TIPS, Canvas, Tool
 from phs_gui.controls import Controls
-from phs_gui.heads import HeadsPanel, render_maps
+from phs_gui.heads import TILE_PX, HeadsPanel, render_maps
 from phs_gui.library import LibraryPanel
 from phs_gui.preview import PreviewDialog
 from phs_gui.prompt_state import History, PromptState
@@ -112,7 +113,7 @@ class QueryAnswer:
     """What the query worker hands the window: the outcome and its maps already coloured.
 
     Attributes:
-        gen: the request's number (only the latest is shown).
+        gen: the request's number (an answer older than the one drawn is dropped).
         outcome: heads, maps and hits from the query service.
         force_on, force_off: heads forced by hand in the request.
         tiles: one coloured map per head; combined: the kept heads' map.
@@ -322,7 +323,8 @@ class MainWindow(QMainWindow):
         self._refresh_recent()
         self._update_undo()
         self.resize(1440, 900)
-        if not self._restore_geometry():
+        self._restored = self._restore_geometry()
+        if not self._restored:
             self._default_layout()
 
     # ========================================================================================= assembly
@@ -349,7 +351,6 @@ class MainWindow(QMainWindow):
         bottom = QDockWidget("Results", self)
         bottom.setObjectName("dock-results")
         bottom.setWidget(results)
-        results.setMinimumHeight(results.grid.min_height())
         for d in (left, lib, right, bottom):
             d.setFeatures(QDockWidget.DockWidgetFeature.DockWidgetMovable
                           | QDockWidget.DockWidgetFeature.DockWidgetFloatable
@@ -474,7 +475,9 @@ class MainWindow(QMainWindow):
     def _connect(self) -> None:
         d = self.docks
         self.canvas.prompt_changed.connect(self._on_prompt_changed)
-        self.canvas.prompt_preview.connect(lambda _s: self._preview_timer.start())
+        # While a box is dragged: one request every PREVIEW_DEBOUNCE_MS at most, from the box shown then
+        # (a debounce that restarts on every move would answer only when the hand pauses).
+        self.canvas.prompt_preview.connect(lambda _s: self._preview_timer.isActive() or self._preview_timer.start())
         self.canvas.file_dropped.connect(self.open_photo)
         self.canvas.brush_size_changed.connect(self._on_brush_size)
         self.brush_spin.valueChanged.connect(self.canvas.set_brush_size)
@@ -798,7 +801,7 @@ class MainWindow(QMainWindow):
         on, off = tuple(sorted(self.force_on)), tuple(sorted(self.force_off))
         w = Worker(_query_job, self.session, gen, prompt, self.docks.controls.options(), on, off,
                    self.docks.heads.backdrops, self.photo_path, doing="searching")
-        w.signals.result.connect(self._on_answer)
+        w.signals.result.connect(lambda ans, photo=self._encode_gen: self._on_answer(ans, photo))
         w.signals.error.connect(lambda t, g=gen, rv=revert: self._on_query_error(t, g, rv))
         self.lane.submit("query", w)
 
@@ -815,9 +818,15 @@ class MainWindow(QMainWindow):
             self.force_on, self.force_off = set(revert[0]), set(revert[1])
             self.rescore()
 
-    def _on_answer(self, ans: QueryAnswer | None) -> None:
-        if ans is None or ans.gen != self._query_gen or self.session is None:
-            return  # a newer request is on its way
+    def _on_answer(self, ans: QueryAnswer | None, photo: int | None = None) -> None:
+        """Draw an answer for the photo shown now that is newer than the one drawn. While a box is dragged
+        every answer is overtaken by a newer request before it arrives; its heads are drawn anyway (the box
+        of a moment ago: the maps move with the hand), the results grid waits for the last request's answer
+        (re-laying out a grid of thumbnails on every answer would stall the window)."""
+        if ans is None or self.session is None or ans.gen <= self._shown_gen:
+            return
+        if (photo if photo is not None else self._encode_gen) != self._encode_gen or self._encoding is not None:
+            return  # for a photo no longer shown, or one being replaced
         self._shown_gen = ans.gen
         out = ans.outcome
         self.outcome = out
@@ -831,6 +840,8 @@ class MainWindow(QMainWindow):
                 ans.force_on,
                 ans.force_off,
             )
+        if ans.gen != self._query_gen:
+            return  # overtaken: the latest request's answer brings the results
         self.docks.results.show_rows(ans.rows)
         if self.preview is not None and self.preview.isVisible() and self.preview.path:
             self._request_where(self.preview.path)  # the kept heads may have changed
@@ -1179,15 +1190,27 @@ class MainWindow(QMainWindow):
         """The photo gets the most room: narrow side panels, the library tabbed behind the search knobs."""
         self.tabifyDockWidget(self.docks.left, self.docks.library_dock)
         self.docks.left.raise_()
-        self.resizeDocks([self.docks.left, self.docks.right], [270, 270], Qt.Orientation.Horizontal)
-        self.resizeDocks([self.docks.bottom], [self.docks.results.min_height() + 30], Qt.Orientation.Vertical)
+        self._fit_docks()
+
+    def _fit_docks(self) -> None:
+        """Side panels as narrow as their contents allow (the heads panel three tiles wide on a wide window),
+        the results one row of thumbnails high: the photo keeps the rest."""
+        left = max(self.docks.left.minimumSizeHint().width(), self.docks.library_dock.minimumSizeHint().width())
+        heads = self.docks.heads
+        right = self.docks.right.minimumSizeHint().width()
+        if self.width() >= 1600:
+            right += TILE_PX + 10  # one more column of heads
+        self.resizeDocks([self.docks.left, self.docks.right], [left, right], Qt.Orientation.Horizontal)
+        self.resizeDocks([self.docks.bottom], [self.docks.results_panel.minimumSizeHint().height()],
+                         Qt.Orientation.Vertical)
+        heads.updateGeometry()
 
     def showEvent(self, event) -> None:  # noqa: N802, ANN001 - Qt API
         super().showEvent(event)
         if not self._shown_once:
             self._shown_once = True
-            if self.width() <= 1400:  # small screens: side panels at their narrowest
-                self.resizeDocks([self.docks.left, self.docks.right], [250, 250], Qt.Orientation.Horizontal)
+            if not self._restored or self.width() <= 1400:  # first launch, or a small screen
+                self._fit_docks()
 
     _shown_once = False
 

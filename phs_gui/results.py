@@ -252,6 +252,7 @@ class ResultsGrid(QListWidget):
         px = int(min(max(px, THUMB_MIN), THUMB_MAX))
         self.setIconSize(QSize(px, px))
         self.setGridSize(QSize(px + 24, px + CAPTION_PX + 8))
+        self.setMinimumHeight(self.min_height())  # a whole row of thumbnails always shows
         self.relayout()
 
     def min_height(self) -> int:

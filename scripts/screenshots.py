@@ -3,12 +3,14 @@
     python scripts/screenshots.py                 # offscreen; needs the shipped demo model
     python scripts/screenshots.py --random-model  # layout preview with a random ViT when the demo is missing
 
+    xvfb-run -s "-screen 0 1920x1080x24" python scripts/screenshots.py   # real X11 rendering
+
 It runs the real window (offscreen Qt, or under Xvfb when ``DISPLAY`` is set), lets it build and index the
 demo gallery in a temporary data directory, drags a box over an object of the first demo photo with real
-mouse events, and grabs the window:
+mouse events, and grabs the window at two sizes, each a first launch (default layout):
 
-* ``docs/screenshot-main.png``: a box prompt, the heads panel with the selected heads, the results;
-* ``docs/screenshot-brush.png``: a painted mask, Query-DB, one head forced off by hand.
+* ``docs/screenshot-1280x720.png``: a box prompt, the heads panel with the selected heads, the results;
+* ``docs/screenshot-1920x1080.png``: a painted mask, Query-DB, one head forced off by hand.
 """
 
 from __future__ import annotations
@@ -67,42 +69,56 @@ def main() -> int:
             app.processEvents()
             time.sleep(0.01)
 
-    w = MainWindow(Preferences(model="dinov2-b14"), engine_loader=loader)
-    w.resize(1480, 940)
-    w.show()
-    w.start()
-    wait(lambda: w.session is not None and w.photo_path is not None and not w.indexing and w.outcome is not None
-         and w.session.indexed_count > 0)
-    if w.banner.level == "error":
-        print("error shown:", w.banner.text)
-
-    # The first demo photo's annotations give a box around its largest object.
     import json
 
-    coco = json.loads((demo_gallery_dir() / "annotations.json").read_text("utf-8"))
-    name = Path(w.photo_path).name
-    image_id = next(im["id"] for im in coco["images"] if im["file_name"] == name)
-    anns = sorted((a for a in coco["annotations"] if a["image_id"] == image_id), key=lambda a: -a["area"])
-    x, y, bw, bh = anns[0]["bbox"]
-    cat = next(c["name"] for c in coco["categories"] if c["id"] == anns[0]["category_id"])
+    from core.paths import data_dir
 
-    vp = w.canvas.viewport()
-    a = w.canvas.mapFromScene(QPointF(x - 2, y - 2))
-    b = w.canvas.mapFromScene(QPointF(x + bw + 2, y + bh + 2))
-    w.set_tool(Tool.BOX)
-    QTest.mousePress(vp, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier, a)
-    QTest.mouseMove(vp, QPoint((a.x() + b.x()) // 2, (a.y() + b.y()) // 2))
-    QTest.mouseMove(vp, b)
-    QTest.mouseRelease(vp, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier, b)
+    def launch(size: tuple[int, int]) -> MainWindow:
+        (data_dir() / "window.ini").unlink(missing_ok=True)  # each size starts from the default layout
+        w = MainWindow(Preferences(model="dinov2-b14"), engine_loader=loader)
+        w.resize(*size)
+        w.show()
+        w.start()
+        wait(lambda: w.session is not None and w.photo_path is not None and not w.indexing
+             and w.outcome is not None and w.session.indexed_count > 0 and w.settled)
+        if w.banner.level == "error":
+            print("error shown:", w.banner.text)
+        return w
+
+    def box_of_largest_object(w: MainWindow) -> tuple[float, float, float, float, str, str]:
+        coco = json.loads((demo_gallery_dir() / "annotations.json").read_text("utf-8"))
+        name = Path(w.photo_path).name
+        image_id = next(im["id"] for im in coco["images"] if im["file_name"] == name)
+        anns = sorted((a for a in coco["annotations"] if a["image_id"] == image_id), key=lambda a: -a["area"])
+        x, y, bw, bh = anns[0]["bbox"]
+        cat = next(c["name"] for c in coco["categories"] if c["id"] == anns[0]["category_id"])
+        return x, y, bw, bh, cat, name
+
+    def drag_box(w: MainWindow, x: float, y: float, bw: float, bh: float) -> None:
+        vp = w.canvas.viewport()
+        a = w.canvas.mapFromScene(QPointF(x - 2, y - 2))
+        b = w.canvas.mapFromScene(QPointF(x + bw + 2, y + bh + 2))
+        w.set_tool(Tool.BOX)
+        QTest.mousePress(vp, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier, a)
+        QTest.mouseMove(vp, QPoint((a.x() + b.x()) // 2, (a.y() + b.y()) // 2))
+        QTest.mouseMove(vp, b)
+        QTest.mouseRelease(vp, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier, b)
+        wait(lambda: w.settled)
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    w = launch((1280, 720))
+    x, y, bw, bh, cat, name = box_of_largest_object(w)
+    drag_box(w, x, y, bw, bh)
     w.banner.hide()
     settle(1500)  # thumbnails
-    args.out.mkdir(parents=True, exist_ok=True)
-    main_png = args.out / "screenshot-main.png"
-    w.grab().save(str(main_png))
-    print(f"{main_png}: box around a {cat} in {name}; top results:",
+    small_png = args.out / "screenshot-1280x720.png"
+    w.grab().save(str(small_png))
+    print(f"{small_png}: box around a {cat} in {name}; top results:",
           [Path(p).name for p in w.docks.results.paths()[:5]])
+    w.close()
 
-    w.canvas.clear_prompt()
+    w = launch((1920, 1080))
+    vp = w.canvas.viewport()
     w.set_tool(Tool.BRUSH)
     w.canvas.set_brush_size(max(int(min(bw, bh) * 0.45), 6))
     cx, cy = x + bw / 2, y + bh / 2
@@ -112,14 +128,18 @@ def main() -> int:
     for p in pts[1:]:
         QTest.mouseMove(vp, p)
     QTest.mouseRelease(vp, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier, pts[-1])
+    wait(lambda: w.settled)
     w.docks.controls.qd.click()
+    wait(lambda: w.settled)
     kept = w.outcome.selection.indices
     w.toggle_head(kept[-1])
+    wait(lambda: w.settled)
     w.banner.hide()
     settle(1500)
-    brush_png = args.out / "screenshot-brush.png"
-    w.grab().save(str(brush_png))
-    print(f"{brush_png}: painted mask, Query-DB, head {kept[-1]} forced off")
+    big_png = args.out / "screenshot-1920x1080.png"
+    w.grab().save(str(big_png))
+    print(f"{big_png}: painted mask on the {cat}, Query-DB, head {kept[-1]} forced off; top results:",
+          [Path(p).name for p in w.docks.results.paths()[:5]])
     w.shutdown()
     return 0
 

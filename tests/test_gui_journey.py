@@ -46,10 +46,10 @@ def drag_box(qtbot, w: MainWindow, box) -> None:
     settle(qtbot, w)
 
 
-def first_launch(qtbot, n: int = 12) -> MainWindow:
+def first_launch(qtbot, n: int = 12, size: tuple[int, int] = (1280, 720)) -> MainWindow:
     w = MainWindow(engine_loader=demo_loader, demo_count=n)
     qtbot.addWidget(w)
-    w.resize(1280, 720)
+    w.resize(*size)
     w.show()
     w.start()
     qtbot.waitUntil(lambda: w.session is not None and not w.indexing and w.photo_path is not None
@@ -252,18 +252,35 @@ def test_defects_4_7_8_10_13_panels_menus_devices_brush_keys_layout(qtbot):
         w.shutdown()
 
 
-@pytest.mark.xfail(strict=True, reason="at 1280x720 the Search panel's content is still 370 px wide at its "
-                   "narrowest, so it outsizes the photo; the panel's widgets need to wrap or fold")
-def test_defect13_at_1280x720_the_photo_is_the_largest_panel(qtbot):
-    w = first_launch(qtbot)
+def model_name_fits(combo) -> bool:
+    """Every model name fits the closed combo's text field (none would be cut whichever is chosen)."""
+    from PySide6.QtWidgets import QStyle, QStyleOptionComboBox
+
+    opt = QStyleOptionComboBox()
+    combo.initStyleOption(opt)
+    field = combo.style().subControlRect(QStyle.ComplexControl.CC_ComboBox, opt,
+                                         QStyle.SubControl.SC_ComboBoxEditField, combo)
+    fm = combo.fontMetrics()
+    return all(fm.horizontalAdvance(combo.itemText(i)) <= field.width() for i in range(combo.count()))
+
+
+@pytest.mark.parametrize("size", [(1280, 720), (1920, 1080)])
+def test_defect13_at_1280x720_the_photo_is_the_largest_panel(qtbot, size):
+    w = first_launch(qtbot, size=size)
     try:
+        assert (w.width(), w.height()) == size
         canvas = w.canvas.width() * w.canvas.height()
         for d in (w.docks.left, w.docks.right, w.docks.bottom, w.docks.library_dock):
             assert canvas > d.width() * d.height(), d.windowTitle()
         combo = w.docks.controls.model
-        assert combo.width() >= combo.minimumSizeHint().width()
+        assert combo.count() > 5 and model_name_fits(combo)
         scroll = w.docks.left.widget()
         assert isinstance(scroll, QScrollArea) and not scroll.verticalScrollBar().isVisible()
+        assert not scroll.horizontalScrollBar().isVisible()
+        results = w.docks.results
+        assert results.viewport().height() >= results.gridSize().height()  # one whole row of thumbnails
+        heads = w.docks.heads
+        assert all(not t.visibleRegion().isEmpty() for t in heads.tiles[: 2 * heads.columns_fitting()])
     finally:
         w.shutdown()
 
