@@ -21,10 +21,14 @@ phs-qd      PHS, Query-DB as shipped: the Query-Only top K' (1,000) re-ranked wi
 phs-qd-exact PHS, Query-DB over the whole database (the paper's QD); reported with phs-qd, with overlap@k
 fa+phs      heads selected on the FA-modified attention, FA feature with the head mask (Table A1)
 crop+phs    noise-reduction mode of Table A7: cropped query, ``h - 1`` heads kept, plain database
+lvp         the model's learned visual prompt (seed 004) pasted at the prompt, the marked photo's feature
+red-circle  a red ellipse outline drawn at the prompt (seed 004's manual marker)
+lvp+phs     the learned prompt pasted, then heads selected on the marked photo
 ========== ===================================================================================
 
 With ``noise`` set, every method that uses the prompt is also run with a noisy box (Eqs. A9-A10, seed
-000 A3), reported as ``<method>-N`` (Table A3).
+000 A3), reported as ``<method>-N`` (Table A3). With a marker method, the attention gain per layer of the
+learned prompt and the red circle (seed 004, Fig. 4) is measured on the query images at random places.
 """
 
 from __future__ import annotations
@@ -57,6 +61,7 @@ from core.search.service import DEFAULT_CANDIDATES, MemoryGallery, QuerySpec, qu
 
 METHODS: tuple[str, ...] = (
     "cbir", "crop", "mask", "attn-mask", "fa", "phs-qo", "phs-qd", "phs-qd-exact", "fa+phs", "crop+phs",
+    "lvp", "red-circle", "lvp+phs",
 )
 """Method names accepted by :func:`evaluate` and ``phs eval --methods``, in table order."""
 
@@ -71,13 +76,17 @@ LABELS: dict[str, str] = {
     "phs-qd-exact": "PHS (QD, exact)",
     "fa+phs": "FA+PHS",
     "crop+phs": "Crop+PHS (h-1)",
+    "lvp": "Learned prompt",
+    "red-circle": "Red circle",
+    "lvp+phs": "Learned prompt+PHS",
 }
 """Column headings for the tables, following the paper's names."""
 
 PROMPT_KINDS = ("box", "point", "mask")
 _PROMPTLESS = ("cbir",)
 _SERVICE_METHOD = {"phs-qo": "phs", "phs-qd": "phs", "phs-qd-exact": "phs"}
-_H_ON_METHODS = ("phs-qo", "phs-qd", "phs-qd-exact", "fa+phs")
+_H_ON_METHODS = ("phs-qo", "phs-qd", "phs-qd-exact", "fa+phs", "lvp+phs")
+_MARKERS = ("lvp", "red-circle")
 
 
 class EvalError(PHSError):
@@ -454,11 +463,38 @@ def evaluate(
         "num_heads": engine.num_heads,
         "methods": methods,
     } | (info or {})
+    gain = None
+    if any(m in methods for m in ("lvp", "red-circle", "lvp+phs")):
+        gain = marker_attention_gain(engine, queries, seed=config.seed)
+        result_info["attention_gain"] = {name: layers[-1] for name, layers in gain["attention_gain"].items()
+                                         if name in _MARKERS}  # fmt: skip
+        result_info["attention_gain_per_layer"] = {name: gain["attention_gain"][name] for name in _MARKERS}
+        result_info["attention_gain_images"] = gain["eval_images"]
     return EvalResult(
         metrics={c: metrics_of(ranked[c]) for c in columns},
         sweep={m: {h: metrics_of(r) for h, r in d.items()} for m, d in sweep_ranked.items()},
         info=result_info,
     )
+
+
+def marker_attention_gain(engine: PHSEngine, images: Dataset, count: int = 200, seed: int = 0) -> dict[str, Any]:
+    """Seed 004 Fig. 4 on evaluation images: per-layer attention gain of the learned prompt and the red circle.
+
+    Both markers are pasted at the same random places (the learned prompt's size) on the first ``count``
+    images; see :func:`core.method.lvp_train.evaluate_prompt`.
+    """
+    from core.method import lvp_train
+    from core.search.service import marker_for
+
+    prompt = marker_for(engine, "lvp")
+    s = engine.input_size
+    resample = lvp_train.engine_resample(engine)
+    n = min(count, len(images))
+    pool = lvp_train.ImagePool(
+        s, n, lambda i: lvp_train.to_input(Image.fromarray(images[i].load()), s, resample),
+        f"{n} query images of {images.name}",
+    )  # fmt: skip
+    return lvp_train.evaluate_prompt(engine, prompt, pool, n, seed=seed)
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -502,6 +538,17 @@ def markdown_table(result: EvalResult, dataset: str | None = None) -> str:
             + (f", ITAE theta {info.get('itae_theta')}" if info.get("itae_theta") is not None else "")
             + "."
         )
+        lines.append("")
+    gain = info.get("attention_gain_per_layer")
+    if gain:
+        layers = len(next(iter(gain.values())))
+        lines.append("| marker | " + " | ".join(f"layer {i + 1}" for i in range(layers)) + " |")
+        lines.append("|---|" + "---:|" * layers)
+        for name, gains in gain.items():
+            lines.append(f"| {LABELS[name]} | " + " | ".join(f"{100 * g:+.0f}%" for g in gains) + " |")
+        lines.append("")
+        lines.append(f"Relative attention gain on the marked tokens per layer (seed 004, Fig. 4), "
+                     f"{info.get('attention_gain_images')}.")
         lines.append("")
     if result.sweep:
         hs = sorted({h for d in result.sweep.values() for h in d})
@@ -603,6 +650,16 @@ def write_plots(result: EvalResult, out_dir: Path) -> list[Path]:
         ax.set_ylabel(f"relative MP@{k} vs CBIR (%)")
         ax.legend(fontsize=7)
         save(fig, "gain_vs_objects")
+    per_layer = result.info.get("attention_gain_per_layer")
+    if per_layer:
+        fig, ax = plt.subplots(figsize=(5, 3.5))
+        for name, gains in per_layer.items():
+            ax.plot(range(1, len(gains) + 1), [100.0 * g for g in gains], marker="o", label=LABELS[name])
+        ax.axhline(0.0, color="grey", ls="--")
+        ax.set_xlabel("layer")
+        ax.set_ylabel("relative attention gain on the marked tokens (%)")
+        ax.legend()
+        save(fig, "attention_gain")
     return written
 
 

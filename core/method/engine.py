@@ -15,7 +15,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 from collections import OrderedDict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -428,6 +428,20 @@ class PHSEngine:
                                   self.std)  # fmt: skip
         self._set_input(x, st.image_size)
         return placement
+
+    @contextlib.contextmanager
+    def marked(self, prompt: Prompt, marker: Marker) -> Iterator[Placement]:
+        """Within the block the current photo carries ``marker`` at ``prompt`` (:meth:`set_marked_image`);
+        afterwards the unmarked photo is current again, without decoding or encoding anything.
+
+        Yields:
+            The :class:`core.method.lvp.Placement` in input pixels.
+        """
+        plain = self._require()
+        try:
+            yield self.set_marked_image(prompt, marker)
+        finally:
+            self._state = plain
 
     def _require(self) -> _ImageState:
         if self._state is None:

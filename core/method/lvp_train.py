@@ -170,7 +170,7 @@ class ImagePool:
         images = np.empty((count, 3, input_size, input_size), np.uint8)
         for i in range(count):
             sc = generate_scene(seed, i, (SCENE_SIZE, SCENE_SIZE))
-            images[i] = _to_input(Image.fromarray(sc.image), input_size, resample)
+            images[i] = to_input(Image.fromarray(sc.image), input_size, resample)
             if progress is not None and ((i + 1) % 100 == 0 or i + 1 == count):
                 progress(i + 1, count)
         return cls(input_size, count, lambda i: images[i], f"{count} synthetic scenes (seed {seed})", cache_bytes=0)
@@ -195,7 +195,7 @@ class ImagePool:
 
         def load(i: int) -> np.ndarray:
             try:
-                return _to_input(load_image(files[i], draft_size=input_size), input_size, resample)
+                return to_input(load_image(files[i], draft_size=input_size), input_size, resample)
             except ImageLoadError:
                 # An unreadable photo is replaced by a grey image rather than stopping a long run.
                 return np.full((3, input_size, input_size), 127, np.uint8)
@@ -203,7 +203,7 @@ class ImagePool:
         return cls(input_size, len(files), load, f"{len(files)} photos in {root}")
 
 
-def _to_input(pil: Image.Image, s: int, resample: Image.Resampling) -> np.ndarray:
+def to_input(pil: Image.Image, s: int, resample: Image.Resampling) -> np.ndarray:
     """Squash-resize like the engine does: ``(3, S, S)`` uint8."""
     return np.asarray(pil.convert("RGB").resize((s, s), resample=resample)).transpose(2, 0, 1).copy()
 

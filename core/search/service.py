@@ -4,7 +4,9 @@ The app's session, ``phs search`` and ``phs eval`` all go through this module; n
 
 * :func:`query_feature` turns the current photo of an engine and a spec into the query feature (every method
   of seed 000 Tables A1-A7: ``cbir``, ``crop``, ``mask``, ``attn-mask``, ``fa``, ``phs``, ``fa+phs``,
-  ``crop+phs``) and, for the PHS methods, the head selection.
+  ``crop+phs``; the markers of seed 004: ``lvp`` a learned visual prompt and ``red-circle`` pasted at the
+  prompt, and ``lvp+phs``, heads selected on the photo with the learned prompt) and, for the PHS methods,
+  the head selection.
 * :func:`rank` ranks a :class:`Gallery` for that feature: Query-Only (one nearest-neighbour search of the
   plain database features), or Query-DB: the Query-Only top ``candidates`` (K', default 1,000, as shipped)
   re-ranked with database features recomputed for the query's head mask from the Query-DB cache
@@ -19,6 +21,7 @@ point at.
 from __future__ import annotations
 
 import time
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -39,8 +42,10 @@ from core.method.phs import (
 from core.method.prompts import Prompt, Roi, prompt_pixel_mask
 from core.method.transforms import ImageLike
 
-METHODS: tuple[str, ...] = ("cbir", "crop", "mask", "attn-mask", "fa", "phs", "fa+phs", "crop+phs")
-"""Query methods, in the order of the paper's tables."""
+METHODS: tuple[str, ...] = (
+    "cbir", "crop", "mask", "attn-mask", "fa", "phs", "fa+phs", "crop+phs", "lvp", "red-circle", "lvp+phs",
+)
+"""Query methods, in the order of the papers' tables (seed 000, then seed 004's markers)."""
 
 MODES: tuple[str, ...] = ("qo", "qd")
 """``qo`` Query-Only, ``qd`` Query-DB (two-stage re-rank of the Query-Only candidates)."""
@@ -48,11 +53,14 @@ MODES: tuple[str, ...] = ("qo", "qd")
 DEFAULT_CANDIDATES = 1000
 """K': Query-Only candidates re-ranked by Query-DB in the shipped search."""
 
-PHS_METHODS = frozenset({"phs", "fa+phs", "crop+phs"})
+PHS_METHODS = frozenset({"phs", "fa+phs", "crop+phs", "lvp+phs"})
 """Methods that select heads (and so give a head mask for Query-DB)."""
 
 FA_METHODS = frozenset({"fa", "fa+phs"})
 """Methods that run FALIP's foveal attention."""
+
+MARKER_METHODS = frozenset({"lvp", "red-circle", "lvp+phs"})
+"""Methods that paste a marker on the photo at the prompt (seed 004) and encode the marked photo."""
 
 
 @dataclass(frozen=True)
@@ -124,11 +132,14 @@ class QueryFeature:
         feature: ``(feature_dim,)`` float32, not normalised.
         method: the method that ran (``cbir`` when there was no prompt).
         selection: the head selection of the PHS methods, else ``None``.
+        placement: where a marker method pasted its marker, ``(cx, cy, width, height)`` in pixels of the
+            photo (EXIF orientation applied), else ``None``.
     """
 
     feature: np.ndarray
     method: str
     selection: HeadSelection | None = None
+    placement: tuple[float, float, float, float] | None = None
 
     @property
     def head_mask(self) -> np.ndarray | None:
@@ -256,6 +267,13 @@ def query_feature(engine: PHSEngine, spec: QuerySpec) -> QueryFeature:
         return QueryFeature(engine.feature(sel.head_mask, strategy, prompt=prompt, fa=fa), method, sel)
     if method == "attn-mask":
         return QueryFeature(engine.attn_mask_feature(prompt), method)
+    if method in MARKER_METHODS:
+        with engine.marked(prompt, marker_for(engine, method)) as pl:
+            where = pl.in_image(engine.image_size, engine.input_size)
+            if method != "lvp+phs":
+                return QueryFeature(engine.feature(), method, placement=where)
+            sel = engine.select_heads(prompt, h_on, spec.roi, strategy, spec.force_on, spec.force_off)
+            return QueryFeature(engine.feature(sel.head_mask, strategy), method, sel, where)
     image = engine.current_image()
     w, h = image.size
     if method == "mask":
@@ -277,6 +295,42 @@ def query_feature(engine: PHSEngine, spec: QuerySpec) -> QueryFeature:
     sel = HeadSelection(scores, selected, head_mask(selected, strategy), strategy, h_on)
     feature = engine.features_from_cache(enc.x_cls, enc.o_cls, sel.head_mask, strategy)[0]
     return QueryFeature(feature, method, sel)
+
+
+_LEARNED: weakref.WeakKeyDictionary[PHSEngine, Any] = weakref.WeakKeyDictionary()
+
+
+def marker_for(engine: PHSEngine, method: str) -> Any:
+    """The marker a marker method pastes: the red circle, or the engine's model's learned prompt (loaded once).
+
+    Raises:
+        WeightsNotFoundError: no learned prompt exists for this model (the sentence says how to train one).
+    """
+    from core.method import lvp
+
+    if method == "red-circle":
+        return lvp.RedCircle()
+    prompt = _LEARNED.get(engine)
+    if prompt is None:
+        prompt = _LEARNED[engine] = lvp.require_prompt(engine)
+    return prompt
+
+
+def forget_learned_prompt(engine: PHSEngine) -> None:
+    """Look the engine's learned prompt up again on next use (after training a new one)."""
+    _LEARNED.pop(engine, None)
+
+
+def attention_maps(engine: PHSEngine, spec: QuerySpec, query: QueryFeature) -> np.ndarray:
+    """``(h, gh, gw)`` last-block maps of what the query looked at: under FA for the FA methods, on the
+    marked photo for the marker methods, else on the photo."""
+    method, prompt = query.method, spec.prompt
+    if method in FA_METHODS and prompt is not None:
+        return engine.attention_maps(prompt, spec.fa)
+    if method in MARKER_METHODS and prompt is not None:
+        with engine.marked(prompt, marker_for(engine, method)):
+            return engine.attention_maps()
+    return engine.attention_maps()
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -426,10 +480,7 @@ class QueryService:
             self.set_photo(spec.photo)
         t1 = time.perf_counter()
         query = query_feature(self.engine, spec)
-        maps = None
-        if spec.with_maps:
-            fa_on = query.method in FA_METHODS
-            maps = self.engine.attention_maps(spec.prompt if fa_on else None, spec.fa if fa_on else None)
+        maps = attention_maps(self.engine, spec, query) if spec.with_maps else None
         t2 = time.perf_counter()
         hits: Sequence[Any] = ()
         if self.gallery is not None and self.gallery.size > 0:

@@ -12,7 +12,8 @@ HELP = "Benchmark visual-prompt retrieval (MP@k, MAP@k) on synthetic scenes, COC
 
 _METHOD_HELP = (
     "comma-separated methods: cbir, crop, mask, attn-mask, fa, phs-qo, phs-qd (the shipped two-stage "
-    "Query-DB, always reported with phs-qd-exact and their overlap), fa+phs, crop+phs, or 'all' "
+    "Query-DB, always reported with phs-qd-exact and their overlap), fa+phs, crop+phs, lvp (the model's "
+    "learned visual prompt), red-circle, lvp+phs, or 'all' "
     "(default: cbir,crop,mask,attn-mask,fa,phs-qo,phs-qd,fa+phs)"
 )
 
