@@ -146,3 +146,19 @@ def test_query_db_is_reported_as_shipped_beside_the_exact_one(engine, split, tmp
     assert float(by["phs-qd"]["qd_overlap@5"]) == overlap
     md = paths["markdown"].read_text()
     assert "PHS (QD, exact)" in md and f"overlap with the exact whole-database QD {overlap}%" in md
+
+
+def test_marker_methods_and_attention_gain_are_reported(tmp_path):
+    demo = load_engine("demo", device="cpu")
+    q, db = synthetic_split(4, 20, seed=3, size=96)
+    res = evaluate(demo, q, db, EvalConfig(methods=["cbir", "lvp", "red-circle", "lvp+phs"], k=5, prompt="point"),
+                   progress=False)
+    assert list(res.metrics) == ["cbir", "lvp", "red-circle", "lvp+phs"]
+    gain = res.info["attention_gain"]
+    per_layer = res.info["attention_gain_per_layer"]
+    assert set(gain) == {"lvp", "red-circle"} and len(per_layer["lvp"]) == len(demo.model.blocks)
+    assert gain["lvp"] == per_layer["lvp"][-1] and gain["red-circle"] == per_layer["red-circle"][-1]
+    paths = write_report(res, tmp_path / "rep")
+    data = json.loads(paths["json"].read_text())
+    assert data["attention_gain"] == gain
+    assert paths["attention_gain"].is_file() and "Fig. 4" in paths["markdown"].read_text()

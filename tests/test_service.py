@@ -267,3 +267,39 @@ def test_public_api_stays_importable():
     )
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert out.stdout.strip() == "ok", out.stderr
+
+
+# ------------------------------------------------------------------------------------------- markers (seed 004)
+
+
+def test_marker_methods_encode_the_marked_photo_and_come_back_to_the_plain_one(demo):
+    demo.set_image(random_image(120, 90, seed=4))
+    plain = demo.feature().copy()
+    forwards = demo.counters.forwards
+    box = Prompt.from_box(20, 10, 80, 60)
+    seen = {}
+    for method in ("lvp", "red-circle", "lvp+phs"):
+        q = query_feature(demo, QuerySpec(prompt=box, method=method))
+        seen[method] = q.feature
+        assert q.method == method and q.placement is not None
+        cx, cy, w, h = q.placement  # photo pixels: centred on the box, scaled to it
+        assert abs(cx - 50) < 2 and abs(cy - 35) < 2 and w > 20 and h > 20
+        assert (q.selection is not None) == (method == "lvp+phs")
+        np.testing.assert_array_equal(demo.feature(), plain)  # the plain photo is current again
+    assert not np.allclose(seen["lvp"], plain) and not np.allclose(seen["lvp"], seen["red-circle"])
+    assert demo.counters.forwards == forwards + 2  # one encode per marker placement
+    query_feature(demo, QuerySpec(prompt=box, method="lvp"))
+    assert demo.counters.forwards == forwards + 2  # the same placement again comes from the cache
+    # The maps a person sees are the marked photo's.
+    out = QueryService(demo).run(QuerySpec(prompt=box, method="lvp", with_maps=True))
+    assert not np.allclose(out.maps, demo.attention_maps())
+
+
+def test_learned_prompt_missing_for_a_model_is_one_sentence(tiny):
+    from core.errors import WeightsNotFoundError
+
+    tiny.set_image(random_image(48, 48, seed=1))
+    with pytest.raises(WeightsNotFoundError, match="no learned prompt"):
+        query_feature(tiny, QuerySpec(prompt=Prompt.from_point(20, 20), method="lvp"))
+    q = query_feature(tiny, QuerySpec(prompt=Prompt.from_point(20, 20), method="red-circle"))
+    assert q.placement is not None  # the red circle needs no training
