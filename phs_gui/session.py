@@ -16,15 +16,30 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from core.defaults import DEFAULT_H_ON
-from core.method.engine import FAParams, PHSEngine
-from core.method.prompts import Prompt
-from core.search import Outcome, QueryService, QuerySpec, Searcher
 
-__all__ = ["Outcome", "SearchOptions", "SearchSession"]
+if TYPE_CHECKING:  # the engine and the service import torch: they load with the model, after the window shows
+    from core.method.engine import FAParams, PHSEngine
+    from core.method.prompts import Prompt
+    from core.search import Outcome, QuerySpec, Searcher
+
+__all__ = ["METHOD_LABELS", "MARKER_METHODS", "SearchOptions", "SearchSession"]
+
+METHOD_LABELS: dict[str, str] = {
+    "phs": "PHS",
+    "lvp": "Learned prompt",
+    "red-circle": "Red circle",
+    "lvp+phs": "Learned prompt + PHS",
+}
+"""The query methods the app offers, by :class:`core.search.service.QuerySpec` method name (FA is a check box:
+with PHS it makes ``fa+phs``)."""
+
+MARKER_METHODS = frozenset({"lvp", "red-circle", "lvp+phs"})
+"""Methods that paste a marker on the photo where the object is marked (seed 004)."""
 
 
 @dataclass(frozen=True)
@@ -32,6 +47,7 @@ class SearchOptions:
     """The knobs of one search, as the controls dock shows them.
 
     Attributes:
+        method: ``phs``, ``lvp``, ``red-circle`` or ``lvp+phs`` (:data:`METHOD_LABELS`).
         h_on: heads kept.
         mode: ``qo`` (Query-Only) or ``qd`` (Query-DB).
         roi: ``sum`` or ``max``.
@@ -40,6 +56,7 @@ class SearchOptions:
         top_k: results wanted.
     """
 
+    method: str = "phs"
     h_on: int = DEFAULT_H_ON
     mode: str = "qo"
     roi: str = "sum"
@@ -52,7 +69,11 @@ class SearchOptions:
     top_k: int = 24
 
     def fa(self) -> FAParams | None:
-        """The FA parameters, or ``None`` when FA is off."""
+        """The FA parameters, or ``None`` when FA is off or a marker method runs."""
+        from core.method.engine import FAParams
+
+        if self.method in MARKER_METHODS:
+            return None
         return FAParams(self.fa_alpha, self.fa_sigma, self.fa_blocks) if self.fa_on else None
 
 
@@ -64,6 +85,9 @@ class SearchSession:
     """
 
     def __init__(self, engine: PHSEngine) -> None:
+        from core.method.engine import PHSEngine
+        from core.search import QueryService
+
         self.engine = engine
         self.index_engine = PHSEngine(
             engine.backbone, device=engine.device, precision=engine.precision, fa_blocks=engine.fa_blocks
@@ -82,6 +106,8 @@ class SearchSession:
         Raises:
             IndexMissingError, IndexMismatchError: the folder has no usable index for this model.
         """
+        from core.search import Searcher
+
         with self.lock:
             self.close_folder()
             self.searcher = Searcher(folder, self.index_engine)
@@ -151,11 +177,20 @@ class SearchSession:
         force_on: tuple[int, ...] = (),
         force_off: tuple[int, ...] = (),
     ) -> QuerySpec:
-        """The query spec of what the window shows: prompt, controls and heads toggled by hand."""
+        """The query spec of what the window shows: prompt, controls and heads toggled by hand.
+
+        The method is the controls' choice; PHS with FA on is ``fa+phs`` (FA does not combine with a marker).
+        """
+        from core.method.engine import FAParams
+        from core.search import QuerySpec
+
         fa = options.fa()
+        method = options.method if options.method in METHOD_LABELS else "phs"
+        if method == "phs" and fa is not None:
+            method = "fa+phs"
         return QuerySpec(
             prompt=prompt,
-            method="fa+phs" if fa is not None else "phs",
+            method=method,
             h_on=options.h_on,
             roi=options.roi,
             fa=fa or FAParams(),
