@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PySide6.QtCore import QSettings, Qt, QTimer
@@ -38,8 +39,7 @@ from PySide6.QtWidgets import (
 from core.errors import PHSError, WeightsError, WeightsNotFoundError
 from core.imageio import load_image
 from core.library import IndexMissingError, IndexProgress, IndexReport, index_folder
-from core.method.engine import PHSEngine, load_engine
-from core.models.backbones import available_devices, get_spec, list_models, weights_available
+from core.models.backbones import get_spec, list_models, weights_available
 from core.paths import data_dir
 from core.synthetic.gallery import (
     DEMO_COUNT,
@@ -56,19 +56,25 @@ from phs_gui.preview import PreviewDialog
 from phs_gui.prompt_state import History, PromptState
 from phs_gui.render import to_qimage, warm_up
 from phs_gui.results import ResultRow, ResultsGrid, ResultsPanel, group_hits
-from phs_gui.session import Outcome, SearchOptions, SearchSession
+from phs_gui.session import SearchOptions, SearchSession
 from phs_gui.settings import Preferences, load_preferences, save_preferences
 from phs_gui.workers import SerialLane, Worker, WorkerPool
 
+if TYPE_CHECKING:  # torch loads in the worker that loads the model, so the window shows first
+    from core.method.engine import PHSEngine
+    from core.search import Outcome
+
 log = logging.getLogger("phs_gui")
 
-EngineLoader = Callable[[str, str], PHSEngine]
+EngineLoader = Callable[[str, str], "PHSEngine"]
 PHOTO_FILTER = "Photos (*.jpg *.jpeg *.png *.webp *.bmp *.tif *.tiff *.gif *.heic *.heif *.avif);;All files (*)"
 PREVIEW_DEBOUNCE_MS = 30
 
 
 def default_engine_loader(name: str, device: str) -> PHSEngine:
     """Load a registry model on a device (weights from resources or the Hugging Face cache, never random)."""
+    from core.method.engine import load_engine
+
     return load_engine(name, device=device)
 
 
@@ -531,10 +537,12 @@ class MainWindow(QMainWindow):
         self.status_model.setText(f"loading {label}…")
         self.cancel_load_button.show()
 
-        def job(*, report: Callable, cancel: object) -> PHSEngine:
+        def job(*, report: Callable, cancel: object) -> tuple[PHSEngine, list[str]]:
+            from core.models.backbones import available_devices  # asks torch: here, off the GUI thread
+
             warm_up()  # matplotlib's colour table, so the first prompt does not wait for the import
             try:
-                return self._loader(name, device)
+                return self._loader(name, device), available_devices()
             except WeightsNotFoundError as err:
                 raise WeightsNotFoundError(
                     f"No weights for {label} are on this machine and they could not be downloaded (no "
@@ -578,11 +586,14 @@ class MainWindow(QMainWindow):
             self._loading = None
             self.cancel_load_button.hide()
 
-    def _on_engine_loaded(self, engine: PHSEngine, name: str, device: str, worker: Worker) -> None:
+    def _on_engine_loaded(self, loaded: tuple[PHSEngine, list[str]], name: str, device: str, worker: Worker) -> None:
+        engine, self._devices = loaded
         if worker.cancelled:
             engine.close()
             return
         self._on_engine(engine, name, device)
+
+    _devices: list[str] | None = None  # known once a model has loaded (asking torch is not for the GUI thread)
 
     def _on_model_error(self, text: str, worker: Worker) -> None:
         if worker.cancelled:
@@ -1153,7 +1164,8 @@ class MainWindow(QMainWindow):
                 note = "installed" if have else ("downloadable" if spec.hf_repo else "not available")
             entries.append((spec.name, spec.label, note))
         self.docks.controls.set_models(entries, self.prefs.model, self.prefs.device)
-        self.docks.controls.set_devices(available_devices(), self.prefs.device)
+        if self._devices is not None:
+            self.docks.controls.set_devices(self._devices, self.prefs.device)
 
     def _refresh_folders(self) -> None:
         labels = {str(demo_gallery_dir()): "Demo gallery (synthetic)"}
