@@ -41,6 +41,9 @@ with PHS it makes ``fa+phs``)."""
 MARKER_METHODS = frozenset({"lvp", "red-circle", "lvp+phs"})
 """Methods that paste a marker on the photo where the object is marked (seed 004)."""
 
+LEARNED_METHODS = frozenset({"lvp", "lvp+phs"})
+"""Methods that need a learned prompt trained for the model."""
+
 
 @dataclass(frozen=True)
 class SearchOptions:
@@ -165,6 +168,34 @@ class SearchSession:
             _, maps = self.engine.encode_with_maps(img)
         heads = maps if selected is None or not np.any(selected) else maps[np.asarray(selected, bool)]
         return heads.mean(axis=0)
+
+    def has_learned_prompt(self) -> bool:
+        """Whether a learned prompt exists for the model (loaded once and kept; see :meth:`forget_learned_prompt`)."""
+        from core.errors import WeightsNotFoundError
+        from core.search.service import marker_for
+
+        with self.lock:
+            try:
+                marker_for(self.engine, "lvp")
+            except WeightsNotFoundError:
+                return False
+            return True
+
+    def marker_shape(self, method: str) -> str:
+        """How the marker of ``method`` looks on the photo: ``ellipse`` (red circle), ``circle`` or ``square``."""
+        from core.search.service import marker_for
+
+        if method == "red-circle":
+            return "ellipse"
+        with self.lock:
+            return str(marker_for(self.engine, "lvp").shape)
+
+    def forget_learned_prompt(self) -> None:
+        """Look for the model's learned prompt again on the next search (after one was trained)."""
+        from core.search.service import forget_learned_prompt
+
+        with self.lock:
+            forget_learned_prompt(self.engine)
 
     def query_norms(self) -> np.ndarray:
         """``(gh * gw,)`` last-block query-vector norms of the query photo (the ITAE histogram)."""
