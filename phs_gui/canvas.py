@@ -9,6 +9,9 @@ handlers); the geometry lives in :mod:`phs_gui.geometry` (pure functions). The c
 * ``file_dropped(path)`` when a photo is dropped on it,
 * ``brush_size_changed(px)`` and ``zoom_changed(scale)``.
 
+It also outlines where a marker method (learned prompt, red circle) pasted its marker
+(:meth:`Canvas.set_marker`), which the window sets from each answer.
+
 It never calls the engine. Scene coordinates are image pixels (the photo item sits at the origin, unscaled),
 so ``mapToScene`` turns a mouse position into prompt coordinates directly.
 """
@@ -84,6 +87,8 @@ MASK_RGBA = (64, 156, 255, 110)
 BOX_COLOR = QColor(255, 214, 0)
 POS_COLOR = QColor(40, 220, 90)
 NEG_COLOR = QColor(240, 60, 60)
+MARKER_COLOR = QColor(255, 70, 200)
+MARKER_SHAPES = ("ellipse", "circle", "square")
 MIN_BRUSH, MAX_BRUSH = 2, 400
 
 
@@ -151,6 +156,7 @@ class Canvas(QGraphicsView):
         self._rgba: np.ndarray | None = None
         self._pan_from: QPoint | None = None
         self._placeholder = "Open a photo (Ctrl+O) or drop one here"
+        self._marker: tuple[str, tuple[float, float, float, float]] | None = None
 
     # ------------------------------------------------------------------------------------------ state
     @property
@@ -173,6 +179,25 @@ class Canvas(QGraphicsView):
         """Screen pixels per image pixel."""
         return float(self.transform().m11())
 
+    @property
+    def marker(self) -> tuple[str, tuple[float, float, float, float]] | None:
+        """The marker outline drawn now: ``(shape, (cx, cy, width, height))`` in image pixels, or ``None``."""
+        return self._marker
+
+    def set_marker(self, shape: str | None, placement: tuple[float, float, float, float] | None = None) -> None:
+        """Outline where a marker method pasted its marker, or clear it (``shape`` ``None``).
+
+        Args:
+            shape: ``ellipse`` (the red circle), ``circle`` or ``square`` (the learned prompt's shape).
+            placement: ``(cx, cy, width, height)`` in pixels of the photo (EXIF orientation applied).
+        """
+        marker = None if shape is None or placement is None else (shape, tuple(float(v) for v in placement))
+        if shape is not None and shape not in MARKER_SHAPES:
+            raise ValueError(f"unknown marker shape {shape!r}")
+        if marker != self._marker:
+            self._marker = marker  # type: ignore[assignment]
+            self.viewport().update()
+
     def set_placeholder(self, text: str) -> None:
         """The hint shown while no photo is open."""
         self._placeholder = text
@@ -187,6 +212,7 @@ class Canvas(QGraphicsView):
             image_size: ``(W, H)`` of the original photo, the prompt's coordinate frame; default the
                 image's own size.
         """
+        self._marker = None
         if image is None:
             self._photo.setPixmap(QPixmap())
             self._state = None
@@ -304,6 +330,16 @@ class Canvas(QGraphicsView):
             return
         z = max(self.zoom, 1e-6)
         painter.setRenderHint(QPainter.RenderHint.Antialiasing)
+        if self._marker is not None:
+            shape, (cx, cy, mw, mh) = self._marker
+            r = QRectF(cx - mw / 2, cy - mh / 2, mw, mh)
+            painter.setBrush(Qt.BrushStyle.NoBrush)
+            pen = QPen(MARKER_COLOR, 2.0 / z, Qt.PenStyle.DashLine)
+            painter.setPen(pen)
+            if shape == "square":
+                painter.drawRect(r)
+            else:
+                painter.drawEllipse(r)
         if st.box is not None:
             x0, y0, x1, y1 = st.box
             painter.setBrush(Qt.BrushStyle.NoBrush)

@@ -1,4 +1,5 @@
-"""The controls dock: model and device, PHS knobs, Query-Only/Query-DB, FA and ITAE, top-k.
+"""The controls dock: model and device, the method (PHS, a learned prompt, the red circle), PHS knobs,
+Query-Only/Query-DB, FA and ITAE, top-k.
 
 Signals (emitted only for user edits; :meth:`Controls.set_options` and the other setters block them):
 
@@ -28,9 +29,15 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from phs_gui.session import SearchOptions
+from phs_gui.session import MARKER_METHODS, METHOD_LABELS, SearchOptions
 
 DEVICES = ("auto", "cpu")  # until :meth:`Controls.set_devices` lists what the machine has
+METHOD_TIPS: dict[str, str] = {
+    "phs": "Choose the heads of the last block that look at the marked object (FA below adds foveal attention)",
+    "lvp": "Paste the model's learned prompt where the object is marked and search with the marked photo",
+    "red-circle": "Draw a red ellipse around the marked object and search with the marked photo",
+    "lvp+phs": "Paste the learned prompt, then choose heads on the marked photo",
+}
 
 
 class NormHistogram(QWidget):
@@ -161,6 +168,17 @@ class Controls(QWidget):
         mf.addRow(self.model_note)
         lay.addWidget(model_box)
 
+        method_box = QGroupBox("Method")
+        mtf = _form(method_box)
+        self.method = QComboBox()
+        for key, label in METHOD_LABELS.items():
+            self.method.addItem(label, key)
+            self.method.setItemData(self.method.count() - 1, METHOD_TIPS[key], Qt.ItemDataRole.ToolTipRole)
+        self.method.setToolTip("How the marked object becomes the query; the learned prompt and the red circle "
+                               "take a point or a box")
+        mtf.addRow(self.method)
+        lay.addWidget(method_box)
+
         phs_box = QGroupBox("Head selection")
         pf = _form(phs_box)
         self.h_on = QSpinBox()
@@ -239,6 +257,7 @@ class Controls(QWidget):
             w.valueChanged.connect(self._emit)
         for b in (self.qo, self.qd, self.roi_sum, self.roi_max):
             b.toggled.connect(self._on_radio)
+        self.method.currentIndexChanged.connect(self._emit)
         self.fa_box.toggled.connect(self._emit)
         self.itae_box.toggled.connect(self._emit)
         self.fa_box.toggled.connect(self.fa_body.setVisible)
@@ -251,6 +270,7 @@ class Controls(QWidget):
     def options(self) -> SearchOptions:
         """The options shown now."""
         return SearchOptions(
+            method=str(self.method.currentData() or "phs"),
             h_on=self.h_on.value(),
             mode="qd" if self.qd.isChecked() else "qo",
             roi="max" if self.roi_max.isChecked() else "sum",
@@ -265,10 +285,11 @@ class Controls(QWidget):
 
     def set_options(self, o: SearchOptions) -> None:
         """Show ``o`` without emitting ``options_changed``."""
-        widgets = [self, self.h_on, self.top_k, self.fa_blocks, self.fa_alpha, self.fa_sigma, self.itae_theta,
+        widgets = [self, self.method, self.h_on, self.top_k, self.fa_blocks, self.fa_alpha, self.fa_sigma, self.itae_theta,
                    self.qo, self.qd, self.roi_sum, self.roi_max, self.fa_box, self.itae_box]
         blocked = [w.blockSignals(True) for w in widgets]
         try:
+            self.method.setCurrentIndex(max(self.method.findData(o.method), 0))
             self.h_on.setValue(o.h_on)
             self.top_k.setValue(o.top_k)
             (self.qd if o.mode == "qd" else self.qo).setChecked(True)
@@ -285,6 +306,16 @@ class Controls(QWidget):
         self.fa_body.setVisible(o.fa_on)  # advanced settings fold away while they are off
         self.itae_body.setVisible(o.itae_on)
         self.histogram.set_theta(o.itae_theta, o.itae_on)
+        self._show_method(o.method)
+
+    def _show_method(self, method: str) -> None:
+        """FA goes with PHS only; head selection does not apply to a marker alone."""
+        marker = method in MARKER_METHODS
+        self.fa_box.setEnabled(not marker)
+        self.fa_body.setEnabled(not marker)
+        self.fa_box.setToolTip("FA does not combine with a marker; choose PHS to use it" if marker else
+                               "FALIP: bias the [CLS] attention of the last blocks towards the marked region")
+        self.h_on.setEnabled(method in ("phs", "lvp+phs"))
 
     def set_engine_limits(self, num_heads: int, depth: int) -> None:
         """Limit ``h_on`` to the model's heads and FA layers to what the engine caches."""
@@ -338,6 +369,7 @@ class Controls(QWidget):
     def _emit(self, *_: object) -> None:
         o = self.options()
         self.histogram.set_theta(o.itae_theta, o.itae_on)
+        self._show_method(o.method)
         self.options_changed.emit(o)
 
     def _on_radio(self, checked: bool) -> None:

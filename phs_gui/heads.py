@@ -127,6 +127,10 @@ def render_maps(
     return tiles, to_qimage(blend_on_grey(grey_big, combined, alpha=0.65))
 
 
+COMBINED_CAPTION = "<b>Selected heads, combined</b>"
+MARKER_NAMES = {"lvp": "the learned prompt", "red-circle": "the red circle", "lvp+phs": "the learned prompt"}
+
+
 class HeadsPanel(QWidget):
     """A combined map of the selected heads on top, one tile per head below."""
 
@@ -167,8 +171,8 @@ class HeadsPanel(QWidget):
         self._shown_columns = self._columns
         lay = QVBoxLayout(self)
         lay.setContentsMargins(6, 6, 6, 6)
-        caption = QLabel("<b>Selected heads, combined</b>")
-        lay.addWidget(caption)
+        self.caption = QLabel(COMBINED_CAPTION)
+        lay.addWidget(self.caption)
         lay.addWidget(self.combined)
         lay.addLayout(top)
         lay.addWidget(scroll, 1)
@@ -247,8 +251,13 @@ class HeadsPanel(QWidget):
         selected: np.ndarray | None,
         force_on: tuple[int, ...] = (),
         force_off: tuple[int, ...] = (),
+        method: str = "phs",
     ) -> None:
-        """Show maps already coloured by :func:`render_maps` (in a worker) with their scores and states."""
+        """Show maps already coloured by :func:`render_maps` (in a worker) with their scores and states.
+
+        ``method`` is the method that ran: for a marker method (``lvp``, ``red-circle``, ``lvp+phs``) the maps
+        are those of the photo with the marker pasted, and the panel says so.
+        """
         h = len(tiles)
         self._set_tiles(h)
         for i, tile in enumerate(self.tiles):
@@ -261,7 +270,13 @@ class HeadsPanel(QWidget):
                                           Qt.AspectRatioMode.KeepAspectRatio,
                                           Qt.TransformationMode.SmoothTransformation))
         self.reset_button.setEnabled(bool(force_on or force_off))
-        if selected is None:
+        marker = MARKER_NAMES.get(method)
+        which = "Selected heads" if selected is not None else "Every head"
+        self.caption.setText(COMBINED_CAPTION if marker is None else f"<b>{which}, combined, with {marker} pasted</b>")
+        if marker is not None and selected is None:
+            self.summary.setText(f"{h} heads on the photo with {marker} pasted where the object is marked; "
+                                 "every head is kept (the marker points at the object).")
+        elif selected is None:
             self.summary.setText(f"{h} heads. Mark the object to choose heads (now: all heads, plain search).")
         else:
             kept = ", ".join(f"H{i}" for i in np.flatnonzero(selected))
@@ -272,7 +287,8 @@ class HeadsPanel(QWidget):
                 forced.append("forced off: " + ", ".join(f"H{i}" for i in force_off))
             extra = f" ({'; '.join(forced)}; click a forced head to let PHS choose it again)" if forced else \
                 ". Click a head to force it on or off"
-            self.summary.setText(f"Kept {int(selected.sum())} of {h}: {kept}{extra}.")
+            where = "" if marker is None else f" on the photo with {marker} pasted"
+            self.summary.setText(f"Kept {int(selected.sum())} of {h}{where}: {kept}{extra}.")
 
     def selected_tiles(self) -> list[int]:
         """Indices of the tiles drawn as selected (tests use it)."""

@@ -14,8 +14,9 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PySide6.QtCore import QSettings, Qt, QTimer
@@ -28,6 +29,9 @@ from PySide6.QtWidgets import (
     QLabel,
     QMainWindow,
     QMenu,
+    QMessageBox,
+    QProgressBar,
+    QPushButton,
     QScrollArea,
     QSpinBox,
     QToolButton,
@@ -38,8 +42,7 @@ from PySide6.QtWidgets import (
 from core.errors import PHSError, WeightsError, WeightsNotFoundError
 from core.imageio import load_image
 from core.library import IndexMissingError, IndexProgress, IndexReport, index_folder
-from core.method.engine import PHSEngine, load_engine
-from core.models.backbones import available_devices, get_spec, list_models, weights_available
+from core.models.backbones import get_spec, list_models, weights_available
 from core.paths import data_dir
 from core.synthetic.gallery import (
     DEMO_COUNT,
@@ -56,19 +59,25 @@ from phs_gui.preview import PreviewDialog
 from phs_gui.prompt_state import History, PromptState
 from phs_gui.render import to_qimage, warm_up
 from phs_gui.results import ResultRow, ResultsGrid, ResultsPanel, group_hits
-from phs_gui.session import Outcome, SearchOptions, SearchSession
+from phs_gui.session import LEARNED_METHODS, MARKER_METHODS, SearchOptions, SearchSession
 from phs_gui.settings import Preferences, load_preferences, save_preferences
 from phs_gui.workers import SerialLane, Worker, WorkerPool
 
+if TYPE_CHECKING:  # torch loads in the worker that loads the model, so the window shows first
+    from core.method.engine import PHSEngine
+    from core.search import Outcome
+
 log = logging.getLogger("phs_gui")
 
-EngineLoader = Callable[[str, str], PHSEngine]
+EngineLoader = Callable[[str, str], "PHSEngine"]
 PHOTO_FILTER = "Photos (*.jpg *.jpeg *.png *.webp *.bmp *.tif *.tiff *.gif *.heic *.heif *.avif);;All files (*)"
 PREVIEW_DEBOUNCE_MS = 30
 
 
 def default_engine_loader(name: str, device: str) -> PHSEngine:
     """Load a registry model on a device (weights from resources or the Hugging Face cache, never random)."""
+    from core.method.engine import load_engine
+
     return load_engine(name, device=device)
 
 
@@ -118,6 +127,10 @@ class QueryAnswer:
         force_on, force_off: heads forced by hand in the request.
         tiles: one coloured map per head; combined: the kept heads' map.
         ms: milliseconds from the request to the answer, in the worker.
+        rows: the results grouped for the grid.
+        marker: how the marker looks on the photo (``ellipse``, ``circle``, ``square``) when a marker method
+            ran, else ``None``; where it sits is ``outcome.query.placement``.
+        missing_prompt: a learned prompt was asked for but none exists for the model (PHS ran instead).
     """
 
     gen: int
@@ -128,6 +141,8 @@ class QueryAnswer:
     combined: QImage | None
     ms: float
     rows: list[ResultRow] = field(default_factory=list)
+    marker: str | None = None
+    missing_prompt: bool = False
 
 
 def _query_job(session: SearchSession, gen: int, prompt: object, options: SearchOptions,
@@ -137,11 +152,64 @@ def _query_job(session: SearchSession, gen: int, prompt: object, options: Search
     if cancel.is_set():  # type: ignore[attr-defined]
         return None
     t0 = time.perf_counter()
+    missing = options.method in LEARNED_METHODS and not session.has_learned_prompt()
+    if missing:  # nothing to paste yet: PHS answers, and the window offers to train a prompt
+        options = replace(options, method="phs")
     out = session.run(prompt, options, force_on, force_off)  # type: ignore[arg-type]
+    marker = session.marker_shape(out.query.method) if out.query.placement is not None else None
     tiles, big = ([], None) if backdrops is None else render_maps(backdrops[0], backdrops[1], out.maps,
                                                                  out.combined_map())
     rows = group_hits(list(out.hits), query_path)
-    return QueryAnswer(gen, out, force_on, force_off, tiles, big, (time.perf_counter() - t0) * 1000, rows)
+    return QueryAnswer(gen, out, force_on, force_off, tiles, big, (time.perf_counter() - t0) * 1000, rows,
+                       marker, missing)
+
+
+def _train_job(name: str, device: str, source: str, settings: dict, *, report: Callable,
+               cancel: object) -> object:
+    """Worker body: train a learned prompt for the model ``name`` on a photo folder or generated scenes
+    (``source == "synthetic"``), as ``phs lvp train`` does, and write it where the app looks for it.
+
+    A model of its own in fp32 (the one the window searches with stays free); progress is reported as
+    ``("scenes", done, total)`` while scenes are generated, then one :class:`TrainProgress` per step; a
+    cancel stops after the current step (a checkpoint keeps the progress; training again resumes).
+    """
+    from core.method import lvp
+    from core.method.engine import load_engine
+    from core.method.lvp_train import (
+        EVAL_SCENE_SEED,
+        TRAIN_SCENE_SEED,
+        ImagePool,
+        TrainCancelled,
+        TrainConfig,
+        engine_resample,
+        train_prompt,
+    )
+
+    cfg = TrainConfig(**settings)
+    cfg.check()
+    engine = load_engine(name, device=device, precision="fp32")
+    try:
+        s, resample = engine.input_size, engine_resample(engine)
+
+        def scenes(done: int, total: int) -> None:
+            if cancel.is_set():  # type: ignore[attr-defined]
+                raise TrainCancelled("Training stopped before the first step.")
+            report(("scenes", done, total))
+
+        if source == "synthetic":
+            seed = TRAIN_SCENE_SEED + cfg.seed
+            pool = ImagePool.synthetic(s, cfg.scenes, seed, progress=scenes, resample=resample)
+            eval_pool = (ImagePool.synthetic(s, cfg.gain_images, EVAL_SCENE_SEED, resample=resample)
+                         if cfg.gain_images else None)
+            label = f"synthetic scenes, seed {seed}, {cfg.scenes} scenes"
+        else:
+            pool = ImagePool.folder(source, s, resample=resample)
+            eval_pool, label = None, f"photos in {Path(source).expanduser().resolve()}"
+        return train_prompt(engine, pool, cfg, lvp.prompt_path(engine),
+                            progress=lambda p: report(p, force=p.step == p.steps),
+                            cancel=cancel.is_set, eval_pool=eval_pool, images_label=label)  # type: ignore[attr-defined]
+    finally:
+        engine.close()
 
 
 def _where_job(session: SearchSession, path: str, selected: np.ndarray | None, *, report: object,
@@ -232,20 +300,41 @@ class Banner(QFrame):
         close.setText("✕")
         close.setAutoRaise(True)
         close.clicked.connect(self.hide)
+        self.action_button = QPushButton()
+        self.action_button.hide()
+        self.action_button.clicked.connect(self._on_action)
         lay = QHBoxLayout(self)
         lay.setContentsMargins(10, 6, 6, 6)
         lay.addWidget(self.label, 1)
+        lay.addWidget(self.action_button, 0, Qt.AlignmentFlag.AlignTop)
         lay.addWidget(close, 0, Qt.AlignmentFlag.AlignTop)
         self.level = "info"
+        self.kind = ""
+        self._action: Callable[[], None] | None = None
         self.hide()
 
-    def show_text(self, text: str, level: str = "info") -> None:
-        """Show a sentence at a level (``info``, ``demo``, ``error``)."""
-        self.level = level
+    def show_text(self, text: str, level: str = "info", action: tuple[str, Callable[[], None]] | None = None,
+                  kind: str = "") -> None:
+        """Show a sentence at a level (``info``, ``demo``, ``error``), with an optional ``(label, slot)``
+        button; ``kind`` names the message so that the window can take it back when it no longer holds."""
+        self.level, self.kind = level, kind
+        self._action = None if action is None else action[1]
+        self.action_button.setVisible(action is not None)
+        if action is not None:
+            self.action_button.setText(action[0])
         self.setStyleSheet(f"Banner {{{self.STYLES.get(level, self.STYLES['info'])} border-radius:4px;}}"
                            f"QLabel {{{self.STYLES.get(level, self.STYLES['info'])}}}")
         self.label.setText(text)
         self.show()
+
+    def _on_action(self) -> None:
+        if self._action is not None:
+            self._action()
+
+    def hide_kind(self, kind: str) -> None:
+        """Hide the banner if it shows the message ``kind``."""
+        if self.kind == kind and self.isVisible():
+            self.hide()
 
     @property
     def text(self) -> str:
@@ -291,6 +380,11 @@ class MainWindow(QMainWindow):
         self._index_folder: str | None = None
         self._loading: Worker | None = None
         self._demo_worker: Worker | None = None
+        self._training: Worker | None = None
+        self._train_step = 0
+        # Settings of a learned prompt trained from the app (core.method.lvp_train.TrainConfig fields; its
+        # defaults otherwise, as `phs lvp train`).
+        self.train_settings: dict = {}
         self.last_prompt_ms: float | None = None
         self._t_created = time.perf_counter()
         self.setWindowTitle("PHS desktop")
@@ -427,6 +521,11 @@ class MainWindow(QMainWindow):
                        "]", "Larger brush (])")
         tools_menu.addSeparator()
         tools_menu.addActions([brush_down, brush_up])
+        tools_menu.addSeparator()
+        self.train_action = act("&Train learned prompt…", self.train_learned_prompt, None,
+                                "Train the learned prompt for the current model on the current photo folder or "
+                                "on generated scenes")
+        tools_menu.addAction(self.train_action)
 
         tb = self.addToolBar("Tools")
         tb.setObjectName("toolbar-main")
@@ -466,6 +565,17 @@ class MainWindow(QMainWindow):
         self.cancel_load_button.clicked.connect(self.cancel_loading)
         self.cancel_load_button.hide()
         sb.addPermanentWidget(self.cancel_load_button)
+        self.status_train = QLabel("")
+        self.train_progress = QProgressBar()
+        self.train_progress.setMaximumWidth(140)
+        self.train_progress.setTextVisible(False)
+        self.cancel_train_button = QToolButton()
+        self.cancel_train_button.setText("Cancel training")
+        self.cancel_train_button.setToolTip("Stop training the learned prompt (training again continues from here)")
+        self.cancel_train_button.clicked.connect(self.cancel_training)
+        for wdg in (self.status_train, self.train_progress, self.cancel_train_button):
+            wdg.hide()
+            sb.addPermanentWidget(wdg)
         sb.addPermanentWidget(self.status_demo)
         self.status_zoom = QLabel("")
         self.status_zoom.setToolTip("Zoom of the photo (Ctrl+wheel; Ctrl+0 fits it)")
@@ -531,10 +641,12 @@ class MainWindow(QMainWindow):
         self.status_model.setText(f"loading {label}…")
         self.cancel_load_button.show()
 
-        def job(*, report: Callable, cancel: object) -> PHSEngine:
+        def job(*, report: Callable, cancel: object) -> tuple[PHSEngine, list[str]]:
+            from core.models.backbones import available_devices  # asks torch: here, off the GUI thread
+
             warm_up()  # matplotlib's colour table, so the first prompt does not wait for the import
             try:
-                return self._loader(name, device)
+                return self._loader(name, device), available_devices()
             except WeightsNotFoundError as err:
                 raise WeightsNotFoundError(
                     f"No weights for {label} are on this machine and they could not be downloaded (no "
@@ -578,11 +690,14 @@ class MainWindow(QMainWindow):
             self._loading = None
             self.cancel_load_button.hide()
 
-    def _on_engine_loaded(self, engine: PHSEngine, name: str, device: str, worker: Worker) -> None:
+    def _on_engine_loaded(self, loaded: tuple[PHSEngine, list[str]], name: str, device: str, worker: Worker) -> None:
+        engine, self._devices = loaded
         if worker.cancelled:
             engine.close()
             return
         self._on_engine(engine, name, device)
+
+    _devices: list[str] | None = None  # known once a model has loaded (asking torch is not for the GUI thread)
 
     def _on_model_error(self, text: str, worker: Worker) -> None:
         if worker.cancelled:
@@ -783,6 +898,10 @@ class MainWindow(QMainWindow):
     # ========================================================================================= search
     def _on_options(self, options: SearchOptions) -> None:
         self._options_to_prefs(options)
+        if options.method not in LEARNED_METHODS:
+            self.banner.hide_kind("no-prompt")
+        if options.method not in MARKER_METHODS:
+            self.banner.hide_kind("marker-mask")
         self.rescore()
 
     def rescore(self, revert: tuple[set[int], set[int]] | None = None) -> None:
@@ -839,7 +958,9 @@ class MainWindow(QMainWindow):
                 None if sel is None else sel.selected,
                 ans.force_on,
                 ans.force_off,
+                out.query.method,
             )
+        self.canvas.set_marker(ans.marker, out.query.placement)
         if ans.gen != self._query_gen:
             return  # overtaken: the latest request's answer brings the results
         self.docks.results.show_rows(ans.rows)
@@ -854,10 +975,123 @@ class MainWindow(QMainWindow):
         self._update_timing()
         if self.banner.level == "error" and self.banner.isVisible():
             self.banner.hide()
+        self._say_about_marker(ans)
         if self.first_results_s is None:
             self.first_results_s = time.perf_counter() - self._t_created
 
     first_results_s: float | None = None
+
+    def _say_about_marker(self, ans: QueryAnswer) -> None:
+        """The banner's word on a marker method: no learned prompt yet, or a painted mask placed as its box."""
+        prompt = ans.outcome.spec.prompt
+        if ans.missing_prompt:
+            if self._training is None:
+                label = self.session.engine.spec.label if self.session is not None else "this model"
+                self.show_message(
+                    f"There is no learned prompt for {label} yet, so PHS answered this search. Train one first: "
+                    "it learns from the photos of the current folder or from generated scenes, in the background "
+                    "(Tools, Train learned prompt).", "info", ("Train…", self.train_learned_prompt), "no-prompt")
+            return
+        self.banner.hide_kind("no-prompt")
+        if ans.marker is not None and prompt is not None and prompt.box is None and prompt.mask is not None:
+            self.show_message("Markers take a point or a box: the marker is pasted over the painted area's "
+                              "bounding box.", "info", kind="marker-mask")
+        else:
+            self.banner.hide_kind("marker-mask")
+
+    # ======================================================================================= training
+    def _ask_training_source(self) -> str | None:
+        """Ask what to train on: the current photo folder, or generated scenes (``"synthetic"``); ``None`` = no."""
+        folder = self.prefs.current_folder
+        box = QMessageBox(self)
+        box.setWindowTitle("Train learned prompt")
+        label = self.session.engine.spec.label if self.session is not None else "this model"
+        box.setText(f"Train a learned prompt for {label}. It runs in the background (minutes on a CPU); "
+                    "searching goes on meanwhile.")
+        own = None
+        if folder and Path(folder).is_dir() and folder != str(demo_gallery_dir()):
+            own = box.addButton(f"On the photos in {Path(folder).name}", QMessageBox.ButtonRole.AcceptRole)
+        scenes = box.addButton("On generated scenes", QMessageBox.ButtonRole.AcceptRole)
+        box.addButton(QMessageBox.StandardButton.Cancel)
+        box.exec()
+        clicked = box.clickedButton()
+        if own is not None and clicked is own:
+            return folder
+        return "synthetic" if clicked is scenes else None
+
+    def train_learned_prompt(self) -> None:
+        """Tools › Train learned prompt…: train one for the current model in a worker, progress in the status bar."""
+        if self.session is None:
+            self.show_message("The model is still loading; train a learned prompt once it is ready.", "info")
+            return
+        if self._training is not None:
+            self.show_message("A learned prompt is being trained already (see the status bar).", "info")
+            return
+        source = self._ask_training_source()
+        if not source:
+            return
+        engine = self.session.engine
+        self._train_step = 0
+        self.banner.hide_kind("no-prompt")
+        self.status_train.setText("Training the learned prompt: starting…")
+        self.train_progress.setRange(0, 0)
+        for wdg in (self.status_train, self.train_progress, self.cancel_train_button):
+            wdg.show()
+        self.train_action.setEnabled(False)
+        w = Worker(_train_job, engine.spec.name, engine.device.type, source, dict(self.train_settings),
+                   doing="training the learned prompt", progress_interval_s=0.1)
+        w.signals.progress.connect(self._on_train_progress)
+        w.signals.result.connect(lambda prompt, wk=w: self._on_trained(prompt, wk))
+        w.signals.error.connect(lambda t, wk=w: self._on_train_error(t, wk))
+        w.signals.finished.connect(self._training_finished)
+        self._training = self.workers.start(w)
+
+    def cancel_training(self) -> None:
+        """Stop training after the current step (a checkpoint keeps it; training again continues)."""
+        if self._training is not None:
+            self._training.cancel()
+            self.status_train.setText("Training the learned prompt: cancelling…")
+
+    @property
+    def training(self) -> bool:
+        """A learned prompt is being trained."""
+        return self._training is not None
+
+    def _on_train_progress(self, p: object) -> None:
+        if isinstance(p, tuple):
+            _, done, total = p
+            self.train_progress.setRange(0, total)
+            self.train_progress.setValue(done)
+            self.status_train.setText(f"Generating training scenes: {done} of {total}")
+            return
+        self._train_step = p.step  # type: ignore[attr-defined]
+        self.train_progress.setRange(0, p.steps)  # type: ignore[attr-defined]
+        self.train_progress.setValue(p.step)  # type: ignore[attr-defined]
+        self.status_train.setText(f"Training the learned prompt: step {p.step} of {p.steps}, "  # type: ignore[attr-defined]
+                                  f"attention on target {p.attn_on_target:.2f}")  # type: ignore[attr-defined]
+
+    def _on_trained(self, prompt: object, worker: Worker) -> None:
+        meta = getattr(prompt, "meta", {})
+        if self.session is not None:
+            self.session.forget_learned_prompt()
+        self.show_message(f"The learned prompt is trained ({meta.get('steps', '?')} steps in "
+                          f"{meta.get('train_seconds', '?')} s, attention on target "
+                          f"{meta.get('final_attn_on_target', '?')}); searches with it use it from now on.", "info")
+        self.rescore()
+
+    def _on_train_error(self, text: str, worker: Worker) -> None:
+        if worker.cancelled:
+            at = f" at step {self._train_step}" if self._train_step else ""
+            self.show_message(f"Training stopped{at}; train again to continue from there.", "info",
+                              kind="train-stopped")
+        else:
+            self.show_message(text, "error")
+
+    def _training_finished(self) -> None:
+        self._training = None
+        self.train_action.setEnabled(True)
+        for wdg in (self.status_train, self.train_progress, self.cancel_train_button):
+            wdg.hide()
 
     def _update_timing(self) -> None:
         parts = []
@@ -1132,11 +1366,12 @@ class MainWindow(QMainWindow):
         self.status_indexed.setText(f"{n} photos indexed" + (f" in {folder.name}" if folder else ""))
 
     # ========================================================================================= helpers
-    def show_message(self, text: str, level: str = "info") -> None:
-        """One sentence in the banner above the photo."""
+    def show_message(self, text: str, level: str = "info", action: tuple[str, Callable[[], None]] | None = None,
+                     kind: str = "") -> None:
+        """One sentence in the banner above the photo, with an optional ``(label, slot)`` button."""
         if level == "error":
             log.warning("%s", text)
-        self.banner.show_text(text, level)
+        self.banner.show_text(text, level, action, kind)
 
     def _refresh_models(self) -> None:
         entries = []
@@ -1153,7 +1388,8 @@ class MainWindow(QMainWindow):
                 note = "installed" if have else ("downloadable" if spec.hf_repo else "not available")
             entries.append((spec.name, spec.label, note))
         self.docks.controls.set_models(entries, self.prefs.model, self.prefs.device)
-        self.docks.controls.set_devices(available_devices(), self.prefs.device)
+        if self._devices is not None:
+            self.docks.controls.set_devices(self._devices, self.prefs.device)
 
     def _refresh_folders(self) -> None:
         labels = {str(demo_gallery_dir()): "Demo gallery (synthetic)"}

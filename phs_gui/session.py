@@ -16,15 +16,33 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from core.defaults import DEFAULT_H_ON
-from core.method.engine import FAParams, PHSEngine
-from core.method.prompts import Prompt
-from core.search import Outcome, QueryService, QuerySpec, Searcher
 
-__all__ = ["Outcome", "SearchOptions", "SearchSession"]
+if TYPE_CHECKING:  # the engine and the service import torch: they load with the model, after the window shows
+    from core.method.engine import FAParams, PHSEngine
+    from core.method.prompts import Prompt
+    from core.search import Outcome, QuerySpec, Searcher
+
+__all__ = ["METHOD_LABELS", "MARKER_METHODS", "SearchOptions", "SearchSession"]
+
+METHOD_LABELS: dict[str, str] = {
+    "phs": "PHS",
+    "lvp": "Learned prompt",
+    "red-circle": "Red circle",
+    "lvp+phs": "Learned prompt + PHS",
+}
+"""The query methods the app offers, by :class:`core.search.service.QuerySpec` method name (FA is a check box:
+with PHS it makes ``fa+phs``)."""
+
+MARKER_METHODS = frozenset({"lvp", "red-circle", "lvp+phs"})
+"""Methods that paste a marker on the photo where the object is marked (seed 004)."""
+
+LEARNED_METHODS = frozenset({"lvp", "lvp+phs"})
+"""Methods that need a learned prompt trained for the model."""
 
 
 @dataclass(frozen=True)
@@ -32,6 +50,7 @@ class SearchOptions:
     """The knobs of one search, as the controls dock shows them.
 
     Attributes:
+        method: ``phs``, ``lvp``, ``red-circle`` or ``lvp+phs`` (:data:`METHOD_LABELS`).
         h_on: heads kept.
         mode: ``qo`` (Query-Only) or ``qd`` (Query-DB).
         roi: ``sum`` or ``max``.
@@ -40,6 +59,7 @@ class SearchOptions:
         top_k: results wanted.
     """
 
+    method: str = "phs"
     h_on: int = DEFAULT_H_ON
     mode: str = "qo"
     roi: str = "sum"
@@ -52,7 +72,11 @@ class SearchOptions:
     top_k: int = 24
 
     def fa(self) -> FAParams | None:
-        """The FA parameters, or ``None`` when FA is off."""
+        """The FA parameters, or ``None`` when FA is off or a marker method runs."""
+        from core.method.engine import FAParams
+
+        if self.method in MARKER_METHODS:
+            return None
         return FAParams(self.fa_alpha, self.fa_sigma, self.fa_blocks) if self.fa_on else None
 
 
@@ -64,6 +88,9 @@ class SearchSession:
     """
 
     def __init__(self, engine: PHSEngine) -> None:
+        from core.method.engine import PHSEngine
+        from core.search import QueryService
+
         self.engine = engine
         self.index_engine = PHSEngine(
             engine.backbone, device=engine.device, precision=engine.precision, fa_blocks=engine.fa_blocks
@@ -82,6 +109,8 @@ class SearchSession:
         Raises:
             IndexMissingError, IndexMismatchError: the folder has no usable index for this model.
         """
+        from core.search import Searcher
+
         with self.lock:
             self.close_folder()
             self.searcher = Searcher(folder, self.index_engine)
@@ -140,6 +169,34 @@ class SearchSession:
         heads = maps if selected is None or not np.any(selected) else maps[np.asarray(selected, bool)]
         return heads.mean(axis=0)
 
+    def has_learned_prompt(self) -> bool:
+        """Whether a learned prompt exists for the model (loaded once and kept; see :meth:`forget_learned_prompt`)."""
+        from core.errors import WeightsNotFoundError
+        from core.search.service import marker_for
+
+        with self.lock:
+            try:
+                marker_for(self.engine, "lvp")
+            except WeightsNotFoundError:
+                return False
+            return True
+
+    def marker_shape(self, method: str) -> str:
+        """How the marker of ``method`` looks on the photo: ``ellipse`` (red circle), ``circle`` or ``square``."""
+        from core.search.service import marker_for
+
+        if method == "red-circle":
+            return "ellipse"
+        with self.lock:
+            return str(marker_for(self.engine, "lvp").shape)
+
+    def forget_learned_prompt(self) -> None:
+        """Look for the model's learned prompt again on the next search (after one was trained)."""
+        from core.search.service import forget_learned_prompt
+
+        with self.lock:
+            forget_learned_prompt(self.engine)
+
     def query_norms(self) -> np.ndarray:
         """``(gh * gw,)`` last-block query-vector norms of the query photo (the ITAE histogram)."""
         return self.engine.query_norms()
@@ -151,11 +208,20 @@ class SearchSession:
         force_on: tuple[int, ...] = (),
         force_off: tuple[int, ...] = (),
     ) -> QuerySpec:
-        """The query spec of what the window shows: prompt, controls and heads toggled by hand."""
+        """The query spec of what the window shows: prompt, controls and heads toggled by hand.
+
+        The method is the controls' choice; PHS with FA on is ``fa+phs`` (FA does not combine with a marker).
+        """
+        from core.method.engine import FAParams
+        from core.search import QuerySpec
+
         fa = options.fa()
+        method = options.method if options.method in METHOD_LABELS else "phs"
+        if method == "phs" and fa is not None:
+            method = "fa+phs"
         return QuerySpec(
             prompt=prompt,
-            method="fa+phs" if fa is not None else "phs",
+            method=method,
             h_on=options.h_on,
             roi=options.roi,
             fa=fa or FAParams(),

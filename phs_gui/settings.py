@@ -28,6 +28,7 @@ class Preferences:
     Attributes:
         model: registry name of the backbone (:func:`core.models.backbones.list_models`).
         device: ``auto``, ``cpu``, ``cuda`` or ``mps``.
+        method: the query method, ``phs``, ``lvp`` (learned prompt), ``red-circle`` or ``lvp+phs``.
         h_on: heads kept by PHS.
         mode: ``qo`` (Query-Only) or ``qd`` (Query-DB).
         roi: ``sum`` or ``max``.
@@ -44,6 +45,7 @@ class Preferences:
 
     model: str = "dinov2-b14"
     device: str = "auto"
+    method: str = "phs"
     h_on: int = DEFAULT_H_ON
     mode: str = "qo"
     roi: str = "sum"
@@ -75,6 +77,7 @@ class Preferences:
 
 _CHOICES: dict[str, tuple[str, ...]] = {
     "device": ("auto", "cpu", "cuda", "mps"),
+    "method": ("phs", "lvp", "red-circle", "lvp+phs"),
     "mode": ("qo", "qd"),
     "roi": ("sum", "max"),
 }

@@ -23,16 +23,15 @@ import pickle
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-import timm
-import torch
-import torch.nn as nn
-from timm.models.vision_transformer import VisionTransformer, checkpoint_filter_fn
+from typing import TYPE_CHECKING, Any
 
 from core.defaults import DEFAULT_H_ON, DEFAULT_MODEL
 from core.errors import PHSError, UnsupportedModelError, WeightsError, WeightsNotFoundError
 from core.paths import resources_dir
+
+if TYPE_CHECKING:  # torch and timm load when a model does (the app shows its window before that)
+    import torch
+    from timm.models.vision_transformer import VisionTransformer
 
 WEIGHTS_FILE = "model.safetensors"
 DEMO_WEIGHTS = "demo_model.safetensors"
@@ -145,6 +144,8 @@ def get_spec(name: str) -> ModelSpec:
     for spec in _SPECS:
         if name in (spec.timm_name, spec.arch):
             return spec
+    import timm
+
     arch = name.split(".")[0]
     if timm.is_model(arch):
         return ModelSpec(name, name, name, "timm", hf_repo=_hf(name) if "." in name else None)
@@ -154,6 +155,8 @@ def get_spec(name: str) -> ModelSpec:
 
 def available_devices() -> list[str]:
     """The devices this machine can run on: ``auto`` and ``cpu``, then ``cuda`` and ``mps`` where present."""
+    import torch
+
     out = ["auto", "cpu"]
     if torch.cuda.is_available():
         out.append("cuda")
@@ -165,6 +168,8 @@ def available_devices() -> list[str]:
 
 def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
     """``auto`` picks CUDA, then Apple MPS, then the CPU; anything else is passed to ``torch.device``."""
+    import torch
+
     if device is None or str(device) == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")
@@ -214,6 +219,9 @@ def build_model(spec: ModelSpec, model_kwargs: dict[str, Any] | None = None) -> 
     Args:
         model_kwargs: overrides for ``timm.create_model`` (e.g. a tiny ``depth`` in tests).
     """
+    import timm
+    from timm.models.vision_transformer import VisionTransformer
+
     if spec.is_demo:
         cfg = _demo_config()
         kwargs = {**cfg["vit_kwargs"], **(model_kwargs or {})}
@@ -242,6 +250,8 @@ def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
         WeightsNotFoundError: the file does not exist.
         WeightsError: the file is damaged, not a weights file, or unsafe.
     """
+    import torch
+
     path = Path(path)
     if not path.is_file():
         raise WeightsNotFoundError(f"The weights file {path} does not exist.")
@@ -279,6 +289,9 @@ def apply_state_dict(model: VisionTransformer, state_dict: dict[str, torch.Tenso
     Raises:
         WeightsError: the checkpoint belongs to another architecture.
     """
+    import torch.nn as nn
+    from timm.models.vision_transformer import checkpoint_filter_fn
+
     sd = {k.removeprefix("module."): v for k, v in state_dict.items()}
     try:
         sd = checkpoint_filter_fn(sd, model)
