@@ -45,18 +45,22 @@ def test_split_is_disjoint_and_queries_have_two_objects(split):
     assert not {im.image_id for im in q} & {im.image_id for im in db}
 
 
+# The tiny random model has no learned prompt; the learned-prompt methods are tested with the demo model below.
+UNTRAINED = [m for m in METHODS if m not in ("lvp", "lvp+phs")]
+
+
 def test_every_method_gives_sane_json(engine, split, tmp_path):
     q, db = split
-    cfg = EvalConfig(methods=list(METHODS), k=10, h_on=2, noise=40.0, h_on_sweep=[1, 3, 6])
+    cfg = EvalConfig(methods=UNTRAINED, k=10, h_on=2, noise=40.0, h_on_sweep=[1, 3, 6])
     res = evaluate(engine, q, db, cfg, progress=False, info={"dataset": "synthetic"})
     paths = write_report(res, tmp_path)
     data = json.loads(paths["json"].read_text())
     n_prompts = sum(im.n_objects for im in q)
     assert data["n_prompts"] == n_prompts
     for key in ("MP@10", "MAP@10"):
-        for m in METHODS:
+        for m in UNTRAINED:
             assert 0.0 <= data[key][m] <= 100.0
-        for m in METHODS:
+        for m in UNTRAINED:
             if m != "cbir":
                 assert 0.0 <= data[key][f"{m}-N"] <= 100.0
         assert "cbir-N" not in data[key]
@@ -66,7 +70,8 @@ def test_every_method_gives_sane_json(engine, split, tmp_path):
     assert data["h_on_sweep"]["phs-qo"]["6"]["MP@10"] == pytest.approx(data["MP@10"]["cbir"], abs=1e-6)
     table = paths["markdown"].read_text()
     assert "| Dataset | Model | CBIR | CBIR" not in table and "PHS (QO)-N" in table
-    assert (tmp_path / "results.csv").read_text().count("\n") >= len(METHODS) + 1
+    assert set(data["attention_gain"]) == {"red-circle"}  # no learned prompt for this model: the red circle's
+    assert (tmp_path / "results.csv").read_text().count("\n") >= len(UNTRAINED) + 1
     for name in ("h_on_sweep.png", "noise_robustness.png", "gain_vs_objects.png"):
         assert (tmp_path / name).stat().st_size > 1000
 
@@ -162,3 +167,13 @@ def test_marker_methods_and_attention_gain_are_reported(tmp_path):
     data = json.loads(paths["json"].read_text())
     assert data["attention_gain"] == gain
     assert paths["attention_gain"].is_file() and "Fig. 4" in paths["markdown"].read_text()
+
+
+def test_learned_prompt_methods_without_a_prompt_are_refused_before_encoding(engine, split):
+    from core.errors import WeightsNotFoundError
+
+    q, db = split
+    forwards = engine.counters.forwards
+    with pytest.raises(WeightsNotFoundError, match="no learned prompt"):
+        evaluate(engine, q, db, EvalConfig(methods=["cbir", "lvp"], k=5), progress=False)
+    assert engine.counters.forwards == forwards

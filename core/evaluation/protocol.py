@@ -367,6 +367,10 @@ def evaluate(
     objs = query_objects(queries)
     if not objs:
         raise EvalError("The query set has no annotated objects.")
+    if any(m in methods for m in ("lvp", "lvp+phs")):
+        from core.search.service import marker_for
+
+        marker_for(engine, "lvp")  # no learned prompt for this model: say so before encoding anything
 
     bar = tqdm(total=len(database), desc="database", unit="img", disable=not progress)
     db = encode_database(engine, database, config.batch_size, bar.update)
@@ -468,7 +472,8 @@ def evaluate(
         gain = marker_attention_gain(engine, queries, seed=config.seed)
         result_info["attention_gain"] = {name: layers[-1] for name, layers in gain["attention_gain"].items()
                                          if name in _MARKERS}  # fmt: skip
-        result_info["attention_gain_per_layer"] = {name: gain["attention_gain"][name] for name in _MARKERS}
+        result_info["attention_gain_per_layer"] = {name: gain["attention_gain"][name] for name in _MARKERS
+                                                   if name in gain["attention_gain"]}  # fmt: skip
         result_info["attention_gain_images"] = gain["eval_images"]
     return EvalResult(
         metrics={c: metrics_of(ranked[c]) for c in columns},
@@ -481,12 +486,16 @@ def marker_attention_gain(engine: PHSEngine, images: Dataset, count: int = 200, 
     """Seed 004 Fig. 4 on evaluation images: per-layer attention gain of the learned prompt and the red circle.
 
     Both markers are pasted at the same random places (the learned prompt's size) on the first ``count``
-    images; see :func:`core.method.lvp_train.evaluate_prompt`.
-    """
-    from core.method import lvp_train
-    from core.search.service import marker_for
+    images; see :func:`core.method.lvp_train.evaluate_prompt`. Without a learned prompt for the model, the
+    red circle's alone (a quarter of the input side).
 
-    prompt = marker_for(engine, "lvp")
+    Returns:
+        ``{"attention_gain": {marker: [per layer]}, "eval_images": str}``.
+    """
+    import torch
+
+    from core.method import lvp, lvp_train
+
     s = engine.input_size
     resample = lvp_train.engine_resample(engine)
     n = min(count, len(images))
@@ -494,7 +503,17 @@ def marker_attention_gain(engine: PHSEngine, images: Dataset, count: int = 200, 
         s, n, lambda i: lvp_train.to_input(Image.fromarray(images[i].load()), s, resample),
         f"{n} query images of {images.name}",
     )  # fmt: skip
-    return lvp_train.evaluate_prompt(engine, prompt, pool, n, seed=seed)
+    prompt = lvp.find_prompt(engine)
+    if prompt is not None:
+        return lvp_train.evaluate_prompt(engine, prompt, pool, n, seed=seed)
+    red = lvp.RedCircle()
+    size = red.size or max(s // 4, 3)
+    centres = torch.rand(n, 2, generator=torch.Generator().manual_seed(10_007 + seed), dtype=torch.float64) * s
+    placements = [lvp.Placement(float(c[0]), float(c[1]), size, size) for c in centres]
+    x = lvp_train.normalise(pool.batch(torch.arange(n)), engine)
+    gain = lvp.attention_gain(engine, red, x, placements)
+    return {"attention_gain": {"red-circle": gain["gain"]},
+            "eval_images": f"{pool.description}, random centres (seed {10_007 + seed})"}  # fmt: skip
 
 
 # --------------------------------------------------------------------------------------------------------

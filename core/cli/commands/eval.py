@@ -105,6 +105,14 @@ def run(args: argparse.Namespace) -> int:
         candidates=args.candidates,
         fa=FAParams(alpha=args.fa_alpha, sigma=args.fa_sigma), seed=args.seed, batch_size=args.batch_size,
     )
+    if args.methods.strip() == "all":
+        from core.method.lvp import find_prompt
+
+        if find_prompt(engine) is None:
+            methods = [m for m in methods if m not in ("lvp", "lvp+phs")]
+            print(f"phs eval: no learned prompt for {args.model}, so 'all' leaves out lvp and lvp+phs "
+                  f"(train one with `phs lvp train --model {args.model} --images DIR`).", file=sys.stderr)
+            config.methods = methods
     if not args.quiet:
         print(f"phs eval: {engine.describe()}; {len(queries)} query images, {len(database)} database images",
               file=sys.stderr)
