@@ -36,6 +36,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import core  # noqa: E402, F401  (before torch: core sets the OpenMP wait policy the app runs with)
 
 DIM, HEADS, HEAD_DIM = 768, 12, 64
 CHUNK = 20_000

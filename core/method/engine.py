@@ -13,6 +13,7 @@ no centre crop, so every prompt location maps to a token (see :mod:`core.method.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Sequence
@@ -62,6 +63,19 @@ def cpu_flags(cpuinfo: str | None = None) -> frozenset[str]:
     return frozenset()
 
 
+@functools.cache
+def _this_cpu_has_native_bf16() -> bool:
+    found = cpu_flags()
+    if found:
+        return bool(found & NATIVE_BF16_FLAGS)
+    for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"):
+        probe = getattr(torch.cpu, name, None)
+        with contextlib.suppress(Exception):
+            if probe is not None and probe():
+                return True
+    return False
+
+
 def cpu_has_native_bf16(flags: Iterable[str] | None = None) -> bool:
     """Whether this CPU computes bf16 in hardware (AVX-512 BF16 or AMX), so that bf16 autocast is fast.
 
@@ -72,16 +86,9 @@ def cpu_has_native_bf16(flags: Iterable[str] | None = None) -> bool:
         flags: CPU feature flags to decide on instead of this machine's.
     """
     if flags is None:
-        found = cpu_flags()
-        if found:
-            return bool(found & NATIVE_BF16_FLAGS)
-        probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
-        for name in probes:
-            probe = getattr(torch.cpu, name, None)
-            with contextlib.suppress(Exception):
-                if probe is not None and probe():
-                    return True
-        return False
+        # Asked once per process: reading /proc/cpuinfo interrupts every core (it measures their clocks),
+        # which slowed the matrix products of a Query-DB re-rank that asked on every query.
+        return _this_cpu_has_native_bf16()
     return bool(frozenset(flags) & NATIVE_BF16_FLAGS)
 
 
