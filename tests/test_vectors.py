@@ -30,8 +30,8 @@ def test_kind_by_size():
     assert choose_kind(APPROX_THRESHOLD) == "ivf"
     assert choose_kind(5, threshold=5) == "ivf"
     assert 20_000 <= APPROX_THRESHOLD <= 50_000  # the exact scan stays within ~2.5 ms below it (one core)
-    assert (ivf_nlist(100_000), ivf_nprobe(ivf_nlist(100_000))) == (632, 64)
-    assert (ivf_nlist(1_000_000), ivf_nprobe(ivf_nlist(1_000_000))) == (2000, 200)
+    assert (ivf_nlist(100_000), ivf_nprobe(ivf_nlist(100_000))) == (1265, 127)
+    assert (ivf_nlist(1_000_000), ivf_nprobe(ivf_nlist(1_000_000))) == (4000, 400)
     assert ivf_nlist(10) == 1 and ivf_nprobe(1) == 1
 
 
@@ -71,7 +71,7 @@ def test_ivf_recall_at_100_on_clustered_features():
     ids = np.arange(len(x), dtype=np.int64)
     exact = VectorIndex.build(64, "flat", ids, x)
     ivf = VectorIndex.build(64, "ivf", ids, x)
-    assert ivf.nlist == ivf_nlist(20_000) and ivf.nprobe == 29
+    assert ivf.nlist == ivf_nlist(20_000) == 500 and ivf.nprobe == 50
     _, gt = exact.search(q, 100)
     _, got = ivf.search(q, 100)
     recall = np.mean([len(set(a) & set(b)) / 100 for a, b in zip(gt.tolist(), got.tolist())])
