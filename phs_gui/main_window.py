@@ -691,6 +691,7 @@ class MainWindow(QMainWindow):
             self.cancel_load_button.hide()
 
     def _on_engine_loaded(self, loaded: tuple[PHSEngine, list[str]], name: str, device: str, worker: Worker) -> None:
+        self._loading_finished(worker)  # the load is over now, not when the worker's finished signal arrives
         engine, self._devices = loaded
         if worker.cancelled:
             engine.close()
@@ -700,6 +701,7 @@ class MainWindow(QMainWindow):
     _devices: list[str] | None = None  # known once a model has loaded (asking torch is not for the GUI thread)
 
     def _on_model_error(self, text: str, worker: Worker) -> None:
+        self._loading_finished(worker)  # a model chosen right after this error must start loading
         if worker.cancelled:
             return
         self.show_message(text, "error")
