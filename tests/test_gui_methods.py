@@ -9,48 +9,20 @@ import pytest
 
 pytest.importorskip("pytestqt")
 
-from PySide6.QtCore import QPoint, QPointF, Qt  # noqa: E402
+from PySide6.QtCore import Qt  # noqa: E402
 
 from core.method import lvp  # noqa: E402
-from core.method.engine import load_engine  # noqa: E402
 from core.method.lvp_train import checkpoint_path  # noqa: E402
 from phs_gui.main_window import MainWindow  # noqa: E402
 from phs_gui.settings import load_preferences, save_preferences  # noqa: E402
+from tests.test_gui_journey import WAIT_MS, demo_loader, drag_box, first_launch, settle  # noqa: E402
 
 pytestmark = pytest.mark.gui
-WAIT_MS = 60000
 N = 12
 
 
-def demo_loader(name: str, device: str):
-    return load_engine("demo", device="cpu")
-
-
-def settle(qtbot, w: MainWindow) -> None:
-    qtbot.waitUntil(lambda: w.settled, timeout=WAIT_MS)
-
-
 def launch(qtbot) -> MainWindow:
-    w = MainWindow(engine_loader=demo_loader, demo_count=N)
-    qtbot.addWidget(w)
-    w.resize(1280, 720)
-    w.show()
-    w.start()
-    qtbot.waitUntil(lambda: w.session is not None and not w.indexing and w.photo_path is not None
-                    and w.session.indexed_count == N and w.docks.results.count() >= N - 1 and w.settled,
-                    timeout=WAIT_MS)
-    return w
-
-
-def drag_box(qtbot, w: MainWindow, box) -> None:
-    vp = w.canvas.viewport()
-    a = w.canvas.mapFromScene(QPointF(box[0], box[1]))
-    b = w.canvas.mapFromScene(QPointF(box[2], box[3]))
-    qtbot.mousePress(vp, Qt.MouseButton.LeftButton, pos=a)
-    qtbot.mouseMove(vp, QPoint((a.x() + b.x()) // 2, (a.y() + b.y()) // 2))
-    qtbot.mouseMove(vp, b)
-    qtbot.mouseRelease(vp, Qt.MouseButton.LeftButton, pos=b)
-    settle(qtbot, w)
+    return first_launch(qtbot, N)
 
 
 def choose(qtbot, w: MainWindow, method: str) -> None:
