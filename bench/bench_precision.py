@@ -12,7 +12,7 @@ has native bf16) and prints:
    one precision searched from the other, which the index fingerprint allows).
 
 Random weights get unit scale everywhere (``tests.conftest.perturb_``); with timm's own initialisation all
-photos would share nearly one feature and the rankings would be ties. It also says whether this CPU has native bf16 (:func:`core.method.engine.cpu_has_native_bf16`); without it
+photos would share nearly one feature and the rankings would be ties. It also says whether this CPU has native bf16 (:func:`core.method.precision.cpu_has_native_bf16`); without it
 autocast emulates bf16 and is slower than fp32, which is why ``auto`` keeps fp32 there.
 """
 
@@ -81,7 +81,8 @@ def main() -> None:
     import torch
     from PIL import Image
 
-    from core.method.engine import cpu_has_native_bf16, load_engine
+    from core.method.engine import load_engine
+    from core.method.precision import cpu_has_native_bf16
     from core.synthetic.scenes import generate_scene
     from tests.conftest import perturb_, random_image
 

@@ -34,10 +34,10 @@ def _isolated_data_dir(tmp_path_factory, monkeypatch):
 def _fp32_unless_asked(monkeypatch):
     """Engines on ``auto`` compute in fp32 in tests on every CPU (bf16 where the CPU has it is the product's
     default): exact comparisons then hold on any machine; tests of bf16 ask for it or fake the CPU."""
-    from core.method import engine
+    from core.method import precision
 
-    monkeypatch.setattr(engine, "cpu_has_native_bf16", lambda flags=None: False if flags is None else
-                        bool(frozenset(flags) & engine.NATIVE_BF16_FLAGS))  # fmt: skip
+    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda flags=None: False if flags is None else
+                        bool(frozenset(flags) & precision.NATIVE_BF16_FLAGS))  # fmt: skip
 
 
 def perturb_(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:

@@ -7,8 +7,9 @@ import pytest
 import torch
 
 from core.errors import PromptError
-from core.method import engine as engine_mod
-from core.method.engine import PHSEngine, cpu_flags, cpu_has_native_bf16, load_engine, resolve_precision
+from core.method import precision as precision_mod
+from core.method.engine import PHSEngine, load_engine
+from core.method.precision import cpu_flags, cpu_has_native_bf16, resolve_precision
 from core.search.service import MemoryGallery, rank
 from tests.conftest import TINY, perturb_, random_image
 
@@ -29,7 +30,7 @@ def test_native_bf16_detection_from_flags():
 @pytest.mark.parametrize("native, expected", [(True, "bf16"), (False, "fp32")])
 def test_auto_precision_on_the_cpu_follows_the_hardware(native, expected, monkeypatch):
     assert resolve_precision("auto", CPU, native_cpu_bf16=native) == expected
-    monkeypatch.setattr(engine_mod, "cpu_has_native_bf16", lambda flags=None: native)
+    monkeypatch.setattr(precision_mod, "cpu_has_native_bf16", lambda flags=None: native)
     assert resolve_precision("auto", CPU) == expected
     bb = load_engine(NAME, pretrained=False, model_kwargs=KW, device="cpu").backbone
     eng = PHSEngine(bb, device="cpu")

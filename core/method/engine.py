@@ -13,7 +13,6 @@ no centre crop, so every prompt location maps to a token (see :mod:`core.method.
 from __future__ import annotations
 
 import contextlib
-import functools
 import hashlib
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Sequence
@@ -27,6 +26,7 @@ from PIL import Image
 from timm.data import resolve_model_data_config
 
 from core.errors import NotReadyError, PromptError
+from core.method import precision as _precision
 from core.method import vit
 from core.method.phs import HeadSelection, HeadStrategy, RoiReduce, head_mask, roi_attention, select_heads
 from core.method.prompts import Prompt, Roi, prompt_to_roi
@@ -35,83 +35,6 @@ from core.models.backbones import Backbone, ModelSpec, load_backbone, recommende
 
 if TYPE_CHECKING:
     from core.method.lvp import Marker, Placement
-
-PRECISIONS: tuple[str, ...] = ("fp32", "bf16", "fp16")
-"""Precisions an engine computes in (under autocast; results are always float32)."""
-
-#: /proc/cpuinfo flags of CPUs with bf16 arithmetic in hardware (AVX-512 BF16, AMX-BF16).
-NATIVE_BF16_FLAGS = frozenset({"avx512_bf16", "amx_bf16"})
-
-#: Query-DB re-rank: the candidates whose bf16 score ranks among the best ``max(REFINE_MIN, REFINE_FACTOR * k)``
-#: are recomputed in fp32, so the returned order and scores are the fp32 ones (measured by bench_scale.py).
-REFINE_FACTOR = 2
-REFINE_MIN = 32
-
-
-def cpu_flags(cpuinfo: str | None = None) -> frozenset[str]:
-    """The feature flags of the first CPU in ``/proc/cpuinfo`` (or of the given text); empty where unreadable."""
-    if cpuinfo is None:
-        try:
-            with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
-                cpuinfo = f.read()
-        except OSError:
-            return frozenset()
-    for line in cpuinfo.splitlines():
-        key, _, value = line.partition(":")
-        if key.strip() in ("flags", "Features"):
-            return frozenset(value.split())
-    return frozenset()
-
-
-@functools.cache
-def _this_cpu_has_native_bf16() -> bool:
-    found = cpu_flags()
-    if found:
-        return bool(found & NATIVE_BF16_FLAGS)
-    for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"):
-        probe = getattr(torch.cpu, name, None)
-        with contextlib.suppress(Exception):
-            if probe is not None and probe():
-                return True
-    return False
-
-
-def cpu_has_native_bf16(flags: Iterable[str] | None = None) -> bool:
-    """Whether this CPU computes bf16 in hardware (AVX-512 BF16 or AMX), so that bf16 autocast is fast.
-
-    Without it PyTorch emulates bf16 and autocast is slower than fp32. Reads the ``/proc/cpuinfo`` flags
-    (``flags`` given: those, for tests); where there is no such file, asks PyTorch.
-
-    Args:
-        flags: CPU feature flags to decide on instead of this machine's.
-    """
-    if flags is None:
-        # Asked once per process: reading /proc/cpuinfo interrupts every core (it measures their clocks),
-        # which slowed the matrix products of a Query-DB re-rank that asked on every query.
-        return _this_cpu_has_native_bf16()
-    return bool(frozenset(flags) & NATIVE_BF16_FLAGS)
-
-
-def resolve_precision(precision: str, device: torch.device, native_cpu_bf16: bool | None = None) -> str:
-    """The precision an engine encodes photos in.
-
-    ``auto``: bf16 on CUDA where supported (fp16 on older GPUs), bf16 on a CPU with native bf16 (about
-    2.7x faster than fp32 for a ViT-B forward on AVX-512 BF16), fp32 on every other CPU and device.
-
-    Raises:
-        PromptError: an unknown precision.
-    """
-    if precision == "auto":
-        if device.type == "cuda":
-            return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-        if device.type == "cpu":
-            native = cpu_has_native_bf16() if native_cpu_bf16 is None else native_cpu_bf16
-            return "bf16" if native else "fp32"
-        return "fp32"
-    if precision not in PRECISIONS:
-        raise PromptError(f"Precision must be auto, fp32, bf16 or fp16, not '{precision}'.")
-    return precision
-
 
 @dataclass(frozen=True)
 class FAParams:
@@ -179,7 +102,7 @@ class PHSEngine:
     Args:
         backbone: a loaded :class:`core.models.backbones.Backbone`.
         device: ``auto`` (CUDA, MPS, CPU), or a torch device string.
-        precision: what photos are encoded in: ``auto`` (see :func:`resolve_precision`: bf16 on CUDA when
+        precision: what photos are encoded in: ``auto`` (see :func:`core.method.precision.resolve_precision`: bf16 on CUDA when
             supported, fp16 on other GPUs, bf16 on CPUs with native bf16, else fp32), ``fp32``, ``bf16`` or
             ``fp16``. The backbone runs under autocast; results are float32. Prompt edits (one token) always
             run in fp32, the fastest for them; the Query-DB re-rank runs in :attr:`rerank_precision` and
@@ -328,7 +251,7 @@ class PHSEngine:
     # preprocessing
 
     def _resolve_precision(self, precision: str) -> str:
-        return resolve_precision(precision, self.device)
+        return _precision.resolve_precision(precision, self.device)
 
     def set_precision(self, precision: str) -> None:
         """Encode in another precision from now on (an index built in another precision is extended in its own)."""
@@ -342,7 +265,7 @@ class PHSEngine:
         BF16 or AMX), else fp32. The best candidates are then recomputed in fp32 (see :data:`REFINE_FACTOR`)."""
         if self.device.type == "cuda":
             return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-        if self.device.type == "cpu" and cpu_has_native_bf16():
+        if self.device.type == "cpu" and _precision.cpu_has_native_bf16():
             return "bf16"
         return "fp32"
 
@@ -520,7 +443,7 @@ class PHSEngine:
         Returns:
             ``(B, feature_dim)`` float32, not normalised.
         """
-        precision = resolve_precision(precision, self.device)
+        precision = _precision.resolve_precision(precision, self.device)
         x_cls = np.asarray(x_cls)
         o_cls = np.asarray(o_cls)
         if x_cls.ndim != 2 or o_cls.shape != (x_cls.shape[0], self.num_heads, self.head_dim):

@@ -29,7 +29,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from core.errors import NotReadyError, PHSError, PromptError
-from core.method.engine import REFINE_FACTOR, REFINE_MIN, FAParams, PHSEngine
+from core.method.engine import FAParams, PHSEngine
 from core.method.phs import (
     HeadSelection,
     HeadStrategy,
@@ -61,6 +61,11 @@ FA_METHODS = frozenset({"fa", "fa+phs"})
 
 MARKER_METHODS = frozenset({"lvp", "red-circle", "lvp+phs"})
 """Methods that paste a marker on the photo at the prompt (seed 004) and encode the marked photo."""
+
+#: Query-DB re-rank: the candidates whose bf16 score ranks among the best ``max(REFINE_MIN, REFINE_FACTOR * k)``
+#: are recomputed in fp32, so the returned order and scores are the fp32 ones (measured by bench_scale.py).
+REFINE_FACTOR = 2
+REFINE_MIN = 32
 
 
 @dataclass(frozen=True)
