@@ -29,7 +29,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from phs_gui.session import MARKER_METHODS, METHOD_LABELS, SearchOptions
+from core.defaults import MARKER_METHODS
+from phs_gui.session import METHOD_LABELS, SearchOptions
 
 DEVICES = ("auto", "cpu")  # until :meth:`Controls.set_devices` lists what the machine has
 METHOD_TIPS: dict[str, str] = {

@@ -39,6 +39,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from core.defaults import LEARNED_METHODS, MARKER_METHODS
 from core.errors import PHSError, WeightsError, WeightsNotFoundError
 from core.imageio import load_image
 from core.library import IndexMissingError, IndexProgress, IndexReport, index_folder
@@ -59,7 +60,7 @@ from phs_gui.preview import PreviewDialog
 from phs_gui.prompt_state import History, PromptState
 from phs_gui.render import to_qimage, warm_up
 from phs_gui.results import ResultRow, ResultsGrid, ResultsPanel, group_hits
-from phs_gui.session import LEARNED_METHODS, MARKER_METHODS, SearchOptions, SearchSession
+from phs_gui.session import SearchOptions, SearchSession
 from phs_gui.settings import Preferences, load_preferences, save_preferences
 from phs_gui.workers import SerialLane, Worker, WorkerPool
 

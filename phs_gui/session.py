@@ -20,14 +20,14 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from core.defaults import DEFAULT_H_ON
+from core.defaults import DEFAULT_H_ON, MARKER_METHODS
 
 if TYPE_CHECKING:  # the engine and the service import torch: they load with the model, after the window shows
     from core.method.engine import FAParams, PHSEngine
     from core.method.prompts import Prompt
     from core.search import Outcome, QuerySpec, Searcher
 
-__all__ = ["METHOD_LABELS", "MARKER_METHODS", "SearchOptions", "SearchSession"]
+__all__ = ["METHOD_LABELS", "SearchOptions", "SearchSession"]
 
 METHOD_LABELS: dict[str, str] = {
     "phs": "PHS",
@@ -38,11 +38,6 @@ METHOD_LABELS: dict[str, str] = {
 """The query methods the app offers, by :class:`core.search.service.QuerySpec` method name (FA is a check box:
 with PHS it makes ``fa+phs``)."""
 
-MARKER_METHODS = frozenset({"lvp", "red-circle", "lvp+phs"})
-"""Methods that paste a marker on the photo where the object is marked (seed 004)."""
-
-LEARNED_METHODS = frozenset({"lvp", "lvp+phs"})
-"""Methods that need a learned prompt trained for the model."""
 
 
 @dataclass(frozen=True)
@@ -161,9 +156,9 @@ class SearchSession:
         Returns:
             ``(gh, gw)`` the mean last-block [CLS] attention of those heads over the photo.
         """
-        from core.imageio import load_image
+        from core.method.transforms import read_for_model
 
-        img = load_image(path)
+        img, _ = read_for_model(path, self.engine.input_size)  # JPEG draft, as the indexer decodes it
         with self.lock:
             _, maps = self.engine.encode_with_maps(img)
         heads = maps if selected is None or not np.any(selected) else maps[np.asarray(selected, bool)]

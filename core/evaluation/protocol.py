@@ -44,6 +44,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from core.defaults import LEARNED_METHODS, MARKER_METHODS
 from core.errors import PHSError
 from core.evaluation.datasets import (
     Dataset,
@@ -367,7 +368,7 @@ def evaluate(
     objs = query_objects(queries)
     if not objs:
         raise EvalError("The query set has no annotated objects.")
-    if any(m in methods for m in ("lvp", "lvp+phs")):
+    if LEARNED_METHODS & set(methods):
         from core.search.service import marker_for
 
         marker_for(engine, "lvp")  # no learned prompt for this model: say so before encoding anything
@@ -468,7 +469,7 @@ def evaluate(
         "methods": methods,
     } | (info or {})
     gain = None
-    if any(m in methods for m in ("lvp", "red-circle", "lvp+phs")):
+    if MARKER_METHODS & set(methods):
         gain = marker_attention_gain(engine, queries, seed=config.seed)
         result_info["attention_gain"] = {name: layers[-1] for name, layers in gain["attention_gain"].items()
                                          if name in _MARKERS}  # fmt: skip

@@ -28,6 +28,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from core.defaults import MARKER_METHODS
 from core.errors import NotReadyError, PHSError, PromptError
 from core.method.engine import FAParams, PHSEngine
 from core.method.phs import (
@@ -59,8 +60,6 @@ PHS_METHODS = frozenset({"phs", "fa+phs", "crop+phs", "lvp+phs"})
 FA_METHODS = frozenset({"fa", "fa+phs"})
 """Methods that run FALIP's foveal attention."""
 
-MARKER_METHODS = frozenset({"lvp", "red-circle", "lvp+phs"})
-"""Methods that paste a marker on the photo at the prompt (seed 004) and encode the marked photo."""
 
 #: Query-DB re-rank: the candidates whose bf16 score ranks among the best ``max(REFINE_MIN, REFINE_FACTOR * k)``
 #: are recomputed in fp32, so the returned order and scores are the fp32 ones (measured by bench_scale.py).
@@ -385,15 +384,16 @@ def rank(
         query = query.feature
     q = l2_normalize(np.asarray(query, dtype=np.float32).reshape(-1))
     empty = (np.zeros(0, np.float32), np.zeros(0, np.int64))
-    if gallery.size == 0:
+    n = gallery.size  # an index answers it from SQLite: ask once
+    if n == 0:
         return empty
-    k = int(min(max(int(k), 1), gallery.size))
+    k = int(min(max(int(k), 1), n))
     rerank = mode == "qd" and head_mask is not None
     if rerank and candidates is None:
         ids = gallery.all_ids()
     else:
         k1 = max(k, int(candidates)) if (rerank and candidates is not None) else k
-        scores, ids = gallery.nearest(q, min(k1, gallery.size))
+        scores, ids = gallery.nearest(q, min(k1, n))
         if not rerank:
             ok = np.isfinite(scores)
             return scores[ok][:k].astype(np.float32), ids[ok][:k].astype(np.int64)
@@ -433,7 +433,7 @@ class Outcome:
         query: the query feature, method and head selection.
         hits: ranked photos (empty without a gallery); :class:`SearchHit` for an index, else ``(score, id)``.
         maps: ``(h, gh, gw)`` last-block [CLS]->patch attention (under FA for the FA methods) when asked.
-        timings_ms: ``{"query": ..., "search": ..., "total": ...}`` in milliseconds.
+        timings_ms: ``{"encode": ..., "query": ..., "search": ..., "total": ...}`` in milliseconds.
     """
 
     spec: QuerySpec
@@ -498,7 +498,7 @@ class QueryService:
         maps = attention_maps(self.engine, spec, query) if spec.with_maps else None
         t2 = time.perf_counter()
         hits: Sequence[Any] = ()
-        if self.gallery is not None and self.gallery.size > 0:
+        if self.gallery is not None:  # rank() answers an empty gallery with no hits
             scores, ids = rank(self.engine, self.gallery, query, k=spec.k, mode=spec.mode,
                                candidates=spec.candidates, strategy=spec.strategy)  # fmt: skip
             to_hits = getattr(self.gallery, "hits", None)

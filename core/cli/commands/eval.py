@@ -106,10 +106,11 @@ def run(args: argparse.Namespace) -> int:
         fa=FAParams(alpha=args.fa_alpha, sigma=args.fa_sigma), seed=args.seed, batch_size=args.batch_size,
     )
     if args.methods.strip() == "all":
+        from core.defaults import LEARNED_METHODS
         from core.method.lvp import find_prompt
 
         if find_prompt(engine) is None:
-            methods = [m for m in methods if m not in ("lvp", "lvp+phs")]
+            methods = [m for m in methods if m not in LEARNED_METHODS]
             print(f"phs eval: no learned prompt for {args.model}, so 'all' leaves out lvp and lvp+phs "
                   f"(train one with `phs lvp train --model {args.model} --images DIR`).", file=sys.stderr)
             config.methods = methods
