@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import os
 import shutil
 import sys
@@ -20,6 +21,7 @@ from core.library import (
     index_folder,
     scan_folder,
 )
+from core.library import store as st
 from core.library.store import Database, index_dir_for
 from core.library.vectors import VectorIndex
 from core.search import Searcher
@@ -262,8 +264,8 @@ def test_ivf_past_threshold_recorded_in_sidecar_and_removal_is_incremental(photo
     engine = FakeEngine()
     index_folder(photos, engine, batch_size=8, approx_threshold=10)
     with PhotoIndex.open(photos, engine, approx_threshold=10) as idx:
-        assert idx.sidecar["faiss"]["kind"] == "ivf"
-        assert idx.vectors().kind == "ivf"
+        assert idx.sidecar["faiss"]["kind"] == "ivfpq"
+        assert idx.vectors().kind == "ivfpq"
     builds = []
     real_build = VectorIndex.build.__func__
     monkeypatch.setattr(VectorIndex, "build", classmethod(lambda cls, *a: builds.append(a[1]) or real_build(cls, *a)))
@@ -271,9 +273,31 @@ def test_ivf_past_threshold_recorded_in_sidecar_and_removal_is_incremental(photo
     index_folder(photos, engine, approx_threshold=10)
     assert builds == []
     with Searcher(photos, engine, approx_threshold=10) as s:
-        assert s.size == 19 and s.index.vectors().kind == "ivf"
+        assert s.size == 19 and s.index.vectors().kind == "ivfpq"
         assert s.search(engine.feature_of(colour_image(3)), 1)[0].rel == "album0/img003.png"
     check_consistency(photos, engine)
+
+
+def test_an_index_from_an_earlier_version_with_an_ivf_float16_file_is_rebuilt(photos):
+    import faiss
+
+    engine = FakeEngine()
+    index_folder(photos, engine, batch_size=8, approx_threshold=10)
+    with PhotoIndex.open(photos, engine, approx_threshold=10) as idx:
+        directory, dim = idx.directory, idx.dims.feature_dim
+    sidecar = json.loads((directory / st.SIDECAR).read_text())
+    old = faiss.IndexIVFScalarQuantizer(
+        faiss.IndexFlatIP(dim), dim, 1, faiss.ScalarQuantizer.QT_fp16, faiss.METRIC_INNER_PRODUCT, False
+    )
+    old.train(np.eye(dim, dtype=np.float32))
+    faiss.write_index(old, str(directory / st.FAISS_FILE))  # what the earlier kind "ivf" wrote
+    sidecar["faiss"]["kind"] = "ivf"
+    (directory / st.SIDECAR).write_text(json.dumps(sidecar))
+    with Searcher(photos, engine, approx_threshold=10) as s:  # a reader rebuilds it in memory
+        assert s.size == 20 and s.index.vectors().kind == "ivfpq"
+        assert s.search(engine.feature_of(colour_image(3)), 1)[0].rel == "album0/img003.png"
+    index_folder(photos, engine, approx_threshold=10)  # the next run writes the new kind
+    assert json.loads((directory / st.SIDECAR).read_text())["faiss"]["kind"] == "ivfpq"
 
 
 def test_cancel_keeps_committed_batches_and_resumes(photos):

@@ -12,6 +12,7 @@ from core.library.vectors import (
     choose_kind,
     ivf_nlist,
     ivf_nprobe,
+    refine_count,
 )
 
 
@@ -27,8 +28,8 @@ def clustered(n: int, dim: int = 64, clusters: int = 200, seed: int = 0, spread:
 
 def test_kind_by_size():
     assert choose_kind(APPROX_THRESHOLD - 1) == "flat"
-    assert choose_kind(APPROX_THRESHOLD) == "ivf"
-    assert choose_kind(5, threshold=5) == "ivf"
+    assert choose_kind(APPROX_THRESHOLD) == "ivfpq"
+    assert choose_kind(5, threshold=5) == "ivfpq"
     assert 20_000 <= APPROX_THRESHOLD <= 50_000  # the exact scan stays within ~2.5 ms below it (one core)
     assert (ivf_nlist(100_000), ivf_nprobe(ivf_nlist(100_000))) == (1265, 127)
     assert (ivf_nlist(1_000_000), ivf_nprobe(ivf_nlist(1_000_000))) == (4000, 400)
@@ -57,10 +58,45 @@ def test_add_remove_search_save_load_on_every_kind(kind, tmp_path):
     vi.save(tmp_path / "v.faiss")
     back = VectorIndex.load(tmp_path / "v.faiss", 64, kind)
     assert back is not None and back.ntotal == 2999 and np.array_equal(np.sort(back.ids()), np.sort(vi.ids()))
-    other = "flat" if kind == "ivf" else "ivf"
+    other = "flat" if kind == "ivfpq" else "ivfpq"
     assert VectorIndex.load(tmp_path / "v.faiss", 64, other) is None
+    data = (tmp_path / "v.faiss").read_bytes()
+    (tmp_path / "torn.faiss").write_bytes(data[: len(data) // 2])  # a file cut short: rebuilt, not an error
+    assert VectorIndex.load(tmp_path / "torn.faiss", 64, kind) is None
     assert VectorIndex.load(tmp_path / "v.faiss", 32, kind) is None
     assert VectorIndex.load(tmp_path / "v.faiss", 64, "hnsw") is None  # an older kind is rebuilt
+
+
+def test_ivfpq_returns_exact_scores_and_fills_small_indexes():
+    x = clustered(30_000, seed=3)
+    ids = np.arange(5, 30_005, dtype=np.int64)
+    vi = VectorIndex.build(64, "ivfpq", ids, x)
+    q = x[:20]
+    scores, got = vi.search(q, 50)
+    assert (got >= 0).all() and scores.dtype == np.float32
+    want = np.einsum("qd,qkd->qk", q, x[got - 5])  # the float32 inner products of the returned ids
+    assert np.abs(scores - want).max() < 2e-3  # re-scored with the float16 copy, not the 4-bit codes
+    assert (np.diff(scores, axis=1) <= 0).all()
+    assert refine_count(100) == 300 and refine_count(1) == 64 and refine_count(1000) == 1300
+    for n in (0, 6, 300):  # too few points for 16 codes per sub-quantiser: still trained and searchable
+        tiny = VectorIndex.build(64, "ivfpq", ids[:n], x[:n])
+        assert tiny.ntotal == n
+        if n:
+            assert tiny.search(x[:1], 3)[1][0, 0] == 5
+
+
+def test_an_earlier_ivf_file_is_not_loaded(tmp_path):
+    import faiss
+
+    old = faiss.IndexIVFScalarQuantizer(
+        faiss.IndexFlatIP(64), 64, 4, faiss.ScalarQuantizer.QT_fp16, faiss.METRIC_INNER_PRODUCT, False
+    )
+    x = clustered(400)
+    old.train(x)
+    old.add_with_ids(x, np.arange(400, dtype=np.int64))
+    faiss.write_index(old, str(tmp_path / "v.faiss"))
+    assert VectorIndex.load(tmp_path / "v.faiss", 64, "ivf") is None
+    assert VectorIndex.load(tmp_path / "v.faiss", 64, "ivfpq") is None
 
 
 def test_ivf_recall_at_100_on_clustered_features():
@@ -70,14 +106,14 @@ def test_ivf_recall_at_100_on_clustered_features():
     q /= np.linalg.norm(q, axis=1, keepdims=True)
     ids = np.arange(len(x), dtype=np.int64)
     exact = VectorIndex.build(64, "flat", ids, x)
-    ivf = VectorIndex.build(64, "ivf", ids, x)
+    ivf = VectorIndex.build(64, "ivfpq", ids, x)
     assert ivf.nlist == ivf_nlist(20_000) == 500 and ivf.nprobe == 50
     _, gt = exact.search(q, 100)
     _, got = ivf.search(q, 100)
     recall = np.mean([len(set(a) & set(b)) / 100 for a, b in zip(gt.tolist(), got.tolist())])
     assert recall >= 0.95, recall
     # an index whose cells were trained on far fewer vectors than it now holds gets re-trained
-    small = VectorIndex.build(64, "ivf", ids[:2000], x[:2000])
+    small = VectorIndex.build(64, "ivfpq", ids[:2000], x[:2000])
     assert not small.needs_retraining(3000) and small.needs_retraining(8000)
 
 
@@ -96,3 +132,37 @@ def test_faiss_builds_are_alternatives():
     meta = tomllib.loads((Path(__file__).resolve().parent.parent / "pyproject.toml").read_text())["project"]
     every = [*meta["dependencies"], *(d for ds in meta["optional-dependencies"].values() for d in ds)]
     assert [d for d in every if d.startswith("faiss")] == ["faiss-cpu>=1.8"]  # no extra pulls in a second build
+
+
+def test_a_full_disk_while_writing_an_ivfpq_file_raises_its_oserror_and_keeps_the_old_file(tmp_path, monkeypatch):
+    import errno
+
+    import core.library.vectors as vectors
+
+    x = clustered(2000)
+    vi = VectorIndex.build(64, "ivfpq", np.arange(2000, dtype=np.int64), x)
+    vi.save(tmp_path / "v.faiss")
+    before = (tmp_path / "v.faiss").read_bytes()
+
+    class FullDisk:
+        def __init__(self, room: int) -> None:
+            self.room = room
+
+        def write(self, data: bytes) -> int:
+            self.room -= len(data)
+            if self.room < 0:
+                raise OSError(errno.ENOSPC, "No space left on device")
+            return len(data)
+
+    with pytest.raises(OSError) as info:
+        vectors._write_index(vi.index, FullDisk(10_000))
+    assert info.value.errno == errno.ENOSPC  # not FAISS's RuntimeError: the store maps it to one sentence
+
+    real = vectors._write_index
+    monkeypatch.setattr(vectors, "_write_index", lambda index, fh: real(index, fh) if index is vi.index else
+                        (_ for _ in ()).throw(OSError(errno.ENOSPC, "No space left on device")))  # fmt: skip
+    vi.remove(np.array([0], np.int64))
+    with pytest.raises(OSError):
+        vi.save(tmp_path / "v.faiss")
+    assert (tmp_path / "v.faiss").read_bytes() == before and list(tmp_path.iterdir()) == [tmp_path / "v.faiss"]
+    assert VectorIndex.load(tmp_path / "v.faiss", 64, "ivfpq").ntotal == 2000
