@@ -59,15 +59,20 @@ def perturb_(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
     return model
 
 
+def tiny_random_engine(style: str, seed: int):
+    """A tiny random engine of a :data:`TINY` style, weights perturbed with ``seed``, on the CPU."""
+    from core.method.engine import load_engine
+
+    name, kwargs = TINY[style]
+    engine = load_engine(name, pretrained=False, model_kwargs=kwargs, device="cpu")
+    perturb_(engine.model, seed=seed)
+    return engine
+
+
 @pytest.fixture(params=sorted(TINY))
 def tiny_engine(request):
     """A tiny random engine of each style, weights perturbed, on the CPU in fp32."""
-    from core.method.engine import load_engine
-
-    name, kwargs = TINY[request.param]
-    engine = load_engine(name, pretrained=False, model_kwargs=kwargs, device="cpu")
-    perturb_(engine.model, seed=hash(request.param) % 1000)
-    return engine
+    return tiny_random_engine(request.param, seed=hash(request.param) % 1000)
 
 
 def random_image(w: int, h: int, seed: int = 0) -> np.ndarray:

@@ -13,16 +13,13 @@ from core.library import PhotoIndex, index_folder
 from core.method.engine import load_engine
 from core.paths import resources_dir
 from core.search import Searcher
-from tests.conftest import TINY, perturb_, random_image
+from tests.conftest import perturb_, random_image, tiny_random_engine
 from tests.index_fakes import tree_hash
 
 
 @pytest.fixture(scope="module")
 def engine():
-    name, kwargs = TINY["dinov2"]
-    eng = load_engine(name, pretrained=False, model_kwargs=kwargs, device="cpu")
-    perturb_(eng.model, seed=3)
-    return eng
+    return tiny_random_engine("dinov2", seed=3)
 
 
 @pytest.fixture

@@ -19,7 +19,7 @@ from core.method.engine import load_engine
 from core.method.prompts import Mask, Prompt, mask_fractions
 from core.search import MemoryGallery, QueryService, QuerySpec, Searcher, query_feature, rank
 from core.synthetic.scenes import generate_scene
-from tests.conftest import TINY, perturb_, random_image
+from tests.conftest import random_image, tiny_random_engine
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -31,10 +31,7 @@ def demo():
 
 @pytest.fixture(scope="module")
 def tiny():
-    name, kwargs = TINY["dinov2"]
-    eng = load_engine(name, pretrained=False, model_kwargs=kwargs, device="cpu")
-    perturb_(eng.model, seed=5)
-    return eng
+    return tiny_random_engine("dinov2", seed=5)
 
 
 @pytest.fixture
