@@ -385,12 +385,12 @@ class VectorIndex:
 
     def save(self, path: Path) -> None:
         """Write the index atomically (temp file in the same folder, fsync, rename, fsync folder)."""
-        if self.kind == "flat":
-            atomic_replace(Path(path), lambda tmp: faiss.write_index(self.index, tmp))
-            return
 
         def write(tmp: str) -> None:
             with open(tmp, "wb") as fh:
+                if self.exact is None:
+                    _write_index(self.index, fh)
+                    return
                 fh.write(IVFPQ_MAGIC)
                 _write_index(self.index, fh)
                 _write_index(self.exact, fh)
