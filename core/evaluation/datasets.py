@@ -21,9 +21,7 @@ Evaluation protocol helpers: :func:`split_query_database` (disjoint query and da
 from __future__ import annotations
 
 import json
-import os
 import re
-import tempfile
 import xml.etree.ElementTree as ET
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
@@ -35,6 +33,7 @@ import numpy as np
 from PIL import Image
 
 from core.errors import ImageLoadError, PHSError
+from core.fileio import atomic_write_json
 from core.synthetic.scenes import CATEGORIES as SCENE_CATEGORIES
 from core.synthetic.scenes import Scene, generate_scene
 
@@ -683,16 +682,7 @@ def write_scene_folder(
         ],
     }
     target = out / ANNOTATIONS_FILE
-    fd, tmp = tempfile.mkstemp(prefix=".annotations.", suffix=".tmp", dir=out)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(data, f, separators=(",", ":"))
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_json(target, data, compact=True)
     return target
 
 

@@ -49,7 +49,6 @@ import json
 import os
 import shutil
 import sqlite3
-import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
@@ -60,6 +59,7 @@ from typing import Any
 import numpy as np
 
 from core.errors import IndexMismatchError, NotReadyError, PHSError
+from core.fileio import atomic_replace, atomic_write_bytes, atomic_write_json, fsync_dir  # noqa: F401 (re-exported)
 from core.paths import data_dir
 
 SCHEMA_VERSION = 1
@@ -191,52 +191,7 @@ def _translated(method: Callable[..., Any]) -> Callable[..., Any]:
 
 
 # --------------------------------------------------------------------------------------------- atomic I/O
-def fsync_dir(path: Path) -> None:
-    """Flush a directory entry to disk (no-op where directories cannot be opened, e.g. Windows)."""
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def atomic_replace(path: Path, write: Callable[[str], None]) -> None:
-    """Replace ``path`` atomically with what ``write(tmp_path)`` writes.
-
-    The temporary file lives in the same folder; it is fsynced, renamed over ``path`` and the folder is
-    fsynced, so a crash leaves either the old file or the new one, never a mix.
-    """
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        os.chmod(tmp, 0o644)
-        write(tmp)
-        with open(tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    fsync_dir(path.parent)
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Replace ``path`` with ``data`` atomically (see :func:`atomic_replace`)."""
-    atomic_replace(path, lambda tmp: Path(tmp).write_bytes(data))
-
-
-def atomic_write_json(path: Path, obj: Any) -> None:
-    """Write ``obj`` as indented JSON with :func:`atomic_write_bytes`."""
-    atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode("utf-8"))
-
-
+# The writers live in core.fileio (one implementation for every file PHS desktop replaces).
 def remove_stale_temps(directory: Path) -> None:
     """Delete temporary files left by an interrupted atomic write."""
     for p in directory.glob(".*.tmp"):

@@ -34,7 +34,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -48,6 +47,7 @@ import torch.nn.functional as F
 from timm.models.vision_transformer import Attention, Block, VisionTransformer
 
 from core.errors import PromptError, UnsupportedModelError, WeightsError, WeightsNotFoundError
+from core.fileio import atomic_replace, atomic_write_text
 from core.method import vit
 from core.method.prompts import Prompt
 
@@ -381,10 +381,8 @@ class LearnedPrompt:
         meta = {"format_version": FORMAT_VERSION, "shape": self.shape, "ratio": self.ratio, "size": self.size} | {
             k: v for k, v in self.meta.items() if k not in ("shape", "ratio", "size", "format_version")
         }
-        tmp = path.with_name(path.name + ".tmp")
-        save_file(tensors, str(tmp), metadata={"format": "pt", "kind": "phs-learned-prompt"})
-        _replace(tmp, path)
-        _write_text_atomic(path.with_suffix(".json"), json.dumps(meta, indent=2) + "\n")
+        atomic_replace(path, lambda tmp: save_file(tensors, tmp, metadata={"format": "pt", "kind": "phs-learned-prompt"}))
+        atomic_write_text(path.with_suffix(".json"), json.dumps(meta, indent=2) + "\n")
         return path
 
     @classmethod
@@ -700,14 +698,3 @@ def list_prompts(model: str | None = None) -> list[tuple[Path, dict[str, Any]]]:
             found.append((side.with_suffix(".safetensors"), meta))
     return found
 
-
-def _replace(tmp: Path, path: Path) -> None:
-    with open(tmp, "rb+") as fh:
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-
-
-def _write_text_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    _replace(tmp, path)

@@ -20,7 +20,6 @@ memory up to a budget).
 from __future__ import annotations
 
 import json
-import os
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -32,6 +31,7 @@ import torch
 from PIL import Image
 
 from core.errors import ImageLoadError, PHSError
+from core.fileio import atomic_replace
 from core.method import lvp
 
 if TYPE_CHECKING:
@@ -266,13 +266,8 @@ def checkpoint_path(out: Path) -> Path:
 
 
 def _save_checkpoint(path: Path, state: dict[str, Any]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(tmp, "wb") as fh:
-        torch.save(state, fh)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    atomic_replace(path, lambda tmp: torch.save(state, tmp))
 
 
 def _load_checkpoint(path: Path, key: dict[str, Any]) -> dict[str, Any] | None:
