@@ -25,12 +25,16 @@ class PromptState:
         points: ``(x, y, positive)`` clicks in image pixels.
         box: XYXY box in image pixels, or ``None``.
         mask: ``(H, W)`` bool painted region (never modified after construction), or ``None``.
+        force_on, force_off: heads forced on or off by hand (head indices of the last block); they belong to
+            the state so that undo and redo take a forced head back like any other edit.
     """
 
     image_size: tuple[int, int]
     points: tuple[tuple[float, float, bool], ...] = ()
     box: XYXY | None = None
     mask: np.ndarray | None = None
+    force_on: frozenset[int] = frozenset()
+    force_off: frozenset[int] = frozenset()
 
     def __post_init__(self) -> None:
         if self.mask is not None:
@@ -68,14 +72,25 @@ class PromptState:
         return replace(self, mask=mask)
 
     def cleared(self) -> PromptState:
-        """An empty prompt on the same photo."""
-        return PromptState(self.image_size)
+        """An empty prompt on the same photo (heads forced by hand stay forced)."""
+        return PromptState(self.image_size, force_on=self.force_on, force_off=self.force_off)
+
+    def with_forced(self, on: set[int] | frozenset[int], off: set[int] | frozenset[int]) -> PromptState:
+        """A copy with these heads forced on and off by hand."""
+        return replace(self, force_on=frozenset(on), force_off=frozenset(off))
+
+    @property
+    def forced(self) -> bool:
+        """Some head is forced by hand."""
+        return bool(self.force_on or self.force_off)
 
     def same_as(self, other: PromptState | None) -> bool:
         """Whether two states mark the same thing (masks compared by content)."""
         if other is None or other.image_size != self.image_size:
             return False
         if other.points != self.points or other.box != self.box:
+            return False
+        if other.force_on != self.force_on or other.force_off != self.force_off:
             return False
         if (self.mask is None) != (other.mask is None):
             return False

@@ -339,6 +339,22 @@ class ResultsGrid(QListWidget):
         """The photos shown, best first."""
         return [self.item(i).data(PATH_ROLE) for i in range(self.count())]
 
+    def caption(self, path: str) -> str:
+        """The preview's caption of a result: its path, score and photo facts."""
+        row = next((r for r in self.rows if r.path == path), None)
+        score = "" if row is None else f"score {row.score:.3f}"
+        return " · ".join(x for x in (path, score, self.facts.get(path, "")) if x)
+
+    def step_from(self, path: str, step: int) -> None:
+        """Select the result ``step`` places from ``path`` (clamped) and ask for its preview."""
+        paths = self.paths()
+        if not paths:
+            return
+        i = paths.index(path) if path in paths else -1
+        j = min(max(i + step, 0), len(paths) - 1)
+        self.setCurrentRow(j)
+        self.preview_requested.emit(paths[j])
+
     def _request(self, path: str) -> None:
         if path in self._pending:
             return

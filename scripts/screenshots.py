@@ -132,7 +132,7 @@ def main() -> int:
     w.docks.controls.qd.click()
     wait(lambda: w.settled)
     kept = w.outcome.selection.indices
-    w.toggle_head(kept[-1])
+    w.query.toggle_head(kept[-1])
     wait(lambda: w.settled)
     w.banner.hide()
     settle(1500)

@@ -1,0 +1,93 @@
+"""Where the window and its docks go: inside the screen's available area (the desktop less panels), the
+docks at their first-launch sizes, the last run's layout restored and a reset to the first one."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import QByteArray, QRect, QSettings, QSize, Qt
+from PySide6.QtGui import QGuiApplication
+from PySide6.QtWidgets import QMainWindow, QWidget
+
+from core.paths import data_dir
+from phs_gui.heads import TILE_PX
+
+PREFERRED = QSize(1440, 900)
+"""The first-launch size on a screen with room for it."""
+
+
+def available_area(win: QWidget) -> QRect:
+    """The available geometry of the screen the window is on (the primary screen before it is shown)."""
+    screen = win.screen() or QGuiApplication.primaryScreen()
+    return screen.availableGeometry() if screen is not None else QRect(0, 0, PREFERRED.width(), PREFERRED.height())
+
+
+def initial_geometry(win: QWidget, restored: QRect | None = None) -> QRect:
+    """The window's frame geometry: ``restored`` clamped into the available area, or, without one,
+    :data:`PREFERRED` shrunk to fit it and centred.
+
+    Args:
+        win: the window (its frame margins, once known, are left room for).
+        restored: the geometry remembered from the last run, in global screen pixels.
+    """
+    area = available_area(win)
+    frame = win.frameGeometry().size() - win.geometry().size()
+    room = QSize(max(area.width() - frame.width(), 320), max(area.height() - frame.height(), 240))
+    size = (restored.size() if restored is not None else PREFERRED).boundedTo(room)
+    if restored is not None:
+        x = min(max(restored.x(), area.left()), area.right() - size.width() - frame.width() + 1)
+        y = min(max(restored.y(), area.top()), area.bottom() - size.height() - frame.height() + 1)
+    else:
+        x = area.left() + (area.width() - size.width() - frame.width()) // 2
+        y = area.top() + (area.height() - size.height() - frame.height()) // 2
+    return QRect(max(x, area.left()), max(y, area.top()), size.width(), size.height())
+
+
+def _qsettings() -> QSettings:
+    return QSettings(str(data_dir() / "window.ini"), QSettings.Format.IniFormat)
+
+
+def restore_geometry(win: QMainWindow) -> bool:
+    """The geometry and dock layout of the last run, the geometry clamped to the screen; ``True`` when a dock
+    layout was restored."""
+    s = _qsettings()
+    geo, state = s.value("geometry"), s.value("state")
+    if geo is not None:
+        win.restoreGeometry(geo)
+        win.setGeometry(initial_geometry(win, win.geometry()))
+    if state is not None:
+        win.restoreState(state)
+    return state is not None
+
+
+def save_geometry(win: QMainWindow) -> None:
+    """Remember the geometry and dock layout (``QSettings``, per machine). Raises ``OSError``."""
+    s = _qsettings()
+    s.setValue("geometry", win.saveGeometry())
+    s.setValue("state", win.saveState())
+
+
+def default_layout(win: QMainWindow) -> None:
+    """The photo gets the most room: narrow side panels, the library tabbed behind the search knobs."""
+    win.tabifyDockWidget(win.docks.left, win.docks.library_dock)  # type: ignore[attr-defined]
+    win.docks.left.raise_()  # type: ignore[attr-defined]
+    fit_docks(win)
+
+
+def reset_layout(win: QMainWindow, state: QByteArray) -> None:
+    """Every dock back where a first launch puts it (``state``: the window's state before any change)."""
+    win.restoreState(state)
+    for dock in win.docks.all:  # type: ignore[attr-defined]
+        dock.setFloating(False)
+        dock.show()
+    win.docks.results.set_thumb_size(win.docks.results.thumb_size)  # type: ignore[attr-defined]
+    default_layout(win)
+
+
+def fit_docks(win: QMainWindow) -> None:
+    """Side panels as narrow as their contents allow (the heads panel three tiles wide on a wide window),
+    the results one row of thumbnails high: the photo keeps the rest."""
+    d = win.docks  # type: ignore[attr-defined]
+    left = max(d.left.minimumSizeHint().width(), d.library_dock.minimumSizeHint().width())
+    right = d.right.minimumSizeHint().width() + (TILE_PX + 10 if win.width() >= 1600 else 0)
+    win.resizeDocks([d.left, d.right], [left, right], Qt.Orientation.Horizontal)
+    win.resizeDocks([d.bottom], [d.results_panel.minimumSizeHint().height()], Qt.Orientation.Vertical)
+    d.heads.updateGeometry()
