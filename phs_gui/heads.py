@@ -236,6 +236,14 @@ class HeadsPanel(QWidget):
         tiles, big = render_maps(self._grey_tile, self._grey_big, maps, combined)
         self.show_rendered(tiles, big, scores, selected, force_on, force_off)
 
+    def show_answer(self, ans: object) -> None:
+        """Draw a :class:`phs_gui.jobs.QueryAnswer`'s maps (already coloured), scores and kept heads."""
+        sel = ans.outcome.selection  # type: ignore[attr-defined]
+        if ans.combined is not None:  # type: ignore[attr-defined]
+            self.show_rendered(ans.tiles, ans.combined, None if sel is None else sel.scores,  # type: ignore[attr-defined]
+                               None if sel is None else sel.selected, ans.force_on, ans.force_off,  # type: ignore[attr-defined]
+                               ans.outcome.query.method)  # type: ignore[attr-defined]
+
     @property
     def backdrops(self) -> tuple[np.ndarray, np.ndarray] | None:
         """``(tile, big)`` grey backdrops of the photo for :func:`render_maps` (``None`` without a photo)."""

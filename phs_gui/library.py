@@ -129,6 +129,14 @@ class LibraryPanel(QWidget):
         if running:
             self.progress.setRange(0, 0)  # busy until the first progress report
 
+    def show_any_progress(self, p: IndexProgress | tuple[int, int]) -> None:
+        """An indexing run's progress, or ``(done, total)`` scenes while the demo gallery is written."""
+        if isinstance(p, tuple):
+            self.progress.setRange(0, p[1])
+            self.progress.setValue(p[0])
+        else:
+            self.show_progress(p)
+
     def show_progress(self, p: IndexProgress) -> None:
         """Update the bar and the rate/ETA line."""
         self.progress.setRange(0, max(p.total, 1))

@@ -100,7 +100,7 @@ class MainWindow(QMainWindow):
         c.prompt_changed.connect(q.set_prompt)
         c.prompt_preview.connect(q.preview_prompt)
         c.file_dropped.connect(q.open_photo)
-        c.brush_size_changed.connect(self._show_brush_size)
+        c.brush_size_changed.connect(a.show_brush_size)
         c.zoom_changed.connect(lambda z: s.zoom.setText(f"{z * 100:.0f} %"))
         a.open.triggered.connect(self.open_dialog)
         a.add_folder.triggered.connect(self.add_folder_dialog)
@@ -149,22 +149,24 @@ class MainWindow(QMainWindow):
         m.loaded.connect(self._on_model)
         q.photo_opened.connect(self._show_photo)
         q.state_restored.connect(c.set_state)
-        q.heads_answered.connect(self._show_heads)
-        q.results_answered.connect(self._show_results)
+        q.heads_answered.connect(self.docks.heads.show_answer)
+        q.heads_answered.connect(lambda ans: c.set_marker(ans.marker, ans.outcome.query.placement))
+        q.results_answered.connect(lambda ans: (grid.show_rows(ans.rows), pv.set_outcome(ans.outcome)))
         q.history_changed.connect(lambda u, r: (a.undo.setEnabled(u), a.redo.setEnabled(r)))
         q.timing.connect(s.timing.setText)
         q.train_requested.connect(self.train_learned_prompt)
         lib.folders_changed.connect(lp.set_folders)
         lib.status.connect(lp.show_status)
-        lib.progress.connect(self._show_library_progress)
+        lib.progress.connect(lp.show_any_progress)
         lib.finished_bar.connect(lambda: (lp.progress.setRange(0, 1), lp.progress.setValue(1)))
         lib.running.connect(lp.set_running)
         lib.failures.connect(lp.show_failures)
-        lib.count.connect(lambda n, name: s.indexed.setText(f"{n} photos indexed" + (f" in {name}" if name else "")))
+        lib.count.connect(s.show_indexed)
+        lib.count.connect(grid.show_library_size)
         lib.searchable_changed.connect(q.rescore)
         lib.first_photo.connect(q.open_if_none)
         t.running.connect(self._show_training)
-        t.progress.connect(self._show_training_progress)
+        t.progress.connect(s.show_training)
         t.trained.connect(q.rescore)
         pv.step_requested.connect(grid.step_from)
         pv.use_as_query.connect(q.open_photo)
@@ -221,29 +223,6 @@ class MainWindow(QMainWindow):
         self.docks.controls.set_query_norms(out.norms)
         self._refresh_recent()
 
-    def _show_heads(self, ans: QueryAnswer) -> None:
-        sel = ans.outcome.selection
-        if ans.combined is not None:
-            self.docks.heads.show_rendered(ans.tiles, ans.combined, None if sel is None else sel.scores,
-                                           None if sel is None else sel.selected, ans.force_on, ans.force_off,
-                                           ans.outcome.query.method)
-        self.canvas.set_marker(ans.marker, ans.outcome.query.placement)
-
-    def _show_results(self, ans: QueryAnswer) -> None:
-        self.docks.results.show_rows(ans.rows)
-        if not ans.outcome.hits:
-            searcher = self.session.searcher if self.session is not None else None
-            self.docks.results.set_empty_text("No results yet: add a photo folder and index it (Library, left)."
-                                              if searcher is None else "The index is empty.")
-        self.previews.set_outcome(ans.outcome)
-
-    def _show_library_progress(self, p: object) -> None:
-        if isinstance(p, tuple):  # the demo gallery: (done, total)
-            self.docks.library.progress.setRange(0, p[1])
-            self.docks.library.progress.setValue(p[0])
-        else:
-            self.docks.library.show_progress(p)
-
     def _show_training(self, on: bool) -> None:
         self.query.training = on
         self.actions_.train.setEnabled(not on)
@@ -251,17 +230,6 @@ class MainWindow(QMainWindow):
             w.setVisible(on)
         if on:
             self.banner.hide_kind("no-prompt")
-
-    def _show_training_progress(self, text: str, done: int, total: int) -> None:
-        self.status.train.setText(text)
-        if total >= 0:
-            self.status.train_progress.setRange(0, total)
-            self.status.train_progress.setValue(done)
-
-    def _show_brush_size(self, px: int) -> None:
-        b = self.actions_.brush_spin.blockSignals(True)
-        self.actions_.brush_spin.setValue(px)
-        self.actions_.brush_spin.blockSignals(b)
 
     def _refresh_recent(self) -> None:
         menu = self.actions_.recent

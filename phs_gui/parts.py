@@ -57,6 +57,12 @@ class Actions:
     brush_spin: QSpinBox
     tools: dict[Tool, QAction] = field(default_factory=dict)
 
+    def show_brush_size(self, px: int) -> None:
+        """Show the brush size set on the canvas (without setting it back)."""
+        b = self.brush_spin.blockSignals(True)
+        self.brush_spin.setValue(px)
+        self.brush_spin.blockSignals(b)
+
 
 @dataclass
 class Docks:
@@ -92,6 +98,17 @@ class StatusBar:
     train: QLabel
     train_progress: QProgressBar
     cancel_train: QToolButton
+
+    def show_training(self, text: str, done: int, total: int) -> None:
+        """A training run's line and bar (``total`` 0: busy, -1: bar unchanged)."""
+        self.train.setText(text)
+        if total >= 0:
+            self.train_progress.setRange(0, total)
+            self.train_progress.setValue(done)
+
+    def show_indexed(self, n: int, folder: str) -> None:
+        """Photos searchable now, in the folder named ``folder`` (``""``: none open)."""
+        self.indexed.setText(f"{n} photos indexed" + (f" in {folder}" if folder else ""))
 
 
 class Banner(QFrame):
@@ -207,9 +224,9 @@ def _action(win: QMainWindow, text: str, shortcut: QKeySequence | str | None = N
 
 def _make_actions(win: QMainWindow) -> Actions:
     spin = QSpinBox()
-    spin.setRange(2, 400)
+    spin.setRange(2, 200)
     spin.setSuffix(" px")
-    spin.setToolTip("Brush size (wheel or [ ] on the photo)")
+    spin.setToolTip("Brush size on the screen (wheel or [ ] on the photo)")
     a = Actions(
         open=_action(win, "&Open photo…", QKeySequence.StandardKey.Open, "Open a query photo (Ctrl+O)"),
         recent=QMenu("Open &recent", win),
