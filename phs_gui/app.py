@@ -21,7 +21,10 @@ def main(argv: list[str] | None = None) -> int:
     if text:  # Qt would abort with its generic plugin message: say what to install instead
         print(text, file=sys.stderr)
         return 2
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    # Warnings and errors on the console; what the app and its libraries say along the way only with --verbose.
+    verbose = "--verbose" in argv or "-v" in argv
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
     from PySide6.QtWidgets import QApplication
 
     from phs_gui.main_window import MainWindow
@@ -31,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     app.setApplicationName("PHS desktop")
     app.setOrganizationName("phs-desktop")
     window = MainWindow()
-    photo = next((a for a in argv[1:] if not a.startswith("-")), None)
+    photo = next((a for a in argv[1:] if not a.startswith("-")), None)  # options such as --verbose are skipped
     if photo:
         window.prefs.last_photo = photo
     window.show()

@@ -3,9 +3,9 @@ docks at their first-launch sizes, the last run's layout restored and a reset to
 
 from __future__ import annotations
 
-from PySide6.QtCore import QByteArray, QRect, QSettings, QSize, Qt
+from PySide6.QtCore import QByteArray, QCoreApplication, QEvent, QObject, QRect, QSettings, QSize, Qt
 from PySide6.QtGui import QGuiApplication
-from PySide6.QtWidgets import QMainWindow, QWidget
+from PySide6.QtWidgets import QAbstractSpinBox, QComboBox, QMainWindow, QScrollArea, QWidget
 
 from core.paths import data_dir
 from phs_gui.heads import TILE_PX
@@ -91,3 +91,27 @@ def fit_docks(win: QMainWindow) -> None:
     win.resizeDocks([d.left, d.right], [left, right], Qt.Orientation.Horizontal)
     win.resizeDocks([d.bottom], [d.results_panel.minimumSizeHint().height()], Qt.Orientation.Vertical)
     d.heads.updateGeometry()
+
+
+class WheelGuard(QObject):
+    """Lets a spin box or combo box take the mouse wheel only when it has the keyboard focus; otherwise the
+    wheel scrolls the panel it sits in (five notches over a knob must not change a search option)."""
+
+    def eventFilter(self, obj: QObject, event: QEvent) -> bool:  # noqa: N802 - Qt API
+        if event.type() == QEvent.Type.Wheel and isinstance(obj, QWidget) and not obj.hasFocus():
+            area = obj.parentWidget()
+            while area is not None and not isinstance(area, QScrollArea):
+                area = area.parentWidget()
+            if area is not None:
+                QCoreApplication.sendEvent(area.verticalScrollBar(), event)
+            return True
+        return super().eventFilter(obj, event)
+
+
+def guard_wheel(panel: QWidget) -> WheelGuard:
+    """Install a :class:`WheelGuard` (owned by ``panel``) on every spin box and combo box in ``panel``."""
+    guard = WheelGuard(panel)
+    for w in panel.findChildren(QAbstractSpinBox) + panel.findChildren(QComboBox):
+        w.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
+        w.installEventFilter(guard)
+    return guard

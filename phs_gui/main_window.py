@@ -88,6 +88,7 @@ class MainWindow(QMainWindow):
         self._default_state = self.saveState()
         self.setGeometry(initial_geometry(self))
         self._restored = restore_geometry(self)
+        self._auto_size = self.size()
         if not self._restored:
             default_layout(self)
 
@@ -306,6 +307,8 @@ class MainWindow(QMainWindow):
         super().showEvent(event)
         if not self._shown_once:
             self._shown_once = True
+            if self.size() == self._auto_size:  # placed by us, not resized since: the frame's size is known now
+                self.setGeometry(initial_geometry(self, self.geometry()))
             if not self._restored or self.width() <= 1400:  # first launch, or a small screen
                 fit_docks(self)
 

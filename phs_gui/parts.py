@@ -30,6 +30,7 @@ from PySide6.QtWidgets import (
 from phs_gui.canvas import TOOL_LABELS, TOOL_SHORTCUTS, TOOL_TIPS, Tool
 from phs_gui.controls import Controls
 from phs_gui.heads import HeadsPanel
+from phs_gui.layout import guard_wheel
 from phs_gui.library import LibraryPanel
 from phs_gui.results import ResultsGrid, ResultsPanel
 
@@ -197,6 +198,7 @@ def build_docks(win: QMainWindow) -> Docks:
     scroll.setFrameShape(QFrame.Shape.NoFrame)
     scroll.setWidget(controls)
     scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+    guard_wheel(controls)
     left = _dock(win, "Search", "dock-search", scroll)
     left.setMinimumWidth(250)
     lib = _dock(win, "Library", "dock-library", library)

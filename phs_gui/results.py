@@ -128,6 +128,7 @@ class ResultsGrid(QListWidget):
         """Show grouped results (see :func:`group_hits`), filtered by the minimum score and the query setting."""
         self.rows = list(rows)
         self._fill()
+        self.scrollToTop()  # a new answer starts at its best result
 
     def set_filters(self, hide_query: bool | None = None, min_score: float | None | bool = False) -> None:
         """Hide the query photo or not; show only scores at least ``min_score`` (``None``: no minimum)."""

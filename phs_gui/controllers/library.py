@@ -69,6 +69,7 @@ class LibraryController(QObject):
         self._reopening = False  # a run ended; its folder is being opened again
         self._opening = 0  # open jobs submitted and not answered
         self._demo: Worker | None = None
+        self._searched: tuple[str, int] | None = None  # (folder, photos) the last answer searched
 
     @property
     def indexing(self) -> bool:
@@ -88,6 +89,7 @@ class LibraryController(QObject):
     def set_session(self, session: SearchSession, is_demo: bool) -> None:
         """A model was loaded: open the current folder's index for it (the demo gallery on the demo model)."""
         self.session = session
+        self._searched = None
         if is_demo and not demo_gallery_ready():
             self._make_demo_gallery()
             return
@@ -161,7 +163,9 @@ class LibraryController(QObject):
             self._show_opened(out, report)
         self._emit_count()
         self._maybe_idle()
-        self.searchable_changed.emit()
+        if (out.folder, out.count) != self._searched:  # the same photos as before: the answer shown holds
+            self._searched = (out.folder, out.count)
+            self.searchable_changed.emit()
 
     def _show_opened(self, out: OpenedFolder, report: IndexReport | None) -> None:
         if report is None:

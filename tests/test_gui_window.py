@@ -1,0 +1,124 @@
+"""The window on a small screen and the defects a newcomer hit, through the real window and its event loop."""
+
+from __future__ import annotations
+
+import pytest
+
+pytest.importorskip("pytestqt")
+
+from PySide6.QtCore import QPoint, QPointF, Qt  # noqa: E402
+from PySide6.QtGui import QWheelEvent  # noqa: E402
+from PySide6.QtWidgets import QApplication, QFileDialog, QPushButton  # noqa: E402
+
+from phs_gui.main_window import MainWindow  # noqa: E402
+from tests.test_gui_journey import WAIT_MS, demo_loader, drag_box, first_launch, other_scene, settle  # noqa: E402
+
+pytestmark = pytest.mark.gui
+
+
+def test_first_window_lies_inside_the_screens_available_area(qtbot):
+    w = MainWindow(engine_loader=demo_loader, check_weights=False)
+    qtbot.addWidget(w)
+    w.show()
+    area, geo = w.screen().availableGeometry(), w.geometry()
+    # Inside the screen (the offscreen test screen is 800 px wide, less than the panels' minimum width: there the
+    # window is as narrow as its panels allow, and starts at the screen's left edge).
+    assert area.contains(geo.topLeft()) and geo.height() <= area.height(), (area, geo)
+    assert geo.width() <= max(area.width(), w.minimumSizeHint().width()), (area, geo)
+    assert geo.height() < 900 and geo.width() < 1440  # not the fixed 1440x900 of before
+
+
+def test_a_new_query_shows_its_results_from_the_first(qtbot, tmp_path, monkeypatch):
+    w = first_launch(qtbot, n=24)
+    try:
+        grid = w.docks.results
+        bar = grid.verticalScrollBar()
+        qtbot.waitUntil(lambda: bar.maximum() > 0, timeout=WAIT_MS)
+        bar.setValue(bar.maximum())
+        assert bar.value() > 0
+        other = other_scene(tmp_path)
+        monkeypatch.setattr(QFileDialog, "getOpenFileName", lambda *a, **k: (str(other), ""))
+        qtbot.keyClick(w, Qt.Key.Key_O, Qt.KeyboardModifier.ControlModifier)
+        qtbot.waitUntil(lambda: w.photo_path == str(other) and w.settled, timeout=WAIT_MS)
+        assert bar.value() == 0 and grid.count() > 0
+    finally:
+        w.shutdown()
+
+
+def test_arrows_step_in_the_preview_whichever_button_has_focus(qtbot):
+    w = first_launch(qtbot)
+    try:
+        grid = w.docks.results
+        paths = grid.paths()
+        grid.setCurrentRow(0)
+        grid.preview_requested.emit(paths[0])
+        dlg = w.previews.dialog
+        qtbot.waitUntil(lambda: dlg.isVisible() and dlg.path == paths[0], timeout=WAIT_MS)
+        for button in dlg.findChildren(QPushButton):
+            button.setFocus()
+            dlg.activateWindow()
+            start = dlg.path
+            qtbot.keyClick(button, Qt.Key.Key_Right)
+            qtbot.waitUntil(lambda s=start: dlg.path == paths[min(paths.index(s) + 1, len(paths) - 1)],
+                            timeout=WAIT_MS)
+        at = paths.index(dlg.path)
+        qtbot.keyClick(dlg.findChildren(QPushButton)[0], Qt.Key.Key_Left)
+        qtbot.waitUntil(lambda: dlg.path == paths[at - 1], timeout=WAIT_MS)
+        dlg.close()
+    finally:
+        w.shutdown()
+
+
+def test_the_wheel_over_an_unfocused_spin_box_leaves_its_value(qtbot):
+    w = first_launch(qtbot)
+    try:
+        c = w.docks.controls
+        for spin in (c.h_on, c.top_k):
+            before = spin.value()
+            centre = QPointF(spin.width() / 2, spin.height() / 2)
+            for _ in range(5):
+                ev = QWheelEvent(centre, spin.mapToGlobal(centre), QPoint(0, 0), QPoint(0, -120),
+                                 Qt.MouseButton.NoButton, Qt.KeyboardModifier.NoModifier, Qt.ScrollPhase.NoScrollPhase,
+                                 False)
+                QApplication.sendEvent(spin, ev)
+            settle(qtbot, w)
+            assert spin.value() == before and not spin.hasFocus()
+        assert w.prefs.search.h_on == c.h_on.value()
+    finally:
+        w.shutdown()
+
+
+def test_forcing_a_head_is_undone_by_ctrl_z_and_the_box_stays(qtbot):
+    w = first_launch(qtbot)
+    try:
+        W, H = w.canvas.state.image_size
+        drag_box(qtbot, w, [W * 0.2, H * 0.2, W * 0.6, H * 0.6])
+        box = w.canvas.state.box
+        heads = w.docks.heads
+        kept = next(t for t in heads.tiles if t.selected)
+        qtbot.mouseClick(kept, Qt.MouseButton.LeftButton)
+        settle(qtbot, w)
+        assert kept.forced == "off" and not kept.selected and "forced" in heads.summary.text()
+        qtbot.keyClick(w.canvas, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)
+        settle(qtbot, w)
+        assert kept.forced is None and kept.selected and "forced" not in heads.summary.text()
+        assert w.canvas.state.box == box
+        qtbot.keyClick(w.canvas, Qt.Key.Key_Y, Qt.KeyboardModifier.ControlModifier)  # redo: forced again
+        settle(qtbot, w)
+        assert kept.forced == "off"
+    finally:
+        w.shutdown()
+
+
+def test_view_reset_layout_puts_the_docks_back(qtbot):
+    w = first_launch(qtbot)
+    try:
+        d = w.docks
+        d.bottom.setFloating(True)
+        d.right.hide()
+        reset = next(a for a in w.menuBar().actions() if a.text() == "&View").menu()
+        next(a for a in reset.actions() if a.text() == "Reset &layout").trigger()
+        qtbot.waitUntil(lambda: d.right.isVisible() and not d.bottom.isFloating(), timeout=WAIT_MS)
+        assert w.dockWidgetArea(d.bottom) == Qt.DockWidgetArea.BottomDockWidgetArea
+    finally:
+        w.shutdown()
