@@ -16,7 +16,7 @@ from PIL import Image, ImageEnhance
 
 pytest.importorskip("pytestqt")
 
-from PySide6.QtCore import QPoint, QPointF, Qt  # noqa: E402
+from PySide6.QtCore import QPointF, Qt  # noqa: E402
 
 from core.library import PhotoIndex  # noqa: E402
 from core.method.engine import load_engine  # noqa: E402
@@ -26,6 +26,7 @@ from phs_gui.main_window import MainWindow  # noqa: E402
 from phs_gui.session import SearchOptions  # noqa: E402
 from phs_gui.settings import Preferences  # noqa: E402
 from tests.conftest import perturb_  # noqa: E402
+from tests.gui_driver import drag_box, settle  # noqa: E402
 
 pytestmark = pytest.mark.gui
 
@@ -93,24 +94,6 @@ def start_with_folder(qtbot, w: MainWindow, folder: Path, query: Path) -> None:
     qtbot.waitUntil(lambda: not w.indexing and w.session.indexed_count > 0, timeout=WAIT_MS)
     w.query.open_photo(str(query))
     qtbot.waitUntil(lambda: w.photo_path == str(query) and w.settled, timeout=WAIT_MS)
-
-
-def drag_box(qtbot, w: MainWindow, box: list[int]) -> None:
-    """Press, move and release the left button on the canvas viewport from one corner to the other."""
-    vp = w.canvas.viewport()
-    a = w.canvas.mapFromScene(QPointF(box[0], box[1]))
-    b = w.canvas.mapFromScene(QPointF(box[2], box[3]))
-    mid = QPoint((a.x() + b.x()) // 2, (a.y() + b.y()) // 2)
-    qtbot.mousePress(vp, Qt.MouseButton.LeftButton, pos=a)
-    qtbot.mouseMove(vp, mid)
-    qtbot.mouseMove(vp, b)
-    qtbot.mouseRelease(vp, Qt.MouseButton.LeftButton, pos=b)
-    settle(qtbot, w)
-
-
-def settle(qtbot, w: MainWindow) -> None:
-    """Wait, through the event loop, until the window shows the answer to the latest request."""
-    qtbot.waitUntil(lambda: w.settled, timeout=WAIT_MS)
 
 
 def ranking(w: MainWindow) -> list[tuple[str, float]]:
@@ -251,8 +234,9 @@ def test_indexing_shows_progress_cancels_resumes_and_reports_a_broken_photo(qtbo
 
     def cancel_after_a_batch(p):
         seen.append(p)
-        if p.done > 8:  # the first batch of 8 is committed
+        if p.done > 8:  # the first batch of 8 is committed; the run after this one goes to the end
             window.library.cancel_indexing()
+            window.library.progress.disconnect(cancel_after_a_batch)
 
     engine = window.session.index_engine
     encode = engine.encode_batch
@@ -263,8 +247,7 @@ def test_indexing_shows_progress_cancels_resumes_and_reports_a_broken_photo(qtbo
 
     engine.encode_batch = slow_encode
     window.library.start_indexing(str(folder))
-    worker = window.library._indexing
-    worker.signals.progress.connect(cancel_after_a_batch)
+    window.library.progress.connect(cancel_after_a_batch)
     assert not window.docks.library.index_button.isEnabled() and window.docks.library.cancel_button.isEnabled()
     qtbot.waitUntil(lambda: not window.indexing, timeout=WAIT_MS)
     assert seen, "no progress was shown"

@@ -15,62 +15,25 @@ from PIL import Image
 
 pytest.importorskip("pytestqt")
 
-from PySide6.QtCore import QPoint, QPointF, Qt  # noqa: E402
+from PySide6.QtCore import QPointF, Qt  # noqa: E402
 from PySide6.QtWidgets import QApplication, QFileDialog, QScrollArea  # noqa: E402
 
 from core.method.engine import load_engine  # noqa: E402
 from core.synthetic.scenes import generate_scene  # noqa: E402
 from phs_gui.canvas import Tool  # noqa: E402
 from phs_gui.main_window import MainWindow  # noqa: E402
+from tests.gui_driver import (  # noqa: E402
+    WAIT_MS,
+    demo_loader,
+    drag_box,
+    first_launch,
+    heads_shown,
+    other_scene,
+    settle,
+    tile_images,
+)
 
 pytestmark = pytest.mark.gui
-WAIT_MS = 60000
-
-
-def demo_loader(name: str, device: str):
-    return load_engine("demo", device="cpu")
-
-
-def settle(qtbot, w: MainWindow) -> None:
-    qtbot.waitUntil(lambda: w.settled, timeout=WAIT_MS)
-
-
-def drag_box(qtbot, w: MainWindow, box) -> None:
-    vp = w.canvas.viewport()
-    a = w.canvas.mapFromScene(QPointF(box[0], box[1]))
-    b = w.canvas.mapFromScene(QPointF(box[2], box[3]))
-    qtbot.mousePress(vp, Qt.MouseButton.LeftButton, pos=a)
-    qtbot.mouseMove(vp, QPoint((a.x() + b.x()) // 2, (a.y() + b.y()) // 2))
-    qtbot.mouseMove(vp, b)
-    qtbot.mouseRelease(vp, Qt.MouseButton.LeftButton, pos=b)
-    settle(qtbot, w)
-
-
-def first_launch(qtbot, n: int = 12, size: tuple[int, int] = (1280, 720)) -> MainWindow:
-    w = MainWindow(engine_loader=demo_loader, demo_count=n)
-    qtbot.addWidget(w)
-    w.resize(*size)
-    w.show()
-    w.start()
-    qtbot.waitUntil(lambda: w.session is not None and not w.indexing and w.photo_path is not None
-                    and w.session.indexed_count == n and w.docks.results.count() >= n - 1 and w.settled,
-                    timeout=WAIT_MS)
-    return w
-
-
-def heads_shown(w: MainWindow) -> tuple[str, list]:
-    """The heads panel's label and its tiles' (selected, pixmap key) as drawn."""
-    return w.docks.heads.summary.text(), [(t.selected, t.pixmap.cacheKey()) for t in w.docks.heads.tiles]
-
-
-def tile_images(w: MainWindow) -> list[bytes]:
-    return [bytes(t.pixmap.toImage().constBits()) for t in w.docks.heads.tiles]
-
-
-def other_scene(tmp_path: Path) -> Path:
-    p = tmp_path / "another.jpg"
-    Image.fromarray(generate_scene(77, 3, (320, 240), min_objects=2).image).save(p, quality=92)
-    return p
 
 
 def test_journey_first_launch_box_open_use_result_quit_relaunch_qd(qtbot, tmp_path, monkeypatch):

@@ -17,7 +17,7 @@ from core.method import lvp  # noqa: E402
 from core.method.lvp_train import checkpoint_path  # noqa: E402
 from phs_gui.main_window import MainWindow  # noqa: E402
 from phs_gui.settings import load_preferences, save_preferences  # noqa: E402
-from tests.test_gui_journey import WAIT_MS, demo_loader, drag_box, first_launch, settle  # noqa: E402
+from tests.gui_driver import WAIT_MS, demo_loader, drag_box, first_launch, settle  # noqa: E402
 
 pytestmark = pytest.mark.gui
 N = 12

@@ -11,7 +11,7 @@ from PySide6.QtGui import QWheelEvent  # noqa: E402
 from PySide6.QtWidgets import QApplication, QFileDialog, QPushButton  # noqa: E402
 
 from phs_gui.main_window import MainWindow  # noqa: E402
-from tests.test_gui_journey import WAIT_MS, demo_loader, drag_box, first_launch, other_scene, settle  # noqa: E402
+from tests.gui_driver import WAIT_MS, WindowDriver, demo_loader, first_launch, other_scene, settle  # noqa: E402
 
 pytestmark = pytest.mark.gui
 
@@ -90,22 +90,21 @@ def test_the_wheel_over_an_unfocused_spin_box_leaves_its_value(qtbot):
 
 def test_forcing_a_head_is_undone_by_ctrl_z_and_the_box_stays(qtbot):
     w = first_launch(qtbot)
+    d = WindowDriver(qtbot, w)
     try:
-        W, H = w.canvas.state.image_size
-        drag_box(qtbot, w, [W * 0.2, H * 0.2, W * 0.6, H * 0.6])
-        box = w.canvas.state.box
-        heads = w.docks.heads
-        kept = next(t for t in heads.tiles if t.selected)
-        qtbot.mouseClick(kept, Qt.MouseButton.LeftButton)
-        settle(qtbot, w)
-        assert kept.forced == "off" and not kept.selected and "forced" in heads.summary.text()
-        qtbot.keyClick(w.canvas, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)
-        settle(qtbot, w)
-        assert kept.forced is None and kept.selected and "forced" not in heads.summary.text()
-        assert w.canvas.state.box == box
-        qtbot.keyClick(w.canvas, Qt.Key.Key_Y, Qt.KeyboardModifier.ControlModifier)  # redo: forced again
-        settle(qtbot, w)
-        assert kept.forced == "off"
+        W, H = d.image_size()
+        d.draw_box([W * 0.2, H * 0.2, W * 0.6, H * 0.6])
+        box, kept = d.box(), d.kept_heads()
+        d.click_head(kept[0])
+        assert d.forced() == {kept[0]: "off"} and kept[0] not in d.kept_heads() and "forced" in d.heads_label()
+        d.key(Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)
+        assert d.forced() == {} and d.kept_heads() == kept and "forced" not in d.heads_label()
+        assert d.box() == box
+        d.key(Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)  # the box itself goes next
+        assert d.box() is None and "Mark the object" in d.heads_label()
+        d.key(Qt.Key.Key_Y, Qt.KeyboardModifier.ControlModifier)
+        d.key(Qt.Key.Key_Y, Qt.KeyboardModifier.ControlModifier)  # redo twice: the box, then the forced head
+        assert d.box() == box and d.forced() == {kept[0]: "off"}
     finally:
         w.shutdown()
 
