@@ -243,6 +243,11 @@ class HeadsPanel(QWidget):
             self.show_rendered(ans.tiles, ans.combined, None if sel is None else sel.scores,  # type: ignore[attr-defined]
                                None if sel is None else sel.selected, ans.force_on, ans.force_off,  # type: ignore[attr-defined]
                                ans.outcome.query.method)  # type: ignore[attr-defined]
+        if ans.idle_forced:  # type: ignore[attr-defined]
+            on, off = ans.idle_forced  # type: ignore[attr-defined]
+            heads = ", ".join([f"H{i} on" for i in on] + [f"H{i} off" for i in off])
+            self.summary.setText(self.summary.text() + f" Forced by hand ({heads}): not in effect until an "
+                                 "object is marked.")
 
     @property
     def backdrops(self) -> tuple[np.ndarray, np.ndarray] | None:

@@ -92,6 +92,7 @@ class QueryAnswer:
         marker: how the marker looks on the photo (``ellipse``, ``circle``, ``square``) when a marker method
             ran, else ``None``; where it sits is ``outcome.query.placement``.
         missing_prompt: a learned prompt was asked for but none exists for the model (PHS ran instead).
+        idle_forced: ``(on, off)`` heads forced by hand that are not in effect (nothing is marked).
     """
 
     gen: int
@@ -104,6 +105,7 @@ class QueryAnswer:
     rows: list[ResultRow] = field(default_factory=list)
     marker: str | None = None
     missing_prompt: bool = False
+    idle_forced: tuple[tuple[int, ...], tuple[int, ...]] | None = None
 
 
 def query_job(session: SearchSession, gen: int, prompt: object, options: SearchOptions,

@@ -187,6 +187,7 @@ class MainWindow(QMainWindow):
         self.actions_.undo.setEnabled(False)
         self.actions_.redo.setEnabled(False)
         self.set_tool(Tool.BOX)
+        self.canvas.set_brush_size(self.prefs.brush_px)
         self.actions_.brush_spin.setValue(self.canvas.brush_size)
 
     # ============================================================================== what the window shows
@@ -317,6 +318,8 @@ class MainWindow(QMainWindow):
     def save_settings(self) -> None:
         """Write the preferences file and the window geometry."""
         self.prefs.search = self.docks.controls.options()
+        self.prefs.marks = self.query.marks()
+        self.prefs.brush_px = self.canvas.brush_size
         try:
             save_preferences(self.prefs)
             save_geometry(self)

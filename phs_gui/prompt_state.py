@@ -7,6 +7,8 @@ it talks to the engine (:meth:`PromptState.to_prompt`). Every committed edit is 
 
 from __future__ import annotations
 
+import base64
+import zlib
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -166,3 +168,34 @@ class History:
             return None
         self._pos += 1
         return self._states[self._pos]
+
+
+def state_to_dict(state: PromptState) -> dict:
+    """A JSON-able copy of ``state`` (the mask bit-packed, zlib-compressed, base64)."""
+    d: dict = {"size": list(state.image_size), "points": [list(p) for p in state.points],
+               "box": None if state.box is None else [float(v) for v in state.box],
+               "force_on": sorted(state.force_on), "force_off": sorted(state.force_off)}
+    if state.mask is not None:
+        d["mask"] = base64.b64encode(zlib.compress(np.packbits(state.mask).tobytes())).decode("ascii")
+    return d
+
+
+def state_from_dict(d: dict, image_size: tuple[int, int], num_heads: int) -> PromptState | None:
+    """The state :func:`state_to_dict` wrote, on a photo of ``image_size``; ``None`` when it does not fit
+    (another photo size, a damaged entry). Heads past ``num_heads`` are dropped."""
+    try:
+        if tuple(d["size"]) != tuple(image_size):
+            return None
+        w, h = image_size
+        mask = None
+        if d.get("mask"):
+            bits = np.frombuffer(zlib.decompress(base64.b64decode(d["mask"])), np.uint8)
+            mask = np.unpackbits(bits)[: w * h].reshape(h, w).astype(bool)
+        heads = range(num_heads)
+        return PromptState(
+            (w, h), tuple((float(x), float(y), bool(p)) for x, y, p in d.get("points", [])),
+            None if d.get("box") is None else clamp_box(tuple(float(v) for v in d["box"]), w, h), mask,
+            frozenset(int(i) for i in d.get("force_on", []) if int(i) in heads),
+            frozenset(int(i) for i in d.get("force_off", []) if int(i) in heads))
+    except (KeyError, TypeError, ValueError, zlib.error):
+        return None

@@ -121,3 +121,49 @@ def test_view_reset_layout_puts_the_docks_back(qtbot):
         assert w.dockWidgetArea(d.bottom) == Qt.DockWidgetArea.BottomDockWidgetArea
     finally:
         w.shutdown()
+
+
+def test_relaunch_restores_the_box_the_forced_head_and_the_brush_size(qtbot):
+    w = first_launch(qtbot)
+    d = WindowDriver(qtbot, w)
+    W, H = d.image_size()
+    d.draw_box([W * 0.2, H * 0.2, W * 0.6, H * 0.6])
+    box, kept = d.box(), d.kept_heads()
+    d.click_head(kept[0])
+    w.actions_.brush_spin.setValue(40)
+    photo = w.photo_path
+    qtbot.keyClick(w, Qt.Key.Key_Q, Qt.KeyboardModifier.ControlModifier)
+    qtbot.waitUntil(lambda: not w.isVisible(), timeout=5000)
+
+    w2 = MainWindow(engine_loader=demo_loader, demo_count=12)
+    qtbot.addWidget(w2)
+    w2.resize(1280, 720)
+    w2.show()
+    d2 = WindowDriver(qtbot, w2)
+    try:
+        w2.start()
+        qtbot.waitUntil(lambda: w2.photo_path == photo and w2.settled and w2.docks.results.count() > 0,
+                        timeout=WAIT_MS)
+        assert d2.box() == box and d2.forced() == {kept[0]: "off"} and "forced off" in d2.heads_label()
+        assert w2.actions_.brush_spin.value() == 40 and w2.canvas.brush_size == 40
+        d2.key(Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)  # the restored marks are the starting point
+        assert d2.box() == box and d2.forced() == {kept[0]: "off"}
+    finally:
+        w2.shutdown()
+
+
+def test_a_forced_head_with_nothing_marked_is_shown_as_not_in_effect(qtbot):
+    w = first_launch(qtbot)
+    d = WindowDriver(qtbot, w)
+    try:
+        W, H = d.image_size()
+        d.draw_box([W * 0.2, H * 0.2, W * 0.6, H * 0.6])
+        head = d.kept_heads()[0]
+        d.click_head(head)
+        d.key(Qt.Key.Key_Delete)  # the box goes; the forced head stays in the prompt
+        assert d.box() is None and d.forced() == {}
+        assert f"H{head} off" in d.heads_label() and "not in effect" in d.heads_label()
+        d.key(Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)
+        assert d.box() is not None and d.forced() == {head: "off"}
+    finally:
+        w.shutdown()

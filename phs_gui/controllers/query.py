@@ -9,6 +9,7 @@ follow). The controller holds no widget; it says what to show through its signal
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -16,7 +17,7 @@ from PySide6.QtCore import QObject, QTimer, Signal
 
 from core.defaults import LEARNED_METHODS, MARKER_METHODS
 from phs_gui.jobs import EncodedPhoto, QueryAnswer, load_and_encode, query_job
-from phs_gui.prompt_state import History, PromptState
+from phs_gui.prompt_state import History, PromptState, state_from_dict, state_to_dict
 from phs_gui.session import SearchOptions, SearchSession
 from phs_gui.settings import Preferences
 from phs_gui.workers import SerialLane, Worker
@@ -66,6 +67,7 @@ class QueryController(QObject):
         self.last_prompt_ms: float | None = None
         self.first_results_s: float | None = None
         self.training = False  # a learned prompt is being trained (no "train one" message meanwhile)
+        self._restore_marks = dict(prefs.marks)  # the marks of the last run, put back on its photo once
         self._t_created = time.perf_counter()
         self._encoding: Worker | None = None
         self._encode_gen = 0
@@ -128,11 +130,26 @@ class QueryController(QObject):
         self.outcome = None
         self.encode_ms = out.encode_ms
         self.photo_opened.emit(out)  # the canvas shows the photo with an empty prompt
-        self.state = PromptState(out.size)
+        self.state = self._restored(out) or PromptState(out.size)
         self.history.reset(self.state)
+        if not self.state.is_empty or self.state.forced:
+            self.state_restored.emit(self.state)
         self._emit_history()
         self.message_withdrawn.emit("error")
         self.rescore()
+
+    def _restored(self, out: EncodedPhoto) -> PromptState | None:
+        marks, self._restore_marks = self._restore_marks, {}
+        if marks.get("photo") != out.path or self.session is None:
+            return None
+        return state_from_dict(marks, out.size, self.session.engine.num_heads)
+
+    def marks(self) -> dict:
+        """What is marked on the photo shown, to put back on the next launch (``{}``: nothing)."""
+        st = self.state
+        if st is None or self.photo_path is None or (st.is_empty and not st.forced):
+            return {}
+        return {"photo": self.photo_path, **state_to_dict(st)}
 
     # ------------------------------------------------------------------------------------------ prompts
     def set_prompt(self, state: PromptState) -> None:
@@ -223,8 +240,9 @@ class QueryController(QObject):
         gen = self._query_gen
         st = self.state
         prompt = None if st is None else st.to_prompt()
-        on = () if st is None else tuple(sorted(st.force_on))
-        off = () if st is None else tuple(sorted(st.force_off))
+        # Heads forced with nothing marked change nothing: none is sent, and the panel says they wait.
+        on = () if st is None or prompt is None else tuple(sorted(st.force_on))
+        off = () if st is None or prompt is None else tuple(sorted(st.force_off))
         w = Worker(query_job, self.session, gen, prompt, self.prefs.search, on, off, self.backdrops, self.photo_path,
                    doing="searching")
         w.signals.result.connect(lambda ans, photo=self._encode_gen: self._on_answer(ans, photo))
@@ -254,6 +272,9 @@ class QueryController(QObject):
             return  # for a photo no longer shown, or one being replaced
         self._shown_gen = ans.gen
         self.outcome = ans.outcome
+        st = self.state
+        if st is not None and st.forced and ans.outcome.selection is None:
+            ans = replace(ans, idle_forced=(tuple(sorted(st.force_on)), tuple(sorted(st.force_off))))
         self.heads_answered.emit(ans)
         if ans.gen != self._query_gen:
             return  # overtaken: the latest request's answer brings the results
