@@ -54,6 +54,19 @@ def _placeholder() -> QPixmap:
     return pm
 
 
+def square_thumbnail(rgb: np.ndarray) -> QPixmap:
+    """A ``THUMB_MAX`` square pixmap with the whole photo (``(h, w, 3)`` uint8) centred in it: every tile then
+    has the same icon shape, so a grid laid out from one tile shows every photo of any aspect whole."""
+    pm = QPixmap(THUMB_MAX, THUMB_MAX)
+    pm.fill(Qt.GlobalColor.transparent)
+    img = QPixmap.fromImage(to_qimage(rgb)).scaled(THUMB_MAX, THUMB_MAX, Qt.AspectRatioMode.KeepAspectRatio,
+                                                   Qt.TransformationMode.SmoothTransformation)
+    p = QPainter(pm)
+    p.drawPixmap((THUMB_MAX - img.width()) // 2, (THUMB_MAX - img.height()) // 2, img)
+    p.end()
+    return pm
+
+
 class ResultsGrid(QListWidget):
     """Ranked photos as an icon grid."""
 
@@ -96,7 +109,8 @@ class ResultsGrid(QListWidget):
         """Show thumbnails ``px`` pixels wide, captions (two lines) under them."""
         px = int(min(max(px, THUMB_MIN), THUMB_MAX))
         self.setIconSize(QSize(px, px))
-        self.setGridSize(QSize(px + 24, px + CAPTION_PX + 8))
+        caption = 2 * self.fontMetrics().lineSpacing() + 10  # two whole lines, descenders included
+        self.setGridSize(QSize(px + 24, px + max(caption, CAPTION_PX) + 8))
         self.setMinimumHeight(self.min_height())  # a whole row of thumbnails always shows
         self.relayout()
 
@@ -225,7 +239,7 @@ class ResultsGrid(QListWidget):
             p.drawText(pm.rect(), Qt.AlignmentFlag.AlignCenter, "cannot read")
             p.end()
         else:
-            pm = QPixmap.fromImage(to_qimage(arr))
+            pm = square_thumbnail(arr)
         self.cache.put(path, pm)
         rows = {r.path: r for r in self.rows}
         for i in range(self.count()):

@@ -167,3 +167,32 @@ def test_a_forced_head_with_nothing_marked_is_shown_as_not_in_effect(qtbot):
         assert d.box() is not None and d.forced() == {head: "off"}
     finally:
         w.shutdown()
+
+
+def test_result_tiles_of_any_aspect_show_the_whole_photo_and_both_caption_lines(qtbot, tmp_path):
+    from PIL import Image
+
+    from core.synthetic.scenes import generate_scene
+
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    for i, (name, size) in enumerate((("wide.jpg", (480, 160)), ("chelsea.png", (240, 240)),
+                                      ("tall.jpg", (150, 450)), ("wide2.jpg", (400, 200)))):
+        Image.fromarray(generate_scene(31, i, (224, 224)).image).resize(size).save(folder / name)
+    w = first_launch(qtbot)
+    try:
+        w.library.add_folder(str(folder), select=True)
+        w.library.select_folder(str(folder))
+        grid = w.docks.results
+        qtbot.waitUntil(lambda: not w.indexing and w.settled and grid.count() == 4
+                        and all(grid.cache.get(p) is not None for p in grid.paths()), timeout=WAIT_MS)
+        px, lines = grid.iconSize().height(), 2 * grid.fontMetrics().lineSpacing()
+        for i in range(grid.count()):
+            item = grid.item(i)
+            rect = grid.visualItemRect(item)
+            assert rect.height() >= px + lines and rect.width() <= grid.gridSize().width(), (item.text(), rect)
+            pm = grid.cache.get(item.data(Qt.ItemDataRole.UserRole + 1))
+            assert pm.width() == pm.height()  # the photo sits whole inside a square icon
+        assert any(grid.item(i).text().endswith("chelsea.png") for i in range(grid.count()))
+    finally:
+        w.shutdown()
