@@ -172,6 +172,7 @@ class HeadsPanel(QWidget):
         lay = QVBoxLayout(self)
         lay.setContentsMargins(6, 6, 6, 6)
         self.caption = QLabel(COMBINED_CAPTION)
+        self.caption.setWordWrap(True)  # a longer caption (a marker method) must not widen the panel
         lay.addWidget(self.caption)
         lay.addWidget(self.combined)
         lay.addLayout(top)

@@ -89,7 +89,8 @@ def fit_docks(win: QMainWindow) -> None:
     left = max(d.left.minimumSizeHint().width(), d.library_dock.minimumSizeHint().width())
     right = d.right.minimumSizeHint().width() + (TILE_PX + 10 if win.width() >= 1600 else 0)
     win.resizeDocks([d.left, d.right], [left, right], Qt.Orientation.Horizontal)
-    win.resizeDocks([d.bottom], [d.results_panel.minimumSizeHint().height()], Qt.Orientation.Vertical)
+    d.results_min = d.results_panel.minimumSizeHint().height()
+    win.resizeDocks([d.bottom], [d.results_min], Qt.Orientation.Vertical)
     d.heads.updateGeometry()
 
 
@@ -115,3 +116,13 @@ def guard_wheel(panel: QWidget) -> WheelGuard:
         w.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
         w.installEventFilter(guard)
     return guard
+
+
+def follow_thumb_size(win: QMainWindow) -> None:
+    """After the thumbnail size changed: the results dock grows or shrinks by what one row of tiles did,
+    keeping any height the person added (a larger size then a smaller one leaves the dock as it was)."""
+    d = win.docks  # type: ignore[attr-defined]
+    new = d.results_panel.minimumSizeHint().height()
+    old = d.results_min or new
+    d.results_min = new
+    win.resizeDocks([d.bottom], [max(new, d.bottom.height() + new - old)], Qt.Orientation.Vertical)

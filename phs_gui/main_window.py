@@ -29,6 +29,7 @@ from phs_gui.jobs import EngineLoader, QueryAnswer, default_engine_loader, index
 from phs_gui.layout import (
     default_layout,
     fit_docks,
+    follow_thumb_size,
     initial_geometry,
     reset_layout,
     restore_geometry,
@@ -130,6 +131,7 @@ class MainWindow(QMainWindow):
         grid.message.connect(lambda text: self.show_message(text, "error"))
         d.results_panel.hide_query.toggled.connect(lambda on: setattr(self.prefs, "hide_query", on))
         d.results_panel.size_slider.valueChanged.connect(lambda v: setattr(self.prefs, "thumb_px", int(v)))
+        d.results_panel.size_slider.valueChanged.connect(lambda _v: follow_thumb_size(self))
         lp.add_folder_requested.connect(self.add_folder_dialog)
         lp.folder_selected.connect(lib.select_folder)
         lp.index_requested.connect(lib.start_indexing)

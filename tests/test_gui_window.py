@@ -196,3 +196,27 @@ def test_result_tiles_of_any_aspect_show_the_whole_photo_and_both_caption_lines(
         assert any(grid.item(i).text().endswith("chelsea.png") for i in range(grid.count()))
     finally:
         w.shutdown()
+
+
+def test_no_method_or_thumbnail_change_leaves_the_layout_changed(qtbot):
+    w = first_launch(qtbot)
+    try:
+        d = w.docks
+        W, H = w.canvas.state.image_size
+        WindowDriver(qtbot, w).draw_box([W * 0.2, H * 0.2, W * 0.6, H * 0.6])
+        widths = (d.left.width(), d.right.width())
+        height = d.bottom.height()
+        combo = d.controls.method
+        for method in ("lvp", "red-circle", "lvp+phs", "phs"):
+            combo.setCurrentIndex(combo.findData(method))
+            settle(qtbot, w)
+        assert (d.left.width(), d.right.width()) == widths
+        slider = d.results_panel.size_slider
+        start = slider.value()
+        slider.setValue(slider.maximum())
+        qtbot.waitUntil(lambda: d.bottom.height() > height, timeout=WAIT_MS)
+        slider.setValue(start)
+        qtbot.waitUntil(lambda: d.bottom.height() == height, timeout=WAIT_MS)
+        assert (d.left.width(), d.right.width()) == widths
+    finally:
+        w.shutdown()
