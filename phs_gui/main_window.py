@@ -129,6 +129,7 @@ class MainWindow(QMainWindow):
         grid.use_as_query.connect(q.open_photo)
         grid.preview_requested.connect(lambda p: pv.show(p, grid.caption(p)))
         grid.message.connect(lambda text: self.show_message(text, "error"))
+        grid.notice.connect(lambda text: self.show_message(text, "info"))
         d.results_panel.hide_query.toggled.connect(lambda on: setattr(self.prefs, "hide_query", on))
         d.results_panel.size_slider.valueChanged.connect(lambda v: setattr(self.prefs, "thumb_px", int(v)))
         d.results_panel.size_slider.valueChanged.connect(lambda _v: follow_thumb_size(self))

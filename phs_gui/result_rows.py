@@ -130,14 +130,21 @@ def load_thumbnail(path: str, *, report: object = None, cancel: object = None) -
     return path, np.asarray(img), facts
 
 
-def export_list(rows: list[ResultRow], path: str | Path) -> None:
-    """Write results to ``path``: CSV (rank, score, path, copies, query) for ``.csv``, else one path a line."""
+def export_list(rows: list[ResultRow], path: str | Path, ranks: list[int] | None = None) -> None:
+    """Write results to ``path``: CSV (rank, score, path, copies, query) for ``.csv``, else one path a line.
+
+    Args:
+        rows: the results, best first.
+        path: the file to write (never inside a photo folder unless the person chose it).
+        ranks: each row's rank among all results shown (default 1, 2, 3...).
+    """
     path = Path(path)
+    ranks = ranks or list(range(1, len(rows) + 1))
     if path.suffix.lower() == ".csv":
         with path.open("w", newline="", encoding="utf-8") as f:
             w = csv.writer(f)
             w.writerow(["rank", "score", "path", "copies", "is_query"])
-            for i, r in enumerate(rows, 1):
+            for i, r in zip(ranks, rows, strict=True):
                 w.writerow([i, f"{r.score:.6f}", r.path, ";".join(r.copies), int(r.is_query)])
     else:
         path.write_text("".join(f"{r.path}\n" for r in rows), encoding="utf-8")

@@ -25,6 +25,7 @@ from PySide6.QtWidgets import (
     QListWidget,
     QListWidgetItem,
     QMenu,
+    QPushButton,
     QSlider,
     QVBoxLayout,
     QWidget,
@@ -73,6 +74,7 @@ class ResultsGrid(QListWidget):
     use_as_query = Signal(str)
     preview_requested = Signal(str)
     message = Signal(str)
+    notice = Signal(str)
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -276,16 +278,22 @@ class ResultsGrid(QListWidget):
         QGuiApplication.clipboard().setText("\n".join(self.selected_paths()))
 
     def export_dialog(self) -> None:
-        """Ask for a file and write the selected results (all when none is selected) as text or CSV."""
-        path, _ = QFileDialog.getSaveFileName(self, "Export the result list", str(Path.home() / "results.csv"),
+        """Ask for a file and write the results shown as text or CSV: the selected ones when several are
+        selected (one selected tile is where a click landed, not a choice), else all; says where it wrote."""
+        rows = self.visible_rows()
+        picked = {it.data(PATH_ROLE) for it in self.selectedItems()}
+        chosen = [r for r in rows if r.path in picked] if len(picked) > 1 else rows
+        what = f"the {len(chosen)} selected results" if len(picked) > 1 else f"all {len(chosen)} results"
+        path, _ = QFileDialog.getSaveFileName(self, f"Export {what}", str(Path.home() / "results.csv"),
                                               "CSV (*.csv);;Text, one path a line (*.txt)")
         if not path:
             return
-        chosen = set(self.selected_paths())
         try:
-            export_list([r for r in self.visible_rows() if r.path in chosen], path)
+            export_list(chosen, path, ranks=[rows.index(r) + 1 for r in chosen])
         except OSError as err:
             self.message.emit(f"Could not write {path}: {err.strerror or err}.")
+            return
+        self.notice.emit(f"Exported {what} to {path}.")
 
     def _context_menu(self, pos: QPoint) -> None:
         item = self.itemAt(pos)
@@ -305,7 +313,8 @@ class ResultsGrid(QListWidget):
         n = len(self.selectedItems())
         if n > 1:
             menu.addAction(f"Copy {n} paths", self.copy_selected_paths)
-        menu.addAction("Export list…", self.export_dialog)
+        n_sel = len(self.selectedItems())
+        menu.addAction(f"Export the {n_sel} selected…" if n_sel > 1 else "Export all results…", self.export_dialog)
         menu.addSeparator()
         menu.addAction("Use as the new query", lambda: self.use_as_query.emit(path))
         return menu
@@ -369,6 +378,11 @@ class ResultsPanel(QWidget):
         bar.addSpacing(12)
         bar.addWidget(self.hide_query)
         bar.addStretch(1)
+        self.export_button = QPushButton("Export…")
+        self.export_button.setToolTip("Write the results (the selected ones when several are, else all) to a CSV "
+                                      "or text file (Ctrl+E)")
+        self.export_button.clicked.connect(self.grid.export_dialog)
+        bar.addWidget(self.export_button)
         lay = QVBoxLayout(self)
         lay.setContentsMargins(0, 0, 0, 0)
         lay.setSpacing(2)

@@ -220,3 +220,32 @@ def test_no_method_or_thumbnail_change_leaves_the_layout_changed(qtbot):
         assert (d.left.width(), d.right.width()) == widths
     finally:
         w.shutdown()
+
+
+def test_export_all_from_the_file_menu_or_the_selection_from_the_results_panel_says_where(qtbot, tmp_path,
+                                                                                       monkeypatch):
+    w = first_launch(qtbot)
+    try:
+        grid = w.docks.results
+        out = tmp_path / "all.csv"
+        monkeypatch.setattr(QFileDialog, "getSaveFileName", lambda *a, **k: (str(out), ""))
+        grid.setCurrentRow(3)  # one tile clicked is not a choice: all results go
+        qtbot.keyClick(w, Qt.Key.Key_E, Qt.KeyboardModifier.ControlModifier)
+        qtbot.waitUntil(lambda: out.is_file(), timeout=WAIT_MS)
+        rows = out.read_text("utf-8").splitlines()
+        assert len(rows) == grid.count() + 1 and rows[1].startswith("1,")
+        assert str(out) in w.banner.text and f"all {grid.count()} results" in w.banner.text
+
+        picked = tmp_path / "picked.csv"
+        monkeypatch.setattr(QFileDialog, "getSaveFileName", lambda *a, **k: (str(picked), ""))
+        grid.clearSelection()
+        grid.item(2).setSelected(True)
+        grid.item(5).setSelected(True)
+        qtbot.mouseClick(w.docks.results_panel.export_button, Qt.MouseButton.LeftButton)
+        qtbot.waitUntil(lambda: picked.is_file(), timeout=WAIT_MS)
+        rows = picked.read_text("utf-8").splitlines()[1:]
+        assert [r.split(",")[0] for r in rows] == ["3", "6"]  # their ranks among all results
+        assert [r.split(",")[2] for r in rows] == [grid.paths()[2], grid.paths()[5]]
+        assert "the 2 selected results" in w.banner.text and str(picked) in w.banner.text
+    finally:
+        w.shutdown()
