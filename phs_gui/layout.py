@@ -3,7 +3,7 @@ docks at their first-launch sizes, the last run's layout restored and a reset to
 
 from __future__ import annotations
 
-from PySide6.QtCore import QByteArray, QCoreApplication, QEvent, QObject, QRect, QSettings, QSize, Qt
+from PySide6.QtCore import QByteArray, QCoreApplication, QEvent, QObject, QRect, QSettings, QSize, Qt, QTimer
 from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import QAbstractSpinBox, QComboBox, QMainWindow, QScrollArea, QWidget
 
@@ -89,8 +89,7 @@ def fit_docks(win: QMainWindow) -> None:
     left = max(d.left.minimumSizeHint().width(), d.library_dock.minimumSizeHint().width())
     right = d.right.minimumSizeHint().width() + (TILE_PX + 10 if win.width() >= 1600 else 0)
     win.resizeDocks([d.left, d.right], [left, right], Qt.Orientation.Horizontal)
-    d.results_min = d.results_panel.minimumSizeHint().height()
-    win.resizeDocks([d.bottom], [d.results_min], Qt.Orientation.Vertical)
+    win.resizeDocks([d.bottom], [d.results_panel.minimumSizeHint().height()], Qt.Orientation.Vertical)
     d.heads.updateGeometry()
 
 
@@ -118,11 +117,12 @@ def guard_wheel(panel: QWidget) -> WheelGuard:
     return guard
 
 
-def follow_thumb_size(win: QMainWindow) -> None:
-    """After the thumbnail size changed: the results dock grows or shrinks by what one row of tiles did,
-    keeping any height the person added (a larger size then a smaller one leaves the dock as it was)."""
+def follow_thumb_size(win: QMainWindow, old: int, new: int) -> None:
+    """The results grid's minimum height went from ``old`` to ``new`` (another thumbnail size): the results
+    dock grows or shrinks by as much, keeping any height the person added, so a larger size then the
+    former one leaves the dock as it was."""
     d = win.docks  # type: ignore[attr-defined]
-    new = d.results_panel.minimumSizeHint().height()
-    old = d.results_min or new
-    d.results_min = new
-    win.resizeDocks([d.bottom], [max(new, d.bottom.height() + new - old)], Qt.Orientation.Vertical)
+    target = d.bottom.height() + new - old
+    # After the layout has taken the new minimum (a dock cannot shrink below the old one before that).
+    QTimer.singleShot(0, lambda: win.resizeDocks(
+        [d.bottom], [max(d.results_panel.minimumSizeHint().height(), target)], Qt.Orientation.Vertical))

@@ -132,7 +132,7 @@ class MainWindow(QMainWindow):
         grid.notice.connect(lambda text: self.show_message(text, "info"))
         d.results_panel.hide_query.toggled.connect(lambda on: setattr(self.prefs, "hide_query", on))
         d.results_panel.size_slider.valueChanged.connect(lambda v: setattr(self.prefs, "thumb_px", int(v)))
-        d.results_panel.size_slider.valueChanged.connect(lambda _v: follow_thumb_size(self))
+        grid.min_height_changed.connect(lambda old, new: follow_thumb_size(self, old, new))
         lp.add_folder_requested.connect(self.add_folder_dialog)
         lp.folder_selected.connect(lib.select_folder)
         lp.index_requested.connect(lib.start_indexing)

@@ -78,7 +78,6 @@ class Docks:
     bottom: QDockWidget
     library_dock: QDockWidget
     results_panel: ResultsPanel
-    results_min: int = 0  # the results panel's minimum height the bottom dock was last fitted to
 
     @property
     def all(self) -> tuple[QDockWidget, ...]:

@@ -75,6 +75,7 @@ class ResultsGrid(QListWidget):
     preview_requested = Signal(str)
     message = Signal(str)
     notice = Signal(str)
+    min_height_changed = Signal(int, int)
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -112,8 +113,11 @@ class ResultsGrid(QListWidget):
         px = int(min(max(px, THUMB_MIN), THUMB_MAX))
         self.setIconSize(QSize(px, px))
         caption = 2 * self.fontMetrics().lineSpacing() + 10  # two whole lines, descenders included
+        old = self.minimumHeight()
         self.setGridSize(QSize(px + 24, px + max(caption, CAPTION_PX) + 8))
         self.setMinimumHeight(self.min_height())  # a whole row of thumbnails always shows
+        if old != self.minimumHeight():
+            self.min_height_changed.emit(old, self.minimumHeight())
         self.relayout()
 
     def min_height(self) -> int:

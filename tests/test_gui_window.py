@@ -249,3 +249,41 @@ def test_export_all_from_the_file_menu_or_the_selection_from_the_results_panel_s
         assert "the 2 selected results" in w.banner.text and str(picked) in w.banner.text
     finally:
         w.shutdown()
+
+
+def test_while_a_folder_indexes_what_it_committed_is_searched_and_counted(qtbot, tmp_path, monkeypatch):
+    import time
+
+    from PIL import Image
+
+    import phs_gui.controllers.library as library_controller
+    from core.synthetic.scenes import generate_scene
+
+    monkeypatch.setattr(library_controller, "REOPEN_S", 0.2)
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for i in range(40):
+        Image.fromarray(generate_scene(55, i, (160, 160)).image).save(folder / f"p{i:02d}.jpg")
+    w = first_launch(qtbot)
+    try:
+        engine = w.session.index_engine
+        encode = engine.encode_batch
+
+        def slow_encode(batch):  # a slower model, so the run is still going while we look
+            time.sleep(0.3)
+            return encode(batch)
+
+        engine.encode_batch = slow_encode
+        w.library.add_folder(str(folder), select=True)
+        w.library.select_folder(str(folder))
+        grid = w.docks.results
+        qtbot.waitUntil(lambda: w.indexing and grid.count() > 0 and "photos" in w.status.indexed.text()
+                        and not w.status.indexed.text().startswith("0 "), timeout=WAIT_MS)
+        n = int(w.status.indexed.text().split()[0])
+        assert w.indexing and 0 < n < 40 and grid.count() == min(n, w.prefs.search.top_k)
+        assert all(p.startswith(str(folder)) for p in grid.paths())
+        qtbot.waitUntil(lambda: not w.indexing and w.settled, timeout=WAIT_MS)
+        assert w.status.indexed.text().startswith("40 photos indexed")
+        assert w.docks.library.status.text().startswith("40 photos searchable")
+    finally:
+        w.shutdown()

@@ -3,6 +3,7 @@ and the demo gallery."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 from PySide6.QtCore import QObject, Signal
@@ -15,6 +16,8 @@ from phs_gui.settings import Preferences
 from phs_gui.workers import SerialLane, Worker, WorkerPool
 
 DEMO_LABEL = "Demo gallery (synthetic)"
+REOPEN_S = 3.0
+"""While the folder searched is indexed, what the run has committed is opened for searching this often."""
 
 
 def demo_query_photo() -> str:
@@ -67,7 +70,9 @@ class LibraryController(QObject):
         self._indexing_folder = ""
         self._report: IndexReport | None = None  # the run whose summary waits for the folder to reopen
         self._reopening = False  # a run ended; its folder is being opened again
+        self._added_seen, self._reopened_at = 0, 0.0  # photos a run added, when they were last opened
         self._opening = 0  # open jobs submitted and not answered
+        self._open_seq = 0
         self._demo: Worker | None = None
         self._searched: tuple[str, int] | None = None  # (folder, photos) the last answer searched
 
@@ -123,32 +128,40 @@ class LibraryController(QObject):
         if self.prefs.current_folder == folder:
             self.prefs.current_folder = self.prefs.folders[0] if self.prefs.folders else ""
             self.failures.emit([])
-            self.open_current(index_if_missing=False)
+            self.open_current(index_if_missing=False, during_run=True)
             if not self.prefs.current_folder:
                 self.status.emit("No folder yet: add one to search your photos.")
         self.refresh()
 
-    def open_current(self, index_if_missing: bool) -> None:
-        """Open the current folder's index in the engine lane (no folder: close the one open)."""
+    def open_current(self, index_if_missing: bool, during_run: bool = False) -> None:
+        """Open the current folder's index in the engine lane (no folder: close the one open); ``during_run``:
+        what a run has committed so far, for counts and results only."""
         if self.session is None:
             return
         self._opening += 1
         if self.prefs.current_folder and not self.indexing:
             self.status.emit(f"Opening the index of {Path(self.prefs.current_folder).name}…")
         w = Worker(open_index_job, self.session, self.prefs.current_folder, doing="opening the index")
-        w.signals.result.connect(lambda out, i=index_if_missing: self._on_opened(out, i))
-        w.signals.error.connect(self._on_open_error)
-        self.lane.submit(f"open:{self._opening}", w)
+        w.signals.result.connect(lambda out, i=index_if_missing, r=during_run: self._on_opened(out, i, r))
+        w.signals.error.connect(lambda text, r=during_run: self._on_open_error(text, r))
+        self._open_seq += 1
+        self.lane.submit(f"open:{self._open_seq}", w)  # each its own kind: none replaces another
 
-    def _on_open_error(self, text: str) -> None:
+    def _on_open_error(self, text: str, during_run: bool) -> None:
         self._opening -= 1
-        self._report, self._reopening = None, False
+        if not during_run:
+            self._report, self._reopening = None, False
         self.message.emit(text, "error", None, "")
         self._emit_count()
         self._maybe_idle()
 
-    def _on_opened(self, out: OpenedFolder, index_if_missing: bool) -> None:
+    def _on_opened(self, out: OpenedFolder, index_if_missing: bool, during_run: bool = False) -> None:
         self._opening -= 1
+        if during_run:  # what the run committed so far: counts and results only
+            if out.folder == self.prefs.current_folder:
+                self._emit_count()
+                self._notify_searchable(out)
+            return
         report, self._report, self._reopening = self._report, None, False
         if out.folder != self.prefs.current_folder:
             return  # another folder was chosen meanwhile; its own open follows
@@ -163,6 +176,9 @@ class LibraryController(QObject):
             self._show_opened(out, report)
         self._emit_count()
         self._maybe_idle()
+        self._notify_searchable(out)
+
+    def _notify_searchable(self, out: OpenedFolder) -> None:
         if (out.folder, out.count) != self._searched:  # the same photos as before: the answer shown holds
             self._searched = (out.folder, out.count)
             self.searchable_changed.emit()
@@ -194,6 +210,7 @@ class LibraryController(QObject):
                               "error", None, "")
             return
         self._indexing_folder = folder
+        self._added_seen, self._reopened_at = 0, time.monotonic()
         self.failures.emit([])  # the list belongs to the folder being indexed now
         self.running.emit(True)
         self.status.emit("Scanning the folder…")
@@ -213,6 +230,12 @@ class LibraryController(QObject):
 
     def _on_progress(self, p: IndexProgress) -> None:
         self.progress.emit(p)
+        added = p.indexed + p.reused
+        if (self.prefs.current_folder == self._indexing_folder and added > self._added_seen
+                and time.monotonic() - self._reopened_at >= REOPEN_S and self._opening == 0):
+            # What the run committed is searchable now: open it, so results and counts say so.
+            self._added_seen, self._reopened_at = added, time.monotonic()
+            self.open_current(index_if_missing=False)
 
     def _on_indexed(self, report: IndexReport) -> None:
         if report.failures:
