@@ -25,6 +25,14 @@ def main(argv: list[str] | None = None) -> int:
     verbose = "--verbose" in argv or "-v" in argv
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
+    from core.errors import PHSError
+    from core.paths import data_dir
+
+    try:
+        data_dir()  # preferences, indexes and the demo gallery live there: a sentence now, not a traceback later
+    except PHSError as err:
+        print(f"phs-gui: {err}", file=sys.stderr)
+        return 2
     from PySide6.QtWidgets import QApplication
 
     from phs_gui.main_window import MainWindow

@@ -198,6 +198,10 @@ class Controls(QWidget):
         mode_row.addStretch(1)
         self.roi_sum = QRadioButton("Sum")
         self.roi_max = QRadioButton("Max")
+        self.roi_sum.setToolTip("A head's ROI score: its [CLS] attention summed over the marked patches (weighted "
+                                "by how much of each a painted mask covers), less the sum over negative marks")
+        self.roi_max.setToolTip("A head's ROI score: its largest [CLS] attention on one marked patch, less the "
+                                "largest on a negative mark")
         self._roi_group = QButtonGroup(self)
         self._roi_group.addButton(self.roi_sum)
         self._roi_group.addButton(self.roi_max)

@@ -69,7 +69,10 @@ class HeadTile(QWidget):
             self.setToolTip(f"Head {self.index}: used (no object marked, every head counts).")
             return
         state = "kept" if self.selected else "dropped"
-        score = "" if self.score is None else f", ROI score {format_score(self.score)}"
+        # What the score is: the head's [CLS] attention summed over the marked patches (mask-weighted, less
+        # over negative marks) with ROI Sum, the largest patch's with Max; not a share: it may pass 1 or 0.
+        score = "" if self.score is None else (f", ROI score {format_score(self.score)} (its [CLS] attention "
+                                               "on the marked patches)")
         if self.forced:
             action = "Click to let PHS choose it again."
             state += f" (forced {self.forced} by hand)"

@@ -197,7 +197,15 @@ def index_job(folder: str, engine: PHSEngine, *, report: Callable, cancel: objec
 
 def demo_job(n: int, *, report: Callable, cancel: object) -> Path:
     """Worker body: write the demo gallery (a few seconds; not cancellable)."""
-    return write_demo_gallery(n, progress=lambda d, t: report((d, t)))
+    try:
+        return write_demo_gallery(n, progress=lambda d, t: report((d, t)))
+    except OSError as err:  # a read-only or full data folder: say where and what to do
+        from core.errors import PHSError
+        from core.synthetic.gallery import demo_gallery_dir
+
+        reason = (err.strerror or str(err)).lower()
+        raise PHSError(f"The demo gallery cannot be written in {demo_gallery_dir()} ({reason}): set PHS_DATA_DIR "
+                       "to a folder you can write to, or add a photo folder of your own under Library.") from None
 
 
 def index_summary(n: int, report: IndexReport) -> str:

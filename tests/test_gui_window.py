@@ -287,3 +287,29 @@ def test_while_a_folder_indexes_what_it_committed_is_searched_and_counted(qtbot,
         assert w.docks.library.status.text().startswith("40 photos searchable")
     finally:
         w.shutdown()
+
+
+def test_the_demo_gallery_on_a_read_only_data_folder_is_one_sentence(qtbot, monkeypatch):
+    import errno
+
+    import core.synthetic.gallery as gallery
+    import phs_gui.jobs as jobs
+
+    def read_only(*_a, **_k):
+        raise OSError(errno.EROFS, "Read-only file system")
+
+    monkeypatch.setattr(jobs, "write_demo_gallery", read_only)
+    monkeypatch.setattr(gallery, "demo_gallery_ready", lambda *a, **k: False)
+    monkeypatch.setattr("phs_gui.controllers.library.demo_gallery_ready", lambda *a, **k: False)
+    w = MainWindow(engine_loader=demo_loader, demo_count=4)
+    qtbot.addWidget(w)
+    w.show()
+    try:
+        w.start()
+        qtbot.waitUntil(lambda: w.banner.level == "error" and "demo gallery" in w.banner.text, timeout=WAIT_MS)
+        text = w.banner.text
+        assert "read-only" in text and "PHS_DATA_DIR" in text and "\n" not in text and "Traceback" not in text
+        assert w.isVisible() and not w.indexing
+        assert w.docks.library.add_button.isEnabled()  # the person can still add a folder of their own
+    finally:
+        w.shutdown()
