@@ -159,6 +159,7 @@ class MainWindow(QMainWindow):
         q.history_changed.connect(lambda u, r: (a.undo.setEnabled(u), a.redo.setEnabled(r)))
         q.timing.connect(s.timing.setText)
         q.train_requested.connect(self.train_learned_prompt)
+        q.hint.connect(self.statusBar().showMessage)
         lib.folders_changed.connect(lp.set_folders)
         lib.status.connect(lp.show_status)
         lib.progress.connect(lp.show_any_progress)

@@ -184,7 +184,7 @@ def state_from_dict(d: dict, image_size: tuple[int, int], num_heads: int) -> Pro
     """The state :func:`state_to_dict` wrote, on a photo of ``image_size``; ``None`` when it does not fit
     (another photo size, a damaged entry). Heads past ``num_heads`` are dropped."""
     try:
-        if tuple(d["size"]) != tuple(image_size):
+        if "size" in d and tuple(d["size"]) != tuple(image_size):
             return None
         w, h = image_size
         mask = None

@@ -44,8 +44,12 @@ def drag_box(qtbot, w: MainWindow, box) -> None:
     settle(qtbot, w)
 
 
-def first_launch(qtbot, n: int = 12, size: tuple[int, int] = (1280, 720), **kwargs) -> MainWindow:
-    """A fresh first launch: demo model, demo gallery of ``n`` scenes indexed, its query photo answered."""
+def first_launch(qtbot, n: int = 12, size: tuple[int, int] = (1280, 720), marked: bool = False,
+                 **kwargs) -> MainWindow:
+    """A fresh first launch: demo model, demo gallery of ``n`` scenes indexed, its query photo answered.
+
+    The first query opens with a box around one of its objects; unless ``marked``, the box is then removed
+    (Delete, an undoable edit) so that a test starts from an unmarked photo."""
     w = MainWindow(engine_loader=demo_loader, demo_count=n, **kwargs)
     qtbot.addWidget(w)
     w.resize(*size)
@@ -54,6 +58,10 @@ def first_launch(qtbot, n: int = 12, size: tuple[int, int] = (1280, 720), **kwar
     qtbot.waitUntil(lambda: w.session is not None and not w.indexing and w.photo_path is not None
                     and w.session.indexed_count == n and w.docks.results.count() >= n - 1 and w.settled,
                     timeout=WAIT_MS)
+    if not marked and w.canvas.state is not None and not w.canvas.state.is_empty:
+        qtbot.keyClick(w.canvas, Qt.Key.Key_Delete)
+        qtbot.waitUntil(lambda: w.canvas.state.is_empty and w.settled and w.outcome.selection is None,
+                        timeout=WAIT_MS)
     return w
 
 

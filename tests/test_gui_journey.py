@@ -37,11 +37,19 @@ pytestmark = pytest.mark.gui
 
 
 def test_journey_first_launch_box_open_use_result_quit_relaunch_qd(qtbot, tmp_path, monkeypatch):
-    # 1. First launch: the demo model, the demo gallery, the query photo with its heads and results.
-    w = first_launch(qtbot)
+    # 1. First launch: the demo model, the demo gallery, the query photo with a box around one of its objects
+    #    (the method by example): kept heads outlined, a region search, a one-line hint on marking one's own.
+    w = first_launch(qtbot, marked=True)
     n_heads = w.session.engine.num_heads
     text, tiles = heads_shown(w)
-    assert len(tiles) == n_heads and "Mark the object" in text
+    h_on = w.docks.controls.h_on.value()
+    assert len(tiles) == n_heads and text.startswith(f"Kept {h_on} of {n_heads}") and w.canvas.state.box
+    assert sum(s for s, _ in tiles) == h_on and w.outcome.selection is not None
+    hint = w.statusBar().currentMessage()
+    assert hint.startswith("This first search starts from a box around the ") and "drag a box" in hint
+    qtbot.keyClick(w.canvas, Qt.Key.Key_Delete)  # start over from the plain photo
+    settle(qtbot, w)
+    assert "Mark the object" in w.docks.heads.summary.text()
     assert "encode" in w.status.timing.text() and "…" not in w.status.timing.text()
     assert "12 photos indexed" in w.status.indexed.text()
     first_photo = w.photo_path

@@ -20,6 +20,23 @@ REOPEN_S = 3.0
 """While the folder searched is indexed, what the run has committed is opened for searching this often."""
 
 
+def demo_first_marks(photo: str) -> dict:
+    """The first query's marks on a demo scene: a box around its largest object, from the gallery's COCO
+    annotations (``{}`` when they cannot be read), with the object's category as ``label``."""
+    import json
+
+    try:
+        coco = json.loads((Path(photo).parent / "annotations.json").read_text("utf-8"))
+        image = next(im for im in coco["images"] if im["file_name"] == Path(photo).name)
+        objs = [a for a in coco["annotations"] if a["image_id"] == image["id"]]
+        best = max(objs, key=lambda a: a["bbox"][2] * a["bbox"][3])
+        x, y, w, h = (float(v) for v in best["bbox"])
+        label = next((c["name"] for c in coco["categories"] if c["id"] == best["category_id"]), "object")
+    except (OSError, ValueError, KeyError, TypeError, StopIteration):
+        return {}
+    return {"photo": photo, "box": [x, y, x + w, y + h], "label": str(label)}
+
+
 def demo_query_photo() -> str:
     """A demo scene with several objects, as the first query photo (``""`` without the gallery)."""
     folder = demo_gallery_dir()
@@ -43,7 +60,8 @@ class LibraryController(QObject):
         failures(list): the failed files of the folder searched.
         count(int, str): photos searchable now and the folder's name (``""`` when none is open).
         searchable_changed(): what a search sees changed: ask again.
-        first_photo(str): a photo to open when none is shown (the demo gallery's query).
+        first_photo(str, dict): a photo to open when none is shown (the demo gallery's query) and the marks it
+            opens with (a box around one of its objects).
         message(str, str, object, str): a sentence, its level, an optional ``(label, slot)``, its kind.
     """
 
@@ -55,7 +73,7 @@ class LibraryController(QObject):
     failures = Signal(list)
     count = Signal(int, str)
     searchable_changed = Signal()
-    first_photo = Signal(str)
+    first_photo = Signal(str, dict)
     message = Signal(str, str, object, str)
 
     def __init__(self, prefs: Preferences, pool: WorkerPool, lane: SerialLane, demo_count: int,
@@ -102,7 +120,7 @@ class LibraryController(QObject):
             if str(demo_gallery_dir()) not in self.prefs.folders:
                 self.add_folder(str(demo_gallery_dir()), select=True)
             if not self.prefs.last_photo or not Path(self.prefs.last_photo).is_file():
-                self.first_photo.emit(demo_query_photo())
+                self._emit_first_photo()
         self.open_current(index_if_missing=is_demo)
 
     # ------------------------------------------------------------------------------------------ folders
@@ -287,8 +305,12 @@ class LibraryController(QObject):
         self.progress.emit(p)
         self.status.emit(f"Writing the demo gallery: {p[0]} of {p[1]} scenes")
 
+    def _emit_first_photo(self) -> None:
+        photo = demo_query_photo()
+        self.first_photo.emit(photo, demo_first_marks(photo) if photo else {})
+
     def _on_demo_written(self, folder: Path) -> None:
         self._demo = None
         self.add_folder(str(folder), select=True)
         self.start_indexing(str(folder))
-        self.first_photo.emit(demo_query_photo())
+        self._emit_first_photo()

@@ -41,6 +41,7 @@ class QueryController(QObject):
         message(str, str, object, str): a sentence, its level, an optional ``(label, slot)``, its kind.
         message_withdrawn(str): the message of this kind no longer holds.
         train_requested(): the person asked to train a learned prompt from a message.
+        hint(str): a one-line hint on how to use the window (the first launch's).
     """
 
     photo_opened = Signal(object)
@@ -52,6 +53,7 @@ class QueryController(QObject):
     message = Signal(str, str, object, str)
     message_withdrawn = Signal(str)
     train_requested = Signal()
+    hint = Signal(str)
 
     def __init__(self, prefs: Preferences, lane: SerialLane, parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -91,9 +93,16 @@ class QueryController(QObject):
         if photo and self.session is not None and self._encoding is None:
             self.open_photo(photo)
 
-    def open_if_none(self, path: str) -> None:
-        """Open ``path`` unless a photo is shown or being opened (the demo gallery's first query)."""
+    def open_if_none(self, path: str, marks: dict | None = None) -> None:
+        """Open ``path`` with ``marks`` (see :func:`state_to_dict`, ``size`` optional) unless a photo is shown
+        or being opened: the demo gallery's first query, which teaches the method by example."""
         if path and self.photo_path is None and self._encoding is None:
+            if marks:
+                self._restore_marks = dict(marks)
+                if marks.get("label"):
+                    self.hint.emit(f"This first search starts from a box around the {marks['label']}: the heads "
+                                   "kept for it are outlined on the right. Mark your own: drag a box (B), click "
+                                   "points (P) or paint (M) on the photo.")
             self.open_photo(path)
 
     def open_photo(self, path: str) -> None:
