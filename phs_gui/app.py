@@ -11,7 +11,7 @@ import os
 import sys
 import time
 
-from phs_gui.platform_check import problem
+from phs_gui.platform_check import import_failure, problem
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -33,9 +33,16 @@ def main(argv: list[str] | None = None) -> int:
     except PHSError as err:
         print(f"phs-gui: {err}", file=sys.stderr)
         return 2
-    from PySide6.QtWidgets import QApplication
+    try:
+        from PySide6.QtWidgets import QApplication
 
-    from phs_gui.main_window import MainWindow
+        from phs_gui.main_window import MainWindow
+    except ImportError as err:  # Qt itself cannot load: a system library (libEGL, libGL, ...) is missing
+        text = import_failure(err)
+        if text is None:
+            raise
+        print(text, file=sys.stderr)
+        return 2
 
     t0 = time.perf_counter()
     app = QApplication.instance() or QApplication(argv)

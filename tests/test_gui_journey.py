@@ -383,12 +383,13 @@ def test_defect2_missing_xcb_libraries_give_one_install_command(tmp_path, capsys
 
     osr = tmp_path / "os-release"
     osr.write_text('ID=ubuntu\nID_LIKE=debian\n')
-    text = platform_check.problem(env={"DISPLAY": ":0"}, platform="linux",
+    nowhere = tmp_path / "no-plugin" / "libqxcb.so"  # no plugin to ask ldd about: the usual culprits are loaded
+    text = platform_check.problem(env={"DISPLAY": ":0"}, platform="linux", plugin=nowhere,
                                   loads=lambda so: "cursor" not in so, os_release=osr)
     assert text is not None and "sudo apt-get install -y libxcb-cursor0" in text
     osr.write_text('ID=fedora\n')
     assert "sudo dnf install -y xcb-util-cursor" in platform_check.problem(
-        env={}, platform="linux", loads=lambda so: "cursor" not in so, os_release=osr)
+        env={}, platform="linux", plugin=nowhere, loads=lambda so: "cursor" not in so, os_release=osr)
     assert platform_check.problem(env={"QT_QPA_PLATFORM": "offscreen"}, platform="linux",
                                   loads=lambda so: False) is None
     monkeypatch.setattr(app, "problem", lambda: text)
