@@ -36,6 +36,7 @@ from phs_gui.layout import (
     save_geometry,
 )
 from phs_gui.parts import Banner, build_actions, build_docks, build_status
+from phs_gui.result_rows import real_path, shown
 from phs_gui.session import SearchSession
 from phs_gui.settings import Preferences, load_preferences, save_preferences
 from phs_gui.workers import SerialLane, WorkerPool
@@ -241,7 +242,7 @@ class MainWindow(QMainWindow):
         menu = self.actions_.recent
         menu.clear()
         for p in self.prefs.recent_files:
-            menu.addAction(Path(p).name, lambda path=p: self.query.open_photo(path)).setToolTip(p)
+            menu.addAction(shown(Path(p).name), lambda path=p: self.query.open_photo(path)).setToolTip(shown(p))
         menu.setEnabled(bool(self.prefs.recent_files))
 
     def show_message(self, text: str, level: str = "info", action: tuple[str, Callable[[], None]] | None = None,
@@ -267,12 +268,13 @@ class MainWindow(QMainWindow):
         start = str(Path(self.photo_path).parent) if self.photo_path else str(Path.home())
         path, _ = QFileDialog.getOpenFileName(self, "Open a query photo", start, PHOTO_FILTER)
         if path:
-            self.query.open_photo(path)
+            self.query.open_photo(real_path(path))
 
     def add_folder_dialog(self) -> None:
         """Ask for a photo folder, add it and index it."""
         folder = QFileDialog.getExistingDirectory(self, "Add a photo folder", str(Path.home()))
         if folder:
+            folder = real_path(folder)  # a name that is not UTF-8: the folder on disk, not Qt's text of it
             self.library.add_folder(folder, select=True)
             self.library.select_folder(folder)
 

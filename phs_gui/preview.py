@@ -28,7 +28,7 @@ class PreviewDialog(QDialog):
     """One result photo, large, optionally with the attention of the query's kept heads over it."""
 
     step_requested = Signal(int)  # -1 previous, +1 next
-    use_as_query = Signal(str)
+    use_as_query = Signal(object)  # a path (str, possibly not UTF-8)
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import os
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -17,6 +18,43 @@ from core.errors import ImageLoadError
 from core.imageio import load_image
 
 THUMB_MIN, THUMB_MAX = 64, 256  # the thumbnail slider's range
+
+
+def shown(path: str) -> str:
+    """``path`` as text Qt can hold: bytes that are not UTF-8 (kept by Python as lone surrogates) and control
+    characters escaped (``\\xff``, ``\\n``). For display only: the real path stays a Python ``str``."""
+    text = path.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    return "".join(c if c.isprintable() or c == " " else repr(c)[1:-1] for c in text)
+
+
+def real_path(text: str) -> str:
+    """The path on disk that Qt's ``text`` of it stands for: Qt decodes a file name that is not UTF-8 with
+    replacement characters, so each part that does not exist is matched against its folder's entries decoded
+    the same way. Returns ``text`` itself when it exists or nothing matches."""
+    if not text or os.path.exists(text):
+        return text
+    parts = Path(text).parts
+    cur = parts[0]
+    for part in parts[1:]:
+        nxt = os.path.join(cur, part)
+        if not os.path.exists(nxt):
+            try:
+                names = os.listdir(os.fsencode(cur))
+            except OSError:
+                return text
+            match = [n for n in names if n.decode("utf-8", "replace") == part]
+            if len(match) != 1:
+                return text
+            nxt = os.path.join(cur, os.fsdecode(match[0]))
+        cur = nxt
+    return cur
+
+
+def file_url_bytes(path: str) -> bytes:
+    """A ``file://`` URL of ``path`` with its exact bytes percent-encoded (for ``QUrl.fromEncoded``)."""
+    from urllib.parse import quote
+
+    return b"file://" + quote(os.fsencode(os.path.abspath(path)), safe="/").encode("ascii")
 
 
 @dataclass(frozen=True)
@@ -141,13 +179,14 @@ def export_list(rows: list[ResultRow], path: str | Path, ranks: list[int] | None
     path = Path(path)
     ranks = ranks or list(range(1, len(rows) + 1))
     if path.suffix.lower() == ".csv":
-        with path.open("w", newline="", encoding="utf-8") as f:
+        # A file name that is not UTF-8 is written as its own bytes, so the list names the real files.
+        with path.open("w", newline="", encoding="utf-8", errors="surrogateescape") as f:
             w = csv.writer(f)
             w.writerow(["rank", "score", "path", "copies", "is_query"])
             for i, r in zip(ranks, rows, strict=True):
                 w.writerow([i, f"{r.score:.6f}", r.path, ";".join(r.copies), int(r.is_query)])
     else:
-        path.write_text("".join(f"{r.path}\n" for r in rows), encoding="utf-8")
+        path.write_text("".join(f"{r.path}\n" for r in rows), encoding="utf-8", errors="surrogateescape")
 
 
 class ThumbnailCache:

@@ -38,9 +38,11 @@ from phs_gui.result_rows import (  # noqa: F401 - re-exported for the window's j
     ResultRow,
     ThumbnailCache,
     export_list,
+    file_url_bytes,
     group_hits,
     load_thumbnail,
     photo_facts,
+    shown,
 )
 from phs_gui.workers import Worker, WorkerPool
 
@@ -71,8 +73,8 @@ def square_thumbnail(rgb: np.ndarray) -> QPixmap:
 class ResultsGrid(QListWidget):
     """Ranked photos as an icon grid."""
 
-    use_as_query = Signal(str)
-    preview_requested = Signal(str)
+    use_as_query = Signal(object)  # a path (str, possibly not UTF-8: never through Qt's text)
+    preview_requested = Signal(object)
     message = Signal(str)
     notice = Signal(str)
     min_height_changed = Signal(int, int)
@@ -90,8 +92,8 @@ class ResultsGrid(QListWidget):
         self.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
         self.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
         self.customContextMenuRequested.connect(self._context_menu)
-        self.itemActivated.connect(lambda it: self.preview_requested.emit(it.data(PATH_ROLE)))
-        self.itemDoubleClicked.connect(lambda it: self.preview_requested.emit(it.data(PATH_ROLE)))
+        self.itemActivated.connect(lambda it: self.preview_requested.emit(self.path_of(it)))
+        self.itemDoubleClicked.connect(lambda it: self.preview_requested.emit(self.path_of(it)))
         self.cache = ThumbnailCache()
         self.facts: dict[str, str] = {}
         self._pool = WorkerPool(max_threads=2)
@@ -99,6 +101,7 @@ class ResultsGrid(QListWidget):
         self._empty_text = "Results appear here"
         self._placeholder = _placeholder()
         self.rows: list[ResultRow] = []
+        self._shown: list[ResultRow] = []  # the rows of the tiles, in order
         self.hide_query = False
         self.min_score: float | None = None
         self.set_thumb_size(THUMB_PX)
@@ -168,16 +171,17 @@ class ResultsGrid(QListWidget):
         self.setUpdatesEnabled(False)
         try:
             self.clear()
-            for rank, row in enumerate(self.visible_rows(), 1):
+            self._shown = self.visible_rows()
+            for rank, row in enumerate(self._shown, 1):
                 path = row.path
                 if row.is_query:
                     second = "query photo"
                 elif row.copies:
                     second = f"+{len(row.copies)} {'copy' if len(row.copies) == 1 else 'copies'}"
                 else:
-                    second = Path(path).name
+                    second = shown(Path(path).name)
                 item = QListWidgetItem(f"#{rank}  {format_score(row.score)}\n{second}")
-                item.setData(PATH_ROLE, path)
+                item.setData(PATH_ROLE, rank - 1)  # the real path stays in Python: Qt's text may not hold it
                 item.setToolTip(self._tooltip(row))
                 item.setTextAlignment(Qt.AlignmentFlag.AlignHCenter | Qt.AlignmentFlag.AlignTop)
                 if row.is_query:
@@ -191,30 +195,34 @@ class ResultsGrid(QListWidget):
             self.setUpdatesEnabled(True)
 
     def _tooltip(self, row: ResultRow) -> str:
-        lines = [row.path]
+        lines = [shown(row.path)]
         if row.path in self.facts:
             lines.append(self.facts[row.path])
         if row.is_query:
             lines.append("This is the query photo itself.")
         if row.copies:
-            lines.append(f"Identical copies ({len(row.copies)}): " + ", ".join(row.copies))
+            lines.append(f"Identical copies ({len(row.copies)}): " + ", ".join(shown(c) for c in row.copies))
         return "\n".join(lines)
 
     def selected_paths(self) -> list[str]:
         """The selected photos in rank order (all shown ones when none is selected)."""
         items = [self.item(i) for i in range(self.count())]
         chosen = [it for it in items if it.isSelected()] or items
-        return [it.data(PATH_ROLE) for it in chosen]
+        return [self.path_of(it) for it in chosen]
 
     def paths(self) -> list[str]:
         """The photos shown, best first."""
-        return [self.item(i).data(PATH_ROLE) for i in range(self.count())]
+        return [self.path_of(self.item(i)) for i in range(self.count())]
+
+    def path_of(self, item: QListWidgetItem) -> str:
+        """The real path of a result tile (not Qt's text of it)."""
+        return self._shown[int(item.data(PATH_ROLE))].path
 
     def caption(self, path: str) -> str:
         """The preview's caption of a result: its path, score and photo facts."""
         row = next((r for r in self.rows if r.path == path), None)
         score = "" if row is None else f"score {row.score:.3f}"
-        return " · ".join(x for x in (path, score, self.facts.get(path, "")) if x)
+        return " · ".join(x for x in (shown(path), score, self.facts.get(path, "")) if x)
 
     def step_from(self, path: str, step: int) -> None:
         """Select the result ``step`` places from ``path`` (clamped) and ask for its preview."""
@@ -250,7 +258,7 @@ class ResultsGrid(QListWidget):
         rows = {r.path: r for r in self.rows}
         for i in range(self.count()):
             it = self.item(i)
-            if it.data(PATH_ROLE) == path:
+            if self.path_of(it) == path:
                 it.setIcon(QIcon(pm))
                 if path in rows:
                     it.setToolTip(self._tooltip(rows[path]))
@@ -258,8 +266,8 @@ class ResultsGrid(QListWidget):
     # ------------------------------------------------------------------------------------- actions
     def open_photo(self, path: str) -> None:
         """Open a photo in the system's viewer."""
-        if not QDesktopServices.openUrl(QUrl.fromLocalFile(path)):
-            self.message.emit(f"Could not open {path} in the system viewer.")
+        if not QDesktopServices.openUrl(QUrl.fromEncoded(file_url_bytes(path))):
+            self.message.emit(f"Could not open {shown(path)} in the system viewer.")
 
     def reveal(self, path: str) -> None:
         """Show the photo in the file manager (selected where the platform allows it)."""
@@ -268,24 +276,24 @@ class ResultsGrid(QListWidget):
         elif sys.platform.startswith("win"):
             ok = QProcess.startDetached("explorer", [f"/select,{Path(path)}"])[0]
         else:
-            ok = QDesktopServices.openUrl(QUrl.fromLocalFile(str(Path(path).parent)))
+            ok = QDesktopServices.openUrl(QUrl.fromEncoded(file_url_bytes(str(Path(path).parent))))
         if not ok:
-            self.message.emit(f"Could not open the folder of {path}.")
+            self.message.emit(f"Could not open the folder of {shown(path)}.")
 
     @staticmethod
     def copy_path(path: str) -> None:
-        """Put the path on the clipboard."""
-        QGuiApplication.clipboard().setText(path)
+        """Put the path on the clipboard (bytes that are not UTF-8 and control characters escaped)."""
+        QGuiApplication.clipboard().setText(shown(path))
 
     def copy_selected_paths(self) -> None:
         """Put the selected photos' paths on the clipboard, one a line."""
-        QGuiApplication.clipboard().setText("\n".join(self.selected_paths()))
+        QGuiApplication.clipboard().setText("\n".join(shown(p) for p in self.selected_paths()))
 
     def export_dialog(self) -> None:
         """Ask for a file and write the results shown as text or CSV: the selected ones when several are
         selected (one selected tile is where a click landed, not a choice), else all; says where it wrote."""
         rows = self.visible_rows()
-        picked = {it.data(PATH_ROLE) for it in self.selectedItems()}
+        picked = {self.path_of(it) for it in self.selectedItems()}
         chosen = [r for r in rows if r.path in picked] if len(picked) > 1 else rows
         what = f"the {len(chosen)} selected results" if len(picked) > 1 else f"all {len(chosen)} results"
         path, _ = QFileDialog.getSaveFileName(self, f"Export {what}", str(Path.home() / "results.csv"),
@@ -303,7 +311,7 @@ class ResultsGrid(QListWidget):
         item = self.itemAt(pos)
         if item is None:
             return
-        path = item.data(PATH_ROLE)
+        path = self.path_of(item)
         menu = self.build_menu(path)
         menu.exec(self.viewport().mapToGlobal(pos))
 

@@ -81,7 +81,7 @@ def test_journey_first_launch_box_open_use_result_quit_relaunch_qd(qtbot, tmp_pa
     next(a for a in menu.actions() if a.text() == "Use as the new query").trigger()
     qtbot.waitUntil(lambda: w.photo_path == target and w.settled, timeout=WAIT_MS)
     grid = w.docks.results
-    assert grid.item(0).data(Qt.ItemDataRole.UserRole + 1) == target  # itself, first, and marked as such
+    assert grid.path_of(grid.item(0)) == target  # itself, first, and marked as such
     assert "query photo" in grid.item(0).text()
     assert "Mark the object" in w.docks.heads.summary.text()
 

@@ -191,7 +191,7 @@ def test_result_tiles_of_any_aspect_show_the_whole_photo_and_both_caption_lines(
             item = grid.item(i)
             rect = grid.visualItemRect(item)
             assert rect.height() >= px + lines and rect.width() <= grid.gridSize().width(), (item.text(), rect)
-            pm = grid.cache.get(item.data(Qt.ItemDataRole.UserRole + 1))
+            pm = grid.cache.get(grid.path_of(item))
             assert pm.width() == pm.height()  # the photo sits whole inside a square icon
         assert any(grid.item(i).text().endswith("chelsea.png") for i in range(grid.count()))
     finally:
@@ -311,5 +311,47 @@ def test_the_demo_gallery_on_a_read_only_data_folder_is_one_sentence(qtbot, monk
         assert "read-only" in text and "PHS_DATA_DIR" in text and "\n" not in text and "Traceback" not in text
         assert w.isVisible() and not w.indexing
         assert w.docks.library.add_button.isEnabled()  # the person can still add a folder of their own
+    finally:
+        w.shutdown()
+
+
+def test_file_and_folder_names_that_are_not_utf8_keep_their_real_paths(qtbot, tmp_path, monkeypatch):
+    import os
+
+    from PIL import Image
+
+    from core.synthetic.scenes import generate_scene
+
+    root = os.fsencode(str(tmp_path))
+    folder = os.fsdecode(root + b"/caf\xe9-photos")  # Latin-1 bytes: not UTF-8
+    os.mkdir(os.fsencode(folder))
+    names = [b"ph\xff\xfeto.jpg", b"plain.jpg", b"n\xe4me.png"]
+    for i, n in enumerate(names):
+        Image.fromarray(generate_scene(41, i, (160, 160)).image).save(os.fsdecode(os.fsencode(folder) + b"/" + n),
+                                                                      format="JPEG" if n.endswith(b"jpg") else "PNG")
+    w = first_launch(qtbot)
+    try:
+        qt_text = os.fsencode(folder).decode("utf-8", "replace")  # what Qt's folder dialog hands back
+        monkeypatch.setattr(QFileDialog, "getExistingDirectory", lambda *a, **k: qt_text)
+        w.add_folder_dialog()
+        assert w.prefs.current_folder == folder  # the folder on disk, not Qt's text of it
+        grid = w.docks.results
+        qtbot.waitUntil(lambda: not w.indexing and w.settled and grid.count() == 3, timeout=WAIT_MS)
+        assert w.session.indexed_count == 3
+        paths = grid.paths()
+        assert all(os.path.exists(p) for p in paths)
+        assert {os.fsencode(p).rsplit(b"/", 1)[1] for p in paths} == set(names)
+        odd = next(i for i, p in enumerate(paths) if os.fsencode(p).endswith(b"ph\xff\xfeto.jpg"))
+        assert grid.item(odd).text().endswith("ph\\xff\\xfeto.jpg")  # undecodable bytes shown escaped
+        grid.preview_requested.emit(paths[odd])
+        dlg = w.previews.dialog
+        qtbot.waitUntil(lambda: dlg.path == paths[odd] and not dlg.image.pixmap().isNull(), timeout=WAIT_MS)
+        assert "\\xff" in dlg.windowTitle() and "\\xe9" in dlg.caption.text()
+        out = tmp_path / "list.csv"
+        monkeypatch.setattr(QFileDialog, "getSaveFileName", lambda *a, **k: (str(out), ""))
+        grid.export_dialog()
+        listed = out.read_bytes()
+        assert b"ph\xff\xfeto.jpg" in listed and b"caf\xe9-photos" in listed  # the real bytes, not Qt's text
+        dlg.close()
     finally:
         w.shutdown()

@@ -11,6 +11,7 @@ from PySide6.QtCore import QObject, Signal
 from core.library import IndexProgress, IndexReport
 from core.synthetic.gallery import demo_gallery_dir, demo_gallery_ready, gallery_categories
 from phs_gui.jobs import OpenedFolder, demo_job, index_job, index_summary, open_index_job
+from phs_gui.result_rows import shown
 from phs_gui.session import SearchSession
 from phs_gui.settings import Preferences
 from phs_gui.workers import SerialLane, Worker, WorkerPool
@@ -73,7 +74,7 @@ class LibraryController(QObject):
     failures = Signal(list)
     count = Signal(int, str)
     searchable_changed = Signal()
-    first_photo = Signal(str, dict)
+    first_photo = Signal(object, dict)
     message = Signal(str, str, object, str)
 
     def __init__(self, prefs: Preferences, pool: WorkerPool, lane: SerialLane, demo_count: int,
@@ -158,7 +159,7 @@ class LibraryController(QObject):
             return
         self._opening += 1
         if self.prefs.current_folder and not self.indexing:
-            self.status.emit(f"Opening the index of {Path(self.prefs.current_folder).name}…")
+            self.status.emit(f"Opening the index of {shown(Path(self.prefs.current_folder).name)}…")
         w = Worker(open_index_job, self.session, self.prefs.current_folder, doing="opening the index")
         w.signals.result.connect(lambda out, i=index_if_missing, r=during_run: self._on_opened(out, i, r))
         w.signals.error.connect(lambda text, r=during_run: self._on_open_error(text, r))
@@ -216,7 +217,7 @@ class LibraryController(QObject):
     def _emit_count(self) -> None:
         s = self.session
         folder = s.folder if s is not None else None
-        self.count.emit(s.indexed_count if s is not None else 0, folder.name if folder else "")
+        self.count.emit(s.indexed_count if s is not None else 0, shown(folder.name) if folder else "")
 
     # ----------------------------------------------------------------------------------------- indexing
     def start_indexing(self, folder: str) -> None:

@@ -12,6 +12,7 @@ from PySide6.QtWidgets import QWidget
 
 from phs_gui.jobs import preview_job, where_job
 from phs_gui.preview import PreviewDialog
+from phs_gui.result_rows import shown
 from phs_gui.session import SearchSession
 from phs_gui.workers import SerialLane, Worker, WorkerPool
 
@@ -29,8 +30,8 @@ class PreviewController(QObject):
         use_as_query(str): the person asked to search with the photo shown.
     """
 
-    step_requested = Signal(str, int)
-    use_as_query = Signal(str)
+    step_requested = Signal(object, int)
+    use_as_query = Signal(object)
 
     def __init__(self, owner: QWidget, pool: WorkerPool, lane: SerialLane, parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -60,7 +61,7 @@ class PreviewController(QObject):
             self.dialog.step_requested.connect(lambda s: self.step_requested.emit(self.dialog.path or "", s))
             self.dialog.use_as_query.connect(self.use_as_query)
         self.dialog.set_photo(path, None, caption)
-        self.dialog.setWindowTitle(f"Preview: {Path(path).name}")
+        self.dialog.setWindowTitle(f"Preview: {shown(Path(path).name)}")
         self.dialog.show()
         self.dialog.raise_()
         w = Worker(preview_job, path, doing=f"opening {Path(path).name}")

@@ -18,6 +18,7 @@ from PySide6.QtCore import QObject, QTimer, Signal
 from core.defaults import LEARNED_METHODS, MARKER_METHODS
 from phs_gui.jobs import EncodedPhoto, QueryAnswer, load_and_encode, query_job
 from phs_gui.prompt_state import History, PromptState, state_from_dict, state_to_dict
+from phs_gui.result_rows import shown
 from phs_gui.session import SearchOptions, SearchSession
 from phs_gui.settings import Preferences
 from phs_gui.workers import SerialLane, Worker
@@ -114,7 +115,7 @@ class QueryController(QObject):
         self._query_gen += 1  # answers for the photo shown now are stale from here on
         self.lane.drop("query")
         self._timer.stop()
-        self.timing.emit(f"opening {Path(path).name}…")
+        self.timing.emit(f"opening {shown(Path(path).name)}…")
         gen = self._encode_gen
         w = Worker(load_and_encode, self.session, path, doing=f"opening {Path(path).name}")
         w.signals.result.connect(lambda out, g=gen: self._on_encoded(out, g))
