@@ -30,15 +30,26 @@ def initial_geometry(win: QWidget, restored: QRect | None = None) -> QRect:
     """
     area = available_area(win)
     frame = win.frameGeometry().size() - win.geometry().size()
+    left = win.geometry().x() - win.frameGeometry().x()  # the frame's left edge and title bar
+    top = win.geometry().y() - win.frameGeometry().y()
     room = QSize(max(area.width() - frame.width(), 320), max(area.height() - frame.height(), 240))
     size = (restored.size() if restored is not None else PREFERRED).boundedTo(room)
+    lo_x, lo_y = area.left() + left, area.top() + top  # where the client area may start and end
+    hi_x = area.right() + 1 - (frame.width() - left) - size.width()
+    hi_y = area.bottom() + 1 - (frame.height() - top) - size.height()
     if restored is not None:
-        x = min(max(restored.x(), area.left()), area.right() - size.width() - frame.width() + 1)
-        y = min(max(restored.y(), area.top()), area.bottom() - size.height() - frame.height() + 1)
+        x, y = min(max(restored.x(), lo_x), hi_x), min(max(restored.y(), lo_y), hi_y)
     else:
-        x = area.left() + (area.width() - size.width() - frame.width()) // 2
-        y = area.top() + (area.height() - size.height() - frame.height()) // 2
-    return QRect(max(x, area.left()), max(y, area.top()), size.width(), size.height())
+        x, y = (lo_x + hi_x) // 2, (lo_y + hi_y) // 2
+    return QRect(max(x, lo_x), max(y, lo_y), size.width(), size.height())
+
+
+def fit_to_screen(win: QWidget) -> None:
+    """Once the window manager has framed the window: move and shrink it so that the frame, title bar
+    included, lies inside the available area (before that, the frame's size is not known)."""
+    area = available_area(win)
+    if not area.contains(win.frameGeometry()):
+        win.setGeometry(initial_geometry(win, win.geometry()))
 
 
 def _qsettings() -> QSettings:
@@ -124,5 +135,5 @@ def follow_thumb_size(win: QMainWindow, old: int, new: int) -> None:
     d = win.docks  # type: ignore[attr-defined]
     target = d.bottom.height() + new - old
     # After the layout has taken the new minimum (a dock cannot shrink below the old one before that).
-    QTimer.singleShot(0, lambda: win.resizeDocks(
+    QTimer.singleShot(0, win, lambda: win.resizeDocks(
         [d.bottom], [max(d.results_panel.minimumSizeHint().height(), target)], Qt.Orientation.Vertical))

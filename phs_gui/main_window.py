@@ -14,6 +14,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from PySide6.QtCore import QTimer
 from PySide6.QtGui import QCloseEvent
 from PySide6.QtWidgets import QFileDialog, QMainWindow, QVBoxLayout, QWidget
 
@@ -29,6 +30,7 @@ from phs_gui.jobs import EngineLoader, QueryAnswer, default_engine_loader, index
 from phs_gui.layout import (
     default_layout,
     fit_docks,
+    fit_to_screen,
     follow_thumb_size,
     initial_geometry,
     reset_layout,
@@ -90,7 +92,6 @@ class MainWindow(QMainWindow):
         self._default_state = self.saveState()
         self.setGeometry(initial_geometry(self))
         self._restored = restore_geometry(self)
-        self._auto_size = self.size()
         if not self._restored:
             default_layout(self)
 
@@ -160,7 +161,7 @@ class MainWindow(QMainWindow):
         q.history_changed.connect(lambda u, r: (a.undo.setEnabled(u), a.redo.setEnabled(r)))
         q.timing.connect(s.timing.setText)
         q.train_requested.connect(self.train_learned_prompt)
-        q.hint.connect(self.statusBar().showMessage)
+        q.hint.connect(self.show_hint)
         lib.folders_changed.connect(lp.set_folders)
         lib.status.connect(lp.show_status)
         lib.progress.connect(lp.show_any_progress)
@@ -252,6 +253,13 @@ class MainWindow(QMainWindow):
             log.warning("%s", text)
         self.banner.show_text(text, level, action, kind)
 
+    def show_hint(self, text: str) -> None:
+        """A hint on using the window: after the demo notice when that is shown, else on its own."""
+        if self.banner.isVisible() and self.banner.level == "demo":
+            self.banner.show_text(f"{self.banner.label.text()} {text}", "demo", kind="hint")
+        else:
+            self.show_message(text, "info", kind="hint")
+
     # ========================================================================== what a person asks for
     def start(self) -> None:
         """Load the model (falling back to the demo model when the chosen one has no weights here)."""
@@ -314,8 +322,7 @@ class MainWindow(QMainWindow):
         super().showEvent(event)
         if not self._shown_once:
             self._shown_once = True
-            if self.size() == self._auto_size:  # placed by us, not resized since: the frame's size is known now
-                self.setGeometry(initial_geometry(self, self.geometry()))
+            QTimer.singleShot(250, self, lambda: fit_to_screen(self))  # once the window manager framed it
             if not self._restored or self.width() <= 1400:  # first launch, or a small screen
                 fit_docks(self)
 

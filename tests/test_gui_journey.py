@@ -45,11 +45,11 @@ def test_journey_first_launch_box_open_use_result_quit_relaunch_qd(qtbot, tmp_pa
     h_on = w.docks.controls.h_on.value()
     assert len(tiles) == n_heads and text.startswith(f"Kept {h_on} of {n_heads}") and w.canvas.state.box
     assert sum(s for s, _ in tiles) == h_on and w.outcome.selection is not None
-    hint = w.statusBar().currentMessage()
-    assert hint.startswith("This first search starts from a box around the ") and "drag a box" in hint
+    hint = w.banner.text
+    assert "This first search starts from a box around the " in hint and "drag a box" in hint
     qtbot.keyClick(w.canvas, Qt.Key.Key_Delete)  # start over from the plain photo
     settle(qtbot, w)
-    assert "Mark the object" in w.docks.heads.summary.text()
+    assert "Mark the object" in w.docks.heads.summary.text() and "first search" not in w.banner.text
     assert "encode" in w.status.timing.text() and "…" not in w.status.timing.text()
     assert "12 photos indexed" in w.status.indexed.text()
     first_photo = w.photo_path

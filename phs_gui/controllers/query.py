@@ -108,6 +108,8 @@ class QueryController(QObject):
 
     def open_photo(self, path: str) -> None:
         """Decode and encode a photo in the engine lane; its heads and results follow on their own."""
+        if self.photo_path is not None:
+            self.message_withdrawn.emit("hint")
         if self.session is None:
             self.message.emit("The model is still loading; open the photo again in a moment.", "info", None, "")
             return
@@ -165,6 +167,7 @@ class QueryController(QObject):
     def set_prompt(self, state: PromptState) -> None:
         """An edit on the canvas: recorded in the history (with the heads forced now) and answered."""
         self._timer.stop()
+        self.message_withdrawn.emit("hint")  # the person marks their own: the first launch's hint is done
         cur = self.state
         self.state = state.with_forced(cur.force_on, cur.force_off) if cur is not None else state
         self.history.push(self.state)
