@@ -1,5 +1,5 @@
 """The main window: it builds the widgets (:mod:`phs_gui.parts`), makes one controller per job
-(:mod:`phs_gui.controllers`) and connects the two in :meth:`MainWindow._connect`, in one place.
+(:mod:`phs_gui.controllers`) and connects the two in :func:`phs_gui.wiring.wire`, in one place.
 
 Controllers own the work and its state and never call each other; heavy work runs in their workers, and
 everything that uses the engine in one :class:`phs_gui.workers.SerialLane` where the latest request wins.
@@ -31,7 +31,6 @@ from phs_gui.layout import (
     default_layout,
     fit_docks,
     fit_to_screen,
-    follow_thumb_size,
     initial_geometry,
     reset_layout,
     restore_geometry,
@@ -41,6 +40,7 @@ from phs_gui.parts import Banner, build_actions, build_docks, build_status
 from phs_gui.result_rows import real_path, shown
 from phs_gui.session import SearchSession
 from phs_gui.settings import Preferences, load_preferences, save_preferences
+from phs_gui.wiring import wire
 from phs_gui.workers import SerialLane, WorkerPool
 
 if TYPE_CHECKING:
@@ -87,101 +87,16 @@ class MainWindow(QMainWindow):
         self.actions_ = build_actions(self, self.docks)
         self.status = build_status(self)
         self.shortcuts_dialog: QWidget | None = None
-        self._connect()
+        wire(self)  # every connection, in one place
         self._show_prefs()
         self._default_state = self.saveState()
         self.setGeometry(initial_geometry(self))
         self._restored = restore_geometry(self)
+        self._placed_size = self.size()
         if not self._restored:
             default_layout(self)
 
     # ============================================================================================ wiring
-    def _connect(self) -> None:
-        """What the widgets report, to the controllers (and the window's own dialogs)."""
-        d, a, s, q, lib, m, t, pv = (self.docks, self.actions_, self.status, self.query, self.library, self.model,
-                                     self.training_, self.previews)
-        c, grid, lp = self.canvas, d.results, d.library
-        c.prompt_changed.connect(q.set_prompt)
-        c.prompt_preview.connect(q.preview_prompt)
-        c.file_dropped.connect(q.open_photo)
-        c.brush_size_changed.connect(a.show_brush_size)
-        c.zoom_changed.connect(lambda z: s.zoom.setText(f"{z * 100:.0f} %"))
-        a.open.triggered.connect(self.open_dialog)
-        a.add_folder.triggered.connect(self.add_folder_dialog)
-        a.export.triggered.connect(grid.export_dialog)
-        a.quit.triggered.connect(self.close)
-        a.undo.triggered.connect(q.undo)
-        a.redo.triggered.connect(q.redo)
-        a.clear.triggered.connect(c.clear_prompt)
-        a.fit.triggered.connect(c.fit_to_window)
-        a.zoom_in.triggered.connect(lambda: c.zoom_by(1.25))
-        a.zoom_out.triggered.connect(lambda: c.zoom_by(0.8))
-        a.reset_layout.triggered.connect(self.reset_layout)
-        a.shortcuts.triggered.connect(self.show_shortcuts)
-        a.brush_down.triggered.connect(lambda: c.set_brush_size(round(c.brush_size / 1.2)))
-        a.brush_up.triggered.connect(lambda: c.set_brush_size(round(c.brush_size * 1.2) + 1))
-        a.train.triggered.connect(self.train_learned_prompt)
-        a.brush_spin.valueChanged.connect(c.set_brush_size)
-        for tool, action in a.tools.items():
-            action.triggered.connect(lambda _=False, tl=tool: self.set_tool(tl))
-        d.controls.options_changed.connect(q.set_options)
-        d.controls.model_requested.connect(self.load_model)
-        d.heads.head_toggled.connect(q.toggle_head)
-        d.heads.reset_requested.connect(q.reset_heads)
-        grid.use_as_query.connect(q.open_photo)
-        grid.preview_requested.connect(lambda p: pv.show(p, grid.caption(p)))
-        grid.message.connect(lambda text: self.show_message(text, "error"))
-        grid.notice.connect(lambda text: self.show_message(text, "info"))
-        d.results_panel.hide_query.toggled.connect(lambda on: setattr(self.prefs, "hide_query", on))
-        d.results_panel.size_slider.valueChanged.connect(lambda v: setattr(self.prefs, "thumb_px", int(v)))
-        grid.min_height_changed.connect(lambda old, new: follow_thumb_size(self, old, new))
-        lp.add_folder_requested.connect(self.add_folder_dialog)
-        lp.folder_selected.connect(lib.select_folder)
-        lp.index_requested.connect(lib.start_indexing)
-        lp.cancel_requested.connect(lib.cancel_indexing)
-        lp.remove_requested.connect(lib.remove_folder)
-        s.cancel_load.clicked.connect(m.cancel)
-        s.cancel_train.clicked.connect(t.cancel)
-        self._connect_controllers()
-
-    def _connect_controllers(self) -> None:
-        """What each controller says, to the widgets that show it (and to the controllers that act on it)."""
-        a, s, q, lib, m, t, pv = (self.actions_, self.status, self.query, self.library, self.model, self.training_,
-                                  self.previews)
-        c, grid, lp = self.canvas, self.docks.results, self.docks.library
-        m.loading.connect(lambda text: (s.model.setText(text), s.cancel_load.show()))
-        m.load_over.connect(self._model_idle)
-        m.failed.connect(lambda text: self.show_message(text, "error"))
-        m.loaded.connect(self._on_model)
-        q.photo_opened.connect(self._show_photo)
-        q.state_restored.connect(c.set_state)
-        q.heads_answered.connect(self.docks.heads.show_answer)
-        q.heads_answered.connect(lambda ans: c.set_marker(ans.marker, ans.outcome.query.placement))
-        q.results_answered.connect(lambda ans: (grid.show_rows(ans.rows), pv.set_outcome(ans.outcome)))
-        q.history_changed.connect(lambda u, r: (a.undo.setEnabled(u), a.redo.setEnabled(r)))
-        q.timing.connect(s.timing.setText)
-        q.train_requested.connect(self.train_learned_prompt)
-        q.hint.connect(self.show_hint)
-        lib.folders_changed.connect(lp.set_folders)
-        lib.status.connect(lp.show_status)
-        lib.progress.connect(lp.show_any_progress)
-        lib.finished_bar.connect(lambda: (lp.progress.setRange(0, 1), lp.progress.setValue(1)))
-        lib.running.connect(lp.set_running)
-        lib.failures.connect(lp.show_failures)
-        lib.count.connect(s.show_indexed)
-        lib.count.connect(grid.show_library_size)
-        lib.searchable_changed.connect(q.rescore)
-        lib.first_photo.connect(q.open_if_none)
-        t.running.connect(self._show_training)
-        t.progress.connect(s.show_training)
-        t.trained.connect(q.rescore)
-        pv.step_requested.connect(grid.step_from)
-        pv.use_as_query.connect(q.open_photo)
-        for ctl in (m, lib, q, t):
-            ctl.message.connect(self.show_message)
-        q.message_withdrawn.connect(lambda kind: self.banner.hide_errors() if kind == "error"
-                                    else self.banner.hide_kind(kind))
-
     def _show_prefs(self) -> None:
         """The remembered choices, shown once at start."""
         self.docks.controls.set_options(self.prefs.search)
@@ -322,7 +237,8 @@ class MainWindow(QMainWindow):
         super().showEvent(event)
         if not self._shown_once:
             self._shown_once = True
-            QTimer.singleShot(250, self, lambda: fit_to_screen(self))  # once the window manager framed it
+            if self.size() == self._placed_size:  # as placed here (not resized by the caller): refit once framed
+                QTimer.singleShot(250, self, lambda: fit_to_screen(self))
             if not self._restored or self.width() <= 1400:  # first launch, or a small screen
                 fit_docks(self)
 

@@ -12,10 +12,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PySide6.QtGui import QPixmap
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QColor, QPainter, QPixmap
 
 from core.errors import ImageLoadError
 from core.imageio import load_image
+from phs_gui.render import to_qimage
 
 THUMB_MIN, THUMB_MAX = 64, 256  # the thumbnail slider's range
 
@@ -220,3 +222,22 @@ class ThumbnailCache:
 
     def __len__(self) -> int:
         return len(self._items)
+
+
+def _placeholder() -> QPixmap:
+    pm = QPixmap(THUMB_MAX, THUMB_MAX)
+    pm.fill(QColor(60, 62, 66))
+    return pm
+
+
+def square_thumbnail(rgb: np.ndarray) -> QPixmap:
+    """A ``THUMB_MAX`` square pixmap with the whole photo (``(h, w, 3)`` uint8) centred in it: every tile then
+    has the same icon shape, so a grid laid out from one tile shows every photo of any aspect whole."""
+    pm = QPixmap(THUMB_MAX, THUMB_MAX)
+    pm.fill(Qt.GlobalColor.transparent)
+    img = QPixmap.fromImage(to_qimage(rgb)).scaled(THUMB_MAX, THUMB_MAX, Qt.AspectRatioMode.KeepAspectRatio,
+                                                   Qt.TransformationMode.SmoothTransformation)
+    p = QPainter(pm)
+    p.drawPixmap((THUMB_MAX - img.width()) // 2, (THUMB_MAX - img.height()) // 2, img)
+    p.end()
+    return pm

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 from PySide6.QtCore import QEvent, QPoint, QProcess, QSize, Qt, QUrl, Signal
-from PySide6.QtGui import QColor, QDesktopServices, QGuiApplication, QIcon, QPainter, QPixmap
+from PySide6.QtGui import QColor, QDesktopServices, QGuiApplication, QIcon, QPainter
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QCheckBox,
@@ -31,43 +31,26 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from phs_gui.render import format_score, to_qimage
+from phs_gui.render import format_score
 from phs_gui.result_rows import (  # noqa: F401 - re-exported for the window's jobs
     THUMB_MAX,
     THUMB_MIN,
     ResultRow,
     ThumbnailCache,
+    _placeholder,
     export_list,
     file_url_bytes,
     group_hits,
     load_thumbnail,
     photo_facts,
     shown,
+    square_thumbnail,
 )
 from phs_gui.workers import Worker, WorkerPool
 
 THUMB_PX = 132  # default thumbnail side; the slider goes from THUMB_MIN to THUMB_MAX
 CAPTION_PX = 38  # two caption lines under every thumbnail
 PATH_ROLE = Qt.ItemDataRole.UserRole + 1
-
-
-def _placeholder() -> QPixmap:
-    pm = QPixmap(THUMB_MAX, THUMB_MAX)
-    pm.fill(QColor(60, 62, 66))
-    return pm
-
-
-def square_thumbnail(rgb: np.ndarray) -> QPixmap:
-    """A ``THUMB_MAX`` square pixmap with the whole photo (``(h, w, 3)`` uint8) centred in it: every tile then
-    has the same icon shape, so a grid laid out from one tile shows every photo of any aspect whole."""
-    pm = QPixmap(THUMB_MAX, THUMB_MAX)
-    pm.fill(Qt.GlobalColor.transparent)
-    img = QPixmap.fromImage(to_qimage(rgb)).scaled(THUMB_MAX, THUMB_MAX, Qt.AspectRatioMode.KeepAspectRatio,
-                                                   Qt.TransformationMode.SmoothTransformation)
-    p = QPainter(pm)
-    p.drawPixmap((THUMB_MAX - img.width()) // 2, (THUMB_MAX - img.height()) // 2, img)
-    p.end()
-    return pm
 
 
 class ResultsGrid(QListWidget):
