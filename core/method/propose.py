@@ -116,7 +116,8 @@ def patch_states(engine, images: Sequence) -> list[PatchState]:  # engine: core.
     model = engine.model
     prefix = model.num_prefix_tokens
     with torch.no_grad():
-        tokens = vit.run_blocks(model, vit.embed(model, x), 0, len(model.blocks) - 1).float()
+        with engine._autocast():  # the blocks in the engine's precision, as its photos are encoded
+            tokens = vit.run_blocks(model, vit.embed(model, x), 0, len(model.blocks) - 1).float()
         state = vit.last_block_cls(model, tokens, itae_theta=engine.itae_theta)
         blk = model.blocks[-1]
         b, n, _ = tokens.shape
@@ -378,3 +379,29 @@ def box_iou(a: Sequence[float], b: Sequence[float]) -> float:
     inter = iw * ih
     union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
     return float(inter / union) if union > 0 else 0.0
+
+
+def propose_results(engine, prompt, photos: Sequence, heads: np.ndarray | None = None,
+                    head_mask: np.ndarray | None = None, batch_size: int = 16) -> list[Proposal]:
+    """Proposals on result photos for the prompt on the engine's current image (the query photo).
+
+    What ``phs search --propose`` and the app's Propose toggle run: the query's descriptor once, then each
+    result photo encoded in batches and :func:`propose` (``match``) with the query's kept heads.
+
+    Args:
+        engine: a :class:`core.method.engine.PHSEngine` whose current image is the query photo.
+        prompt: the query's :class:`core.method.prompts.Prompt`.
+        photos: result photos (paths, bytes, PIL images or ``(H, W, 3)`` uint8 arrays).
+        heads: ``(h,)`` bool kept heads (``None``: every head).
+        head_mask: the query's head mask ``m`` (``None``: every head).
+
+    Returns:
+        One :class:`Proposal` per photo, boxes in that photo's pixels.
+    """
+    weights = engine.roi(prompt).positive
+    descriptor = query_descriptor(engine.model, current_patch_state(engine), weights, head_mask)
+    out: list[Proposal] = []
+    for s in range(0, len(photos), batch_size):
+        for st in patch_states(engine, list(photos[s : s + batch_size])):
+            out.append(propose(st, heads, "match", model=engine.model, descriptor=descriptor, head_mask=head_mask))
+    return out
