@@ -21,16 +21,19 @@ from core.search.service import MemoryGallery
 
 VARIANTS: list[tuple[str, dict]] = [
     ("threshold", {"frac": 0.2}),
-    ("cut", {"tau": 0.2, "seed_by": "map"}),
-    ("cut", {"tau": 0.2, "seed_by": "both"}),
-    ("cut", {"tau": 0.2, "seed_by": "map", "space": "values"}),
-    ("cut", {"tau": 0.2, "seed_by": "map", "space": "kv"}),
-    ("grow", {"seeds": 4, "tau": 0.3, "seed_by": "map"}),
-    ("grow", {"seeds": 4, "tau": 0.3, "seed_by": "both"}),
-    ("grow", {"seeds": 4, "tau": 0.3, "seed_by": "map", "space": "values"}),
-    ("grow", {"seeds": 4, "tau": 0.5, "seed_by": "map", "space": "values"}),
-    ("grow", {"seeds": 4, "tau": 0.3, "seed_by": "map", "space": "kv"}),
-    ("grow", {"seeds": 4, "tau": 0.5, "seed_by": "map", "space": "kv"}),
+    ("threshold", {"frac": 0.35}),
+    ("threshold", {"frac": 0.5}),
+    ("cut", {"tau": 0.2, "space": "keys"}),
+    ("cut", {"tau": 0.2, "space": "kv"}),
+    ("grow", {"seeds": 4, "tau": 0.3, "space": "keys"}),
+    ("grow", {"seeds": 4, "tau": 0.3, "space": "keys", "seed_by": "proto"}),
+    ("grow", {"seeds": 4, "tau": 0.3, "space": "keys", "seed_by": "both"}),
+    ("grow", {"seeds": 4, "tau": 0.5, "space": "values"}),
+    ("grow", {"seeds": 4, "tau": 0.5, "space": "kv"}),
+    ("match", {"taus": (0.5,), "candidates": 4, "space": "keys"}),
+    ("match", {"taus": (0.5,), "candidates": 4}),
+    ("match", {"taus": (0.5, 0.7), "candidates": 3}),
+    ("match", {}),  # the default: taus (0.5, 0.7), 2 candidates each, keys and values
 ]
 
 
@@ -46,7 +49,7 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     t0 = time.time()
-    engine = load_engine(args.model, device="cpu")
+    engine = load_engine(args.model, device="cpu", precision="fp32")
     queries, database = synthetic_split(args.queries, args.database, seed=args.seed)
     db = encode_database(engine, database)
     gallery = MemoryGallery(db.features, db.x_cls, db.o_cls)
@@ -63,8 +66,8 @@ def main() -> None:
     print("| method | params | phs IoU>=0.5 | phs mean IoU | all-heads IoU>=0.5 | all-heads mean IoU |")
     print("|---|---|---|---|---|---|")
     for method, params in VARIANTS:
-        s = score_pairs(database, pairs, states, method, **params).summary()
-        ps = ", ".join(f"{k}={v}" for k, v in params.items())
+        s = score_pairs(database, pairs, states, method, model=engine.model, **params).summary()
+        ps = ", ".join(f"{k}={v}" for k, v in params.items()) or "default"
         print(f"| {method} | {ps} | {s['phs']['iou@0.5']:.1f} | {s['phs']['mean_iou']:.1f} | "
               f"{s['all-heads']['iou@0.5']:.1f} | {s['all-heads']['mean_iou']:.1f} |", flush=True)
 
