@@ -166,7 +166,7 @@ def _labelme_shape(sh: Any, photo: Photo, where: str) -> Shape:
             raise ImportFormatError(f"{where} has a mask that reaches outside the photo.")
         m[y0 : y0 + h, x0 : x0 + w] = crop
         return Shape("mask", mask=m)
-    raise ImportFormatError(f"{where} is a '{kind}' with {len(pts)} points, which cannot be imported "
+    raise ImportFormatError(f"{where} is a '{kind}' with {len(pts)} point{'' if len(pts) == 1 else 's'}, which cannot be imported "
                             "(rectangle, point, polygon and mask can).")  # fmt: skip
 
 
