@@ -42,8 +42,17 @@ class ExportError(PHSError):
     """An export cannot be written where it was asked."""
 
 
+def coco_masks():  # -> the pycocotools.mask module
+    """pycocotools' mask module, or one sentence saying how to install it."""
+    try:
+        from pycocotools import mask as mask_utils
+    except ImportError:
+        raise PHSError("COCO masks (RLE) need pycocotools: pip install 'phs-desktop[eval]'.") from None
+    return mask_utils
+
+
 def _rle(mask: np.ndarray) -> dict[str, Any]:
-    from pycocotools import mask as mask_utils
+    mask_utils = coco_masks()
 
     rle = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
     return {"size": [int(v) for v in rle["size"]], "counts": rle["counts"].decode("ascii")}

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from core.annotations.formats import ImportFormatError
+from core.annotations.formats import ImportFormatError, coco_masks
 from core.annotations.shapes import Shape, ShapeError
 from core.annotations.store import Annotation, AnnotationStore, Photo
 from core.errors import ImageLoadError, PHSError
@@ -90,8 +90,7 @@ def _coco_shape(ann: dict, bbox: list[float], h: int, w: int, where: str) -> Sha
     if not seg or (isinstance(seg, list) and len(seg) == 1 and np.allclose(seg[0], rect)):
         return Shape.from_box(x0, y0, x0 + bw, y0 + bh)
     if isinstance(seg, dict):
-        from pycocotools import mask as mask_utils
-
+        mask_utils = coco_masks()
         try:
             rle = dict(seg)
             if isinstance(rle.get("counts"), list):
