@@ -5,6 +5,7 @@ and prints, per proposal variant, the share of results whose proposed box has Io
 prompted category, and the mean IoU, for the kept heads (phs) and every head (all-heads).
 
     python bench/bench_propose.py [--model demo] [--seed 7] [--queries 40] [--database 400] [--k 20]
+    python bench/bench_propose.py --time [--model demo]   # milliseconds per result photo of propose_results
 """
 
 from __future__ import annotations
@@ -17,7 +18,25 @@ import torch
 from core.evaluation.localize import collect_pairs, database_states, score_pairs
 from core.evaluation.protocol import default_h_on, encode_database, make_prompt, synthetic_split
 from core.method.engine import load_engine
+from core.method.prompts import Prompt
+from core.method.propose import propose_results
 from core.search.service import MemoryGallery
+
+
+def time_proposals(engine, n: int = 32) -> None:
+    """Print the time of :func:`propose_results` per result photo (decode, encode, propose) at batch 16."""
+    queries, database = synthetic_split(1, n, seed=1)
+    rec = queries[0]
+    engine.set_image(rec.load())
+    prompt = Prompt.from_box(*[float(v) for v in rec.objects[0].bbox])
+    sel = engine.select_heads(prompt, h_on=engine.recommended_h_on)
+    photos = [r.load() for r in database]
+    propose_results(engine, prompt, photos[:4], sel.selected, sel.head_mask)  # warm-up
+    t0 = time.perf_counter()
+    propose_results(engine, prompt, photos, sel.selected, sel.head_mask)
+    ms = (time.perf_counter() - t0) * 1000 / n
+    print(f"propose_results: {ms:.1f} ms per result photo ({n} photos, {torch.get_num_threads()} threads, "
+          f"{engine.describe()})")
 
 VARIANTS: list[tuple[str, dict]] = [
     ("threshold", {"frac": 0.2}),
@@ -46,10 +65,14 @@ def main() -> None:
     ap.add_argument("--k", type=int, default=20)
     ap.add_argument("--prompt", default="box", choices=("box", "point", "mask"))
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--time", action="store_true", help="time propose_results instead")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     t0 = time.time()
     engine = load_engine(args.model, device="cpu", precision="fp32")
+    if args.time:
+        time_proposals(engine)
+        return
     queries, database = synthetic_split(args.queries, args.database, seed=args.seed)
     db = encode_database(engine, database)
     gallery = MemoryGallery(db.features, db.x_cls, db.o_cls)
