@@ -79,6 +79,13 @@ class Searcher:
         live = np.array([int(i) in info for i in ids.tolist()], dtype=bool)
         return scores[live], ids[live]
 
+    def features_of(self, ids: np.ndarray) -> np.ndarray:
+        """``(n, F)`` float32 stored plain features of ``ids`` (from the FAISS file's exact vectors)."""
+        ids = np.ascontiguousarray(ids, np.int64)
+        if len(ids) == 0:
+            return np.zeros((0, self.index.dims.feature_dim), np.float32)
+        return np.asarray(self.index.vectors()._by_id.reconstruct_batch(ids), np.float32)
+
     def all_ids(self) -> np.ndarray:
         """Ids of every done photo."""
         rows = self.index.db.conn.execute("SELECT id FROM files WHERE status = 'done'").fetchall()
@@ -97,8 +104,13 @@ class Searcher:
 
     def hits(self, scores: np.ndarray, ids: np.ndarray) -> list[SearchHit]:
         """The ranked ids as :class:`SearchHit` (path, relative path, score, id)."""
+        missing = [int(i) for i in ids if int(i) not in self._info]
+        if missing:  # ids found by an earlier search of the same query (several objects)
+            self._lookup(np.asarray(missing, np.int64))
         out = []
         for s, i in zip(scores.tolist(), ids.tolist()):
+            if int(i) not in self._info:  # removed from the library meanwhile
+                continue
             rel = self._info[int(i)][0]
             out.append(SearchHit(path_of(self.index.folder, rel), rel, float(s), int(i)))
         return out
