@@ -46,7 +46,7 @@ from core.evaluation.metrics import per_query_scores
 from core.evaluation.protocol import EvalError, encode_database, make_prompt
 from core.method.engine import PHSEngine
 from core.method.prompts import Box, Mask, Point, Prompt, box_cells
-from core.search.objects import ObjectSpec
+from core.search.objects import OBJECT_CANDIDATES, ObjectSpec
 from core.search.service import MemoryGallery, QueryService, QuerySpec
 
 COMBINATIONS: tuple[str, ...] = ("and", "or", "not")
@@ -76,7 +76,7 @@ class ObjectsConfig:
     combine: str = "and"
     k: int = 20
     h_on: int | None = None
-    candidates: int = 1000
+    candidates: int = OBJECT_CANDIDATES
     batch_size: int = 64
 
     def validate(self, num_heads: int) -> None:
@@ -249,7 +249,7 @@ def _method_spec(method: str, objs: Sequence[ObjectAnnotation], size: tuple[int,
                   for j, o in enumerate(objs))  # fmt: skip
     return QuerySpec(objects=specs, combine="or" if combine == "or" else "and", method="phs", h_on=base["h_on"],
                      k=base["k"], mode="qd" if method == "phs-objects-qd" else "qo",
-                     candidates=base["candidates"])  # fmt: skip
+                     object_candidates=base["candidates"])  # fmt: skip
 
 
 def markdown_table(result: ObjectsResult) -> str:

@@ -50,8 +50,8 @@ EXCLUDE_WEIGHT = 0.5
 #: Library photos whose cosines give each object's mean and spread (the z-score of its scores).
 STATS_SAMPLE = 1024
 
-#: Query-Only neighbours taken per wanted object as candidates when the query does not say (K').
-OBJECT_CANDIDATES = 1000
+#: Query-Only neighbours taken per wanted object as candidates (each is then scored for every object).
+OBJECT_CANDIDATES = 200
 
 
 @dataclass(frozen=True)
@@ -166,21 +166,23 @@ def combine_scores(
     return out.astype(np.float32)
 
 
-def library_sample(gallery: Any, n: int = STATS_SAMPLE) -> np.ndarray:
-    """``(min(n, N),)`` ids spread evenly over the gallery, the same while its size is (cached per gallery)."""
+def library_sample(engine: Any, gallery: Any, n: int = STATS_SAMPLE) -> tuple[np.ndarray, np.ndarray]:
+    """Photos spread evenly over the gallery and their unit plain features, ``(m,)`` ids and ``(m, F)``,
+    ``m = min(n, N)``; kept per gallery while its size stays the same (a prompt edit reads nothing)."""
     size = gallery.size
     hit = _SAMPLES.get(gallery)
     if hit is not None and hit[0] == size:
-        return hit[1]
+        return hit[1], hit[2]
     ids = np.asarray(gallery.all_ids(), np.int64)
     if len(ids) > n:
         ids = ids[np.linspace(0, len(ids) - 1, n).round().astype(np.int64)]
+    plain = _plain_features(engine, gallery, ids)
     with contextlib.suppress(TypeError):  # a gallery that cannot be weakly referenced is sampled every time
-        _SAMPLES[gallery] = (size, ids)
-    return ids
+        _SAMPLES[gallery] = (size, ids, plain)
+    return ids, plain
 
 
-_SAMPLES: weakref.WeakKeyDictionary[Any, tuple[int, np.ndarray]] = weakref.WeakKeyDictionary()
+_SAMPLES: weakref.WeakKeyDictionary[Any, tuple[int, np.ndarray, np.ndarray]] = weakref.WeakKeyDictionary()
 
 
 @dataclass(frozen=True, eq=False)
@@ -234,16 +236,19 @@ def object_cosines(
     *,
     mode: str = "qo",
     strategy: HeadStrategy | str = HeadStrategy.BEFORE_SCALE,
+    plain: np.ndarray | None = None,
 ) -> np.ndarray:
     """``(n, J)`` cosine of each gallery photo ``ids`` with each object, exactly.
 
-    Query-Only compares with the plain database features; Query-DB recomputes each photo's feature with each
-    object's head mask from the Query-DB cache (objects without a head mask use the plain feature).
+    Query-Only compares with the plain database features (``plain``, ``(n, F)`` unit rows, when already
+    read); Query-DB recomputes each photo's feature with each object's head mask from the Query-DB cache
+    (objects without a head mask use the plain feature).
     """
     out = np.empty((len(ids), len(queries)), np.float32)
     qs = [l2_normalize(np.asarray(q.feature, np.float32).reshape(-1)) for q in queries]
     need_plain = mode == "qo" or any(q.head_mask is None for q in queries)
-    plain = _plain_features(engine, gallery, ids) if need_plain else None
+    if need_plain and plain is None:
+        plain = _plain_features(engine, gallery, ids)
     states = gallery.states(ids) if mode == "qd" and any(q.head_mask is not None for q in queries) else None
     for j, (q, qn) in enumerate(zip(queries, qs)):
         if states is not None and q.head_mask is not None:
@@ -315,8 +320,9 @@ def rank_objects(
     per = object_cosines(engine, gallery, queries, ids, mode=mode, strategy=strategy)
     stats = None
     if normalise:
-        stats = score_stats(object_cosines(engine, gallery, queries, library_sample(gallery), mode=mode,
-                                           strategy=strategy))  # fmt: skip
+        sample, plain = library_sample(engine, gallery)
+        stats = score_stats(object_cosines(engine, gallery, queries, sample, mode=mode, strategy=strategy,
+                                           plain=plain))  # fmt: skip
     total = combine_scores(per, excluded, combine, stats=stats, temperature=temperature,
                            exclude_weight=exclude_weight)  # fmt: skip
     order = np.argsort(-np.where(np.isfinite(total), total, -np.inf), kind="stable")

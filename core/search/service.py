@@ -42,7 +42,7 @@ from core.method.phs import (
 )
 from core.method.prompts import Prompt, Roi, prompt_pixel_mask
 from core.method.transforms import ImageLike
-from core.search.objects import ObjectQuery, ObjectSpec, check_objects, rank_objects
+from core.search.objects import OBJECT_CANDIDATES, ObjectQuery, ObjectSpec, check_objects, rank_objects
 
 METHODS: tuple[str, ...] = (
     "cbir", "crop", "mask", "attn-mask", "fa", "phs", "fa+phs", "crop+phs", "lvp", "red-circle", "lvp+phs",
@@ -92,6 +92,8 @@ class QuerySpec:
             heads and score; the spec's method and head settings are their defaults). One wanted object on
             the query photo ranks exactly as ``prompt`` would.
         combine: ``and`` or ``or`` over the wanted objects.
+        object_candidates: nearest neighbours of each wanted object scored for every object; ``None`` scores
+            the whole gallery.
     """
 
     photo: ImageLike | None = None
@@ -110,6 +112,7 @@ class QuerySpec:
     with_maps: bool = False
     objects: tuple[ObjectSpec, ...] = ()
     combine: str = "and"
+    object_candidates: int | None = OBJECT_CANDIDATES
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "objects", tuple(self.objects))
@@ -127,6 +130,8 @@ class QuerySpec:
             raise PromptError(f"The number of results must be at least 1, not {self.k}.")
         if self.candidates is not None and int(self.candidates) < 1:
             raise PromptError(f"The number of Query-DB candidates must be at least 1, not {self.candidates}.")
+        if self.object_candidates is not None and int(self.object_candidates) < 1:
+            raise PromptError(f"The candidates per object must be at least 1, not {self.object_candidates}.")
         if self.itae_theta is not None and not np.isfinite(self.itae_theta):
             raise PromptError("The ITAE threshold must be a finite number.")
         object.__setattr__(self, "force_on", tuple(int(i) for i in self.force_on))
@@ -558,7 +563,7 @@ class QueryService:
         if self.gallery is not None:
             r = rank_objects(self.engine, self.gallery, [ObjectQuery(q.feature, q.head_mask, o.excluded)
                              for q, o in zip(feats, objs)], k=spec.k, combine=spec.combine, mode=spec.mode,
-                             candidates=spec.candidates, strategy=spec.strategy)  # fmt: skip
+                             candidates=spec.object_candidates, strategy=spec.strategy)  # fmt: skip
             to_hits = getattr(self.gallery, "hits", None)
             hits = to_hits(r.scores, r.ids) if to_hits is not None else list(zip(r.scores.tolist(), r.ids.tolist()))
             row = {int(i): j for j, i in enumerate(r.ids.tolist())}

@@ -72,6 +72,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     m.add_argument("--combine", choices=("and", "or", "not"), default="and",
                    help="with --objects: correct photos hold every prompted category (and), any (or), or the "
                         "first and none of the others (not)")
+    m.add_argument("--object-candidates", type=int, default=200, metavar="K",
+                   help="with --objects: nearest neighbours of each object scored for every object (default 200)")
     m.add_argument("--batch-size", type=int, default=64)
     m.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     o = parser.add_argument_group("output")
@@ -148,7 +150,7 @@ def _run_objects(args: argparse.Namespace) -> int:
 
     text = "cbir,phs-qo,phs-objects" if args.methods == DEFAULT_METHODS else args.methods
     config = ObjectsConfig(methods=[m.strip() for m in text.split(",") if m.strip()], objects=args.objects,
-                           combine=args.combine, k=args.k, h_on=args.h_on, candidates=args.candidates,
+                           combine=args.combine, k=args.k, h_on=args.h_on, candidates=args.object_candidates,
                            batch_size=args.batch_size)  # fmt: skip
     config.validate(10**6)  # the options, before loading anything; h_on is checked again against the model
     t0 = time.time()

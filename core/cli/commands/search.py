@@ -25,6 +25,7 @@ HELP = "Search an indexed folder with a query photo and a point, box or mask on 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``phs search`` (the app's search options, named as in the app)."""
+    from core.search.objects import OBJECT_CANDIDATES
     from core.search.service import DEFAULT_CANDIDATES, METHODS
 
     parser.add_argument("--folder", type=Path, required=True, help="the indexed photo folder")
@@ -52,6 +53,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    help="an object whose photos are lowered (repeatable; same SPEC as --object)")
     o.add_argument("--combine", choices=("and", "or"), default="and",
                    help="and: photos holding every wanted object (default); or: any of them")
+    o.add_argument("--object-candidates", type=int, default=OBJECT_CANDIDATES, metavar="K",
+                   help=f"nearest neighbours of each object scored for every object (default {OBJECT_CANDIDATES})")
     m = parser.add_argument_group("method")
     m.add_argument("--method", choices=METHODS, default="phs",
                    help="how the prompt shapes the query (default phs; fa+phs = heads scored under FA)")
@@ -171,6 +174,7 @@ def run(args: argparse.Namespace) -> int:
         fa=FAParams(args.fa_alpha, args.fa_sigma, args.fa_layers), itae_theta=args.itae,
         force_on=tuple(args.force_on), force_off=tuple(args.force_off), mode=args.mode, k=args.k,
         candidates=args.candidates, objects=tuple(objects), combine=args.combine,
+        object_candidates=args.object_candidates,
     )  # fmt: skip
     if not args.folder.is_dir():
         raise PromptError(f"The photo folder {args.folder} does not exist (moved, renamed or unplugged?).")
