@@ -6,7 +6,8 @@ not, precision at 20 averaged per query image, then over images) on the demo mod
 database once per object and setting and then tries every rule on the same scores:
 
 * per-object scores from ``h_on`` 1-4, Query-Only or Query-DB (the database recomputed with the object's
-  head mask), and two blends (Query-Only ``h_on`` 2 with Query-DB ``h_on`` 2 or 3, z-scores averaged);
+  head mask), and three blends (Query-Only ``h_on`` 2 with Query-DB ``h_on`` 2 or 3, and Query-Only
+  ``h_on`` 1, 2 and 3; z-scores averaged);
 * raw cosines or z-scores against each object's cosines over the library sample the product uses;
 * and: minimum, mean, soft minimum (several temperatures), the worse of the two ranks, reciprocal-rank
   fusion; or: maximum, mean, soft maximum, the better rank, reciprocal-rank fusion; not: the wanted score
@@ -99,9 +100,10 @@ def main() -> None:
                 raw[(oi, f"h{h} QD")] = l2_normalize(engine.features_from_cache(db.x_cls, db.o_cls, q.head_mask)) @ qn
         z = {key: _z(s, sample) for key, s in raw.items()}
         for oi in {i for i, _ in raw}:
-            for name, qd in (("QO h2 + QD h2", "h2 QD"), ("QO h2 + QD h3", "h3 QD")):
-                z[(oi, name)] = (z[(oi, "h2 QO")] + z[(oi, qd)]) / 2
-                raw[(oi, name)] = (raw[(oi, "h2 QO")] + raw[(oi, qd)]) / 2
+            for name, parts in (("QO h2 + QD h2", ("h2 QO", "h2 QD")), ("QO h2 + QD h3", ("h2 QO", "h3 QD")),
+                                ("QO h1 + h2 + h3", ("h1 QO", "h2 QO", "h3 QO"))):  # fmt: skip
+                z[(oi, name)] = np.mean([z[(oi, p)] for p in parts], axis=0)
+                raw[(oi, name)] = np.mean([raw[(oi, p)] for p in parts], axis=0)
         cbir = db.features @ l2_normalize(engine.feature())
         per_image: dict[tuple[str, str, str], list[float]] = {}
         for combine, groups in pairs.items():
@@ -129,7 +131,8 @@ def main() -> None:
 
 def report(acc: dict[tuple[str, str, str], list[float]], args: argparse.Namespace) -> None:
     """One markdown table per combination: rules by score settings, MP@20 in percent."""
-    settings = [f"h{h} {m}" for m in ("QO", "QD") for h in (1, 2, 3, 4)] + ["QO h2 + QD h2", "QO h2 + QD h3"]
+    settings = [f"h{h} {m}" for m in ("QO", "QD") for h in (1, 2, 3, 4)] + ["QO h2 + QD h2", "QO h2 + QD h3",
+                                                                         "QO h1 + h2 + h3"]
     n_img = len(next(iter(acc.values())))
     for combine in ("and", "or", "not"):
         base = {name: 100 * np.mean(acc[(combine, name, "")]) for name in ("base rate", "CBIR", "PHS (QO, one region)")}

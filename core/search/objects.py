@@ -173,7 +173,8 @@ def library_sample(engine: Any, gallery: Any, n: int = STATS_SAMPLE) -> tuple[np
     hit = _SAMPLES.get(gallery)
     if hit is not None and hit[0] == size:
         return hit[1], hit[2]
-    ids = np.asarray(gallery.all_ids(), np.int64)
+    pick = getattr(gallery, "sample_ids", None)  # an index picks them without reading every row
+    ids = np.asarray(pick(n) if pick is not None else gallery.all_ids(), np.int64)
     if len(ids) > n:
         ids = ids[np.linspace(0, len(ids) - 1, n).round().astype(np.int64)]
     plain = _plain_features(engine, gallery, ids)
@@ -262,10 +263,12 @@ def object_cosines(
 def candidate_ids(gallery: Any, queries: Sequence[ObjectQuery], per_object: int) -> np.ndarray:
     """The union of each wanted object's ``per_object`` nearest neighbours (Query-Only), ``(n,)`` int64, sorted."""
     found = []
+    near = getattr(gallery, "candidates", None)  # an index's cheaper search: its order is not needed here
     for q in queries:
         if q.excluded:
             continue
-        _, ids = gallery.nearest(l2_normalize(np.asarray(q.feature, np.float32).reshape(-1)), per_object)
+        qn = l2_normalize(np.asarray(q.feature, np.float32).reshape(-1))
+        ids = near(qn, per_object) if near is not None else gallery.nearest(qn, per_object)[1]
         found.append(np.asarray(ids, np.int64))
     return np.unique(np.concatenate(found)) if found else np.zeros(0, np.int64)
 

@@ -14,11 +14,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import faiss
 import numpy as np
 
 from core.errors import PHSError
 from core.library.photo_index import EngineLike, PhotoIndex, path_of
-from core.library.vectors import APPROX_THRESHOLD
+from core.library.vectors import APPROX_THRESHOLD, SINGLE_QUERY_THREADS, gpu_available
 from core.search.service import DEFAULT_CANDIDATES, SearchHit, rank
 
 
@@ -78,6 +79,30 @@ class Searcher:
         info = self._lookup(ids)
         live = np.array([int(i) in info for i in ids.tolist()], dtype=bool)
         return scores[live], ids[live]
+
+    def candidates(self, query: np.ndarray, n: int) -> np.ndarray:
+        """``(<= n,)`` ids near a unit ``(F,)`` query, for a caller that scores every one exactly itself
+        (several objects): an ``ivfpq`` index answers from its inverted file without the exact re-scoring
+        of :meth:`nearest`, which would only be repeated; ids removed meanwhile drop out of :meth:`hits`."""
+        vi = self.index.vectors()
+        if vi.kind != "ivfpq" or gpu_available():
+            return self.nearest(query, n)[1]
+        q = np.ascontiguousarray(np.asarray(query, np.float32).reshape(1, -1))
+        before = faiss.omp_get_max_threads()
+        faiss.omp_set_num_threads(SINGLE_QUERY_THREADS)
+        try:
+            vi.index.nprobe = vi.nprobe
+            _, ids = vi.index.search(q, min(int(n), vi.ntotal))
+        finally:
+            faiss.omp_set_num_threads(before)
+        return ids[0][ids[0] >= 0].astype(np.int64)
+
+    def sample_ids(self, n: int) -> np.ndarray:
+        """``(min(n, N),)`` ids spread evenly over the searchable photos (from the FAISS ids: no SQLite scan)."""
+        ids = np.sort(self.index.vectors().ids())
+        if len(ids) > n:
+            ids = ids[np.linspace(0, len(ids) - 1, int(n)).round().astype(np.int64)]
+        return ids.astype(np.int64)
 
     def features_of(self, ids: np.ndarray) -> np.ndarray:
         """``(n, F)`` float32 stored plain features of ``ids`` (from the FAISS file's exact vectors)."""
