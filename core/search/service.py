@@ -13,6 +13,8 @@ The app's session, ``phs search`` and ``phs eval`` all go through this module; n
   (``X_cls``, ``O[CLS]``; no image decoded, no backbone run). ``candidates=None`` re-ranks the whole
   database (the exact Query-DB of the paper, which the evaluation reports beside the shipped two-stage one).
 * :class:`QueryService` holds an engine and an optional gallery and answers :meth:`QueryService.run`.
+* Several objects (``QuerySpec.objects``): each its own :func:`query_feature` (on its own photo), ranked
+  together by :func:`core.search.objects.rank_objects`, the only other code that orders photos.
 
 Without a prompt every method is the plain [CLS] feature of the whole photo (CBIR): there is nothing to
 point at.
