@@ -68,6 +68,7 @@ def test_two_objects_give_per_object_scores_and_exclusion_reorders(indexed, tmp_
         "or": ["--object", "box:10,12,90,100", "--object", f"mask:{tmp_path / 'm.png'}", "--combine", "or"],
         "not": ["--object", "box:10,12,90,100", "--exclude", f"mask:{tmp_path / 'm.png'}"],
         "other": ["--object", "box:10,12,90,100", "--object", f"point:30,40@{indexed / 's07.png'}"],
+        "qd": ["--object", "box:10,12,90,100", "--object", "point:120,100", "--mode", "qd", "--object-candidates", "3"],
     }.items():
         assert main(_search(indexed, *extra)) == 0, name
         hits = json.loads(capsys.readouterr().out)
