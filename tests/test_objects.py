@@ -98,6 +98,8 @@ def test_non_finite_scores_and_bad_shapes():
         QuerySpec(objects=(ObjectSpec(Prompt.from_box(1, 1, 9, 9)),), combine="xor")
     with pytest.raises(PromptError, match="wanted"):
         QuerySpec(objects=(ObjectSpec(Prompt.from_box(1, 1, 9, 9), excluded=True),))
+    with pytest.raises(PromptError, match="not both"):
+        QuerySpec(prompt=Prompt.from_box(1, 1, 9, 9), objects=(ObjectSpec(Prompt.from_box(1, 1, 9, 9)),))
     with pytest.raises(PromptError, match="Unknown method"):
         QuerySpec(objects=(ObjectSpec(Prompt.from_box(1, 1, 9, 9), method="nope"),))
 

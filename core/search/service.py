@@ -119,6 +119,8 @@ class QuerySpec:
     def __post_init__(self) -> None:
         object.__setattr__(self, "objects", tuple(self.objects))
         check_objects(self.objects, self.combine)
+        if self.objects and self.prompt is not None:
+            raise PromptError("A query has either one prompt or several objects, not both.")
         for method in [self.method, *(o.method for o in self.objects if o.method is not None)]:
             if method not in METHODS:
                 raise PromptError(f"Unknown method '{method}'; choose one of {', '.join(METHODS)}.")
