@@ -193,3 +193,35 @@ def test_an_object_on_another_photo_and_the_query_photo_stays_current(demo, gall
     np.testing.assert_array_equal(demo.feature(), before)  # the query photo is current again
     alone = service.run(QuerySpec(photo=other.image, prompt=po, k=1))
     np.testing.assert_array_equal(out.objects[1].feature, alone.query.feature)
+
+
+def test_a_mark_edit_searches_again_only_for_the_object_that_changed(demo, gallery, scenes):
+    class Counting:
+        """The gallery, counting nearest-neighbour searches."""
+
+        def __init__(self, inner):
+            self.inner, self.searches = inner, 0
+            self.size = inner.size
+
+        def nearest(self, q, k):
+            self.searches += 1
+            return self.inner.nearest(q, k)
+
+        def __getattr__(self, name):
+            return getattr(self.inner, name)
+
+    scene = _query_scene(scenes)
+    (pa, _), (pb, _) = _two_objects(scene)
+    counting = Counting(gallery)
+    service = QueryService(demo, counting)
+    service.set_photo(scene.image)
+    first = service.run(QuerySpec(objects=(ObjectSpec(pa), ObjectSpec(pb)), k=5, object_candidates=10))
+    assert counting.searches == 2
+    again = service.run(QuerySpec(objects=(ObjectSpec(pa), ObjectSpec(pb)), k=5, object_candidates=10))
+    assert counting.searches == 2 and again.hits == first.hits
+    # a mark moved far enough to select other heads (the same heads give the same feature, and no search)
+    moved = next(p for p in (Prompt.from_box(x, y, x + 30, y + 30) for x in range(0, 98, 14) for y in range(0, 98, 14))
+                 if not np.array_equal(demo.select_heads(p, 2).selected, first.objects[0].selection.selected))
+    out = service.run(QuerySpec(objects=(ObjectSpec(moved), ObjectSpec(pb)), k=5, object_candidates=10))
+    assert counting.searches == 3  # only the moved object searched again
+    np.testing.assert_array_equal(out.objects[1].feature, first.objects[1].feature)

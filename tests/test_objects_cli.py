@@ -161,3 +161,18 @@ def test_phs_eval_objects_command(tmp_path, capsys):
     assert set(data["MP@5"]) == {"cbir", "phs-qo", "phs-objects"} and data["combine"] == "not"
     rc = main(["eval", "--objects", "2", "--methods", "crop", "--quiet", "--out", str(out)])
     assert rc == 2 and "choose methods" in capsys.readouterr().err
+
+
+def test_an_index_gives_exact_features_and_nan_for_a_vanished_row(indexed, demo):
+    from core.search import Searcher
+
+    with Searcher(indexed, demo) as searcher:
+        ids = searcher.sample_ids(100)
+        assert len(ids) == 12 and list(ids) == sorted(ids)
+        feats = searcher.features_of(ids)
+        scores, near = searcher.nearest(feats[0], 3)
+        np.testing.assert_allclose(searcher.features_of(near) @ feats[0], scores, atol=1e-5)
+        mixed = searcher.features_of(np.array([ids[1], 10**9]))
+        np.testing.assert_array_equal(mixed[0], feats[1])
+        assert np.isnan(mixed[1]).all()
+        assert set(searcher.candidates(feats[2], 4).tolist()) <= set(ids.tolist())

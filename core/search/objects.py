@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import weakref
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -260,17 +261,64 @@ def object_cosines(
     return out
 
 
+def _memo(gallery: Any) -> OrderedDict[tuple, Any]:
+    """A small per-gallery memory of what an unchanged object gave (its neighbours, its library statistics):
+    a mark edit changes one object, and the others' answers are reused while the gallery's size holds."""
+    memo = _MEMO.get(gallery)
+    if memo is None:
+        memo = OrderedDict()
+        with contextlib.suppress(TypeError):
+            _MEMO[gallery] = memo
+    return memo
+
+
+def _remember(memo: OrderedDict[tuple, Any], key: tuple, value: Any) -> Any:
+    memo[key] = value
+    while len(memo) > MEMO_SIZE:
+        memo.popitem(last=False)
+    return value
+
+
+_MEMO: weakref.WeakKeyDictionary[Any, OrderedDict[tuple, Any]] = weakref.WeakKeyDictionary()
+
+#: Answers of objects kept per gallery (a few objects, a few recent marks each).
+MEMO_SIZE = 32
+
+
 def candidate_ids(gallery: Any, queries: Sequence[ObjectQuery], per_object: int) -> np.ndarray:
     """The union of each wanted object's ``per_object`` nearest neighbours (Query-Only), ``(n,)`` int64, sorted."""
     found = []
     near = getattr(gallery, "candidates", None)  # an index's cheaper search: its order is not needed here
+    memo, size = _memo(gallery), gallery.size
     for q in queries:
         if q.excluded:
             continue
         qn = l2_normalize(np.asarray(q.feature, np.float32).reshape(-1))
-        ids = near(qn, per_object) if near is not None else gallery.nearest(qn, per_object)[1]
-        found.append(np.asarray(ids, np.int64))
+        key = ("near", qn.tobytes(), int(per_object), size)
+        ids = memo.get(key)
+        if ids is None:
+            ids = near(qn, per_object) if near is not None else gallery.nearest(qn, per_object)[1]
+            ids = _remember(memo, key, np.asarray(ids, np.int64))
+        found.append(ids)
     return np.unique(np.concatenate(found)) if found else np.zeros(0, np.int64)
+
+
+def library_stats(engine: Any, gallery: Any, queries: Sequence[ObjectQuery], *, mode: str = "qo",
+                  strategy: HeadStrategy | str = HeadStrategy.BEFORE_SCALE) -> tuple[np.ndarray, np.ndarray]:
+    """Each object's mean and spread of cosines over the library sample, ``(J,)`` each (:func:`score_stats`),
+    computed only for objects not seen with this gallery size."""
+    memo, size = _memo(gallery), gallery.size
+    keys = [("stats", mode, str(strategy), np.asarray(q.feature, np.float32).tobytes(),
+             None if q.head_mask is None else np.asarray(q.head_mask, np.float32).tobytes(), size) for q in queries]
+    todo = [j for j, key in enumerate(keys) if key not in memo]
+    if todo:
+        sample, plain = library_sample(engine, gallery)
+        mean, spread = score_stats(object_cosines(engine, gallery, [queries[j] for j in todo], sample, mode=mode,
+                                                  strategy=strategy, plain=plain))  # fmt: skip
+        for i, j in enumerate(todo):
+            _remember(memo, keys[j], (mean[i], spread[i]))
+    pairs = [memo[key] for key in keys]
+    return np.array([m for m, _ in pairs]), np.array([sd for _, sd in pairs])
 
 
 def rank_objects(
@@ -323,9 +371,7 @@ def rank_objects(
     per = object_cosines(engine, gallery, queries, ids, mode=mode, strategy=strategy)
     stats = None
     if normalise:
-        sample, plain = library_sample(engine, gallery)
-        stats = score_stats(object_cosines(engine, gallery, queries, sample, mode=mode, strategy=strategy,
-                                           plain=plain))  # fmt: skip
+        stats = library_stats(engine, gallery, queries, mode=mode, strategy=strategy)
     total = combine_scores(per, excluded, combine, stats=stats, temperature=temperature,
                            exclude_weight=exclude_weight)  # fmt: skip
     order = np.argsort(-np.where(np.isfinite(total), total, -np.inf), kind="stable")

@@ -12,6 +12,7 @@ whenever the database generation moved; results whose rows were removed meanwhil
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import faiss
@@ -109,7 +110,15 @@ class Searcher:
         ids = np.ascontiguousarray(ids, np.int64)
         if len(ids) == 0:
             return np.zeros((0, self.index.dims.feature_dim), np.float32)
-        return np.asarray(self.index.vectors()._by_id.reconstruct_batch(ids), np.float32)
+        by_id = self.index.vectors()._by_id
+        try:
+            return np.asarray(by_id.reconstruct_batch(ids), np.float32)
+        except RuntimeError:  # an id removed since it was found: its row is NaN, so it is never ranked
+            out = np.full((len(ids), self.index.dims.feature_dim), np.nan, np.float32)
+            for r, i in enumerate(ids.tolist()):
+                with contextlib.suppress(RuntimeError):
+                    out[r] = by_id.reconstruct(int(i))
+            return out
 
     def all_ids(self) -> np.ndarray:
         """Ids of every done photo."""
