@@ -91,7 +91,7 @@ def main() -> None:
             continue
         engine.set_image(rec.load())
         raw: dict[tuple[int, str], np.ndarray] = {}
-        for oi in {i for g in pairs["not"] for i in g}:
+        for oi in {i for groups in pairs.values() for g in groups for i in g}:
             prompt = make_prompt("box", rec.objects[oi].bbox, None)
             for h in (1, 2, 3, 4):
                 q = query_feature(engine, QuerySpec(prompt=prompt, h_on=h))
