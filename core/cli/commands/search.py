@@ -79,6 +79,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     r.add_argument("--candidates", type=int, default=DEFAULT_CANDIDATES,
                    help=f"Query-Only candidates re-ranked in qd mode (default {DEFAULT_CANDIDATES})")
     r.add_argument("--json", action="store_true", help='print [{"path": ..., "score": ...}, ...] best first')
+    r.add_argument("--propose", action="store_true",
+                   help="also propose where the marked object is in each result: its box (x0,y0,x1,y1 pixels of "
+                        "that photo), from the query's kept heads")
 
 
 def _numbers(text: str, n: int, what: str) -> list[float]:
@@ -191,16 +194,32 @@ def run(args: argparse.Namespace) -> int:
     engine = load_engine(model, weights=args.weights, device=args.device, download=args.model is not None)
     with Searcher(args.folder, engine) as searcher:
         outcome = QueryService(engine, searcher).run(spec)
-    hits = outcome.hits
-    per = outcome.object_scores if objects else None
-    rows = [h.as_dict() for h in hits]
-    if per is not None:
-        for row, scores in zip(rows, per.tolist()):
-            row["objects"] = [round(float(v), 6) for v in scores]
+        hits = outcome.hits
+        rows = [h.as_dict() for h in hits]
+        if objects and outcome.object_scores is not None:
+            for row, scores in zip(rows, outcome.object_scores.tolist()):
+                row["objects"] = [round(float(v), 6) for v in scores]
+        if args.propose:
+            _add_proposals(engine, outcome, rows)
     if args.json:
         print(json.dumps(rows, indent=1))
     else:
         for rank, (h, row) in enumerate(zip(hits, rows), 1):
+            box = f"  box {','.join(f'{v:.0f}' for v in row['box'])}" if "box" in row else ""
             each = "  [" + " ".join(f"{v:.4f}" for v in row["objects"]) + "]" if "objects" in row else ""
-            print(f"{rank:4d}  {h.score:.4f}  {h.path}{each}")
+            print(f"{rank:4d}  {h.score:.4f}  {h.path}{box}{each}")
     return 0
+
+
+def _add_proposals(engine, outcome, rows: list[dict]) -> None:
+    """Add each hit's proposed ``box`` (XYXY pixels of that photo) and ``proposal_score`` to its row."""
+    from core.method.propose import propose_results
+
+    if outcome.spec.prompt is None:
+        raise PromptError("--propose needs a point, box or mask on the query photo.")
+    sel = outcome.selection
+    props = propose_results(engine, outcome.spec.prompt, [r["path"] for r in rows],
+                            None if sel is None else sel.selected, None if sel is None else sel.head_mask)  # fmt: skip
+    for row, p in zip(rows, props):
+        row["box"] = [round(v, 1) for v in p.box]
+        row["proposal_score"] = round(p.score, 4)
