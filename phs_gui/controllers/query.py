@@ -43,6 +43,7 @@ class QueryController(QObject):
         message_withdrawn(str): the message of this kind no longer holds.
         train_requested(): the person asked to train a learned prompt from a message.
         hint(str): a one-line hint on how to use the window (the first launch's).
+        edited(): an edit entered the prompt history (the window's undo history records it).
     """
 
     photo_opened = Signal(object)
@@ -55,6 +56,7 @@ class QueryController(QObject):
     message_withdrawn = Signal(str)
     train_requested = Signal()
     hint = Signal(str)
+    edited = Signal()
 
     def __init__(self, prefs: Preferences, lane: SerialLane, parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -170,7 +172,8 @@ class QueryController(QObject):
         self.message_withdrawn.emit("hint")  # the person marks their own: the first launch's hint is done
         cur = self.state
         self.state = state.with_forced(cur.force_on, cur.force_off) if cur is not None else state
-        self.history.push(self.state)
+        if self.history.push(self.state):
+            self.edited.emit()
         self._emit_history()
         self.rescore()
 
@@ -226,7 +229,8 @@ class QueryController(QObject):
 
     def _force(self, on: set[int], off: set[int], revert: PromptState) -> None:
         self.state = revert.with_forced(on, off)
-        self.history.push(self.state)
+        if self.history.push(self.state):
+            self.edited.emit()
         self._emit_history()
         self.rescore(revert=revert)
 
