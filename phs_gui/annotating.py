@@ -226,9 +226,12 @@ def export_to(win: MainWindow, fmt: str, out: str) -> dict | None:
         try:
             report = export(store, fmt, out, allow_library=False)
         except ExportError as err:
-            if "photo folder" not in str(err) or QMessageBox.question(
-                    win, "Export into a photo folder?", f"{err} Write there anyway?") != QMessageBox.StandardButton.Yes:
+            if "photo folder" not in str(err):
                 raise
+            if QMessageBox.question(win, "Export into a photo folder?", f"{out} is inside a photo folder. Write the "
+                                    "export there anyway?") != QMessageBox.StandardButton.Yes:
+                win.show_message(f"Nothing was exported: {out} is inside a photo folder.", "info")
+                return None
             report = export(store, fmt, out, allow_library=True)
     except PHSError as err:
         win.show_message(str(err), "error")

@@ -201,3 +201,9 @@ class WindowDriver:
         self.qtbot.keyClick(d, Qt.Key.Key_A)
         self.qtbot.waitUntil(lambda: d.path != path, timeout=WAIT_MS)
         return path
+
+    def close_preview(self) -> None:
+        """Close the preview; the window is the active one again (its shortcuts apply)."""
+        self.w.previews.dialog.close()
+        self.w.activateWindow()
+        self.qtbot.waitUntil(self.w.isActiveWindow, timeout=5000)
