@@ -86,6 +86,7 @@ def _connect(win: MainWindow) -> None:
     win.journal.changed.connect(lambda u, r: (a.undo.setEnabled(u), a.redo.setEnabled(r)))
     q.edited.connect(lambda: win.journal.record("prompt"))
     ann.edited.connect(lambda: win.journal.record("annotation"))
+    ann.history_forgotten.connect(lambda: win.journal.forget("annotation"))
     q.photo_opened.connect(lambda out: (win.journal.forget("prompt"), ann.set_photo(out.path)))
     ann.photo_annotations.connect(lambda anns: (lp.set_annotations(anns), win.canvas.viewport().update()))
     ann.labels_changed.connect(lambda labels: (lp.set_labels(labels), _remember_colors(win, labels)))

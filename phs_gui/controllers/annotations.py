@@ -56,12 +56,14 @@ class AnnotationsController(QObject):
         photo_annotations(list): the :class:`Annotation` list of the photo shown (after any change).
         labels_changed(list): every :class:`Label` with its count.
         edited(): an undoable edit was made (the window's undo history records it).
+        history_forgotten(): the undo list started over (a label was renamed; the edits held the old name).
         message(str, str, object, str): a sentence, its level, an optional ``(label, slot)``, its kind.
     """
 
     photo_annotations = Signal(object)
     labels_changed = Signal(object)
     edited = Signal()
+    history_forgotten = Signal()
     message = Signal(str, str, object, str)
 
     def __init__(self, prefs: Preferences, pool: WorkerPool, parent: QObject | None = None) -> None:
@@ -162,6 +164,7 @@ class AnnotationsController(QObject):
             return
         self._undo.clear()
         self._redo.clear()  # the ops held the old name
+        self.history_forgotten.emit()
         if self.current_label == old:
             self.current_label = new.strip()
         self.refresh()
