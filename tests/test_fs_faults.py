@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import core.library.database as database
 import core.library.indexer as indexer_mod
 import core.library.store as store
 from core.cli import main as cli_main
@@ -184,7 +185,7 @@ def test_data_dir_on_a_read_only_mount_searches_and_refuses_indexing_in_one_sent
 def test_database_locked_by_another_program_is_one_sentence_and_search_works(photos, monkeypatch):
     engine = FakeEngine()
     index_folder(photos, engine, batch_size=4)
-    monkeypatch.setattr(store, "BUSY_TIMEOUT_S", 0.3)
+    monkeypatch.setattr(database, "BUSY_TIMEOUT_S", 0.3)
     with PhotoIndex.open(photos, engine) as idx:
         db = idx.directory / store.DB_FILE
     other = sqlite3.connect(db, isolation_level=None)
