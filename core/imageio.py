@@ -209,8 +209,14 @@ def load_image(
     _check_suffix(name, path.suffix.lower())
     try:
         with _open_regular(path, name) as fh:  # read-only, never anything else
-            if os.fstat(fh.fileno()).st_size == 0:
+            size = os.fstat(fh.fileno()).st_size
+            if size == 0:
                 raise ImageLoadError(f"Cannot open {name}: it is empty (0 bytes).")
+            if size > MAX_FILE_BYTES:
+                raise ImageLoadError(
+                    f"Cannot open {name}: it is {_megabytes(size)}, larger than the "
+                    f"{_megabytes(MAX_FILE_BYTES)} limit for a photo file."
+                )
             with Image.open(fh) as img:
                 return _decode(img, draft_size)
     except ImageLoadError:
@@ -289,8 +295,44 @@ def _check_suffix(name: str, suffix: str) -> None:
         raise ImageLoadError(f"Cannot open {name}: this Pillow cannot read AVIF; {_HEIF_HINT}.")
 
 
-def read_photo_bytes(path: str | Path) -> bytes:
-    """Read a photo file's bytes (read-only), refusing anything that is not a regular file.
+#: Largest photo file read (bytes): far above any camera's output, small enough that a worker never holds
+#: more than this of one file. Larger files are refused with a sentence (``phs index --max-file-size``).
+MAX_FILE_BYTES: int = 512 * 1024 * 1024
+
+
+def _megabytes(n: int) -> str:
+    return f"{n / 1e9:.1f} GB" if n >= 10**9 else f"{n / 1e6:.0f} MB"
+
+
+def read_regular_bytes(path: str | Path, *, name: str | None = None, max_bytes: int = MAX_FILE_BYTES) -> bytes:
+    """Read a regular file's bytes, at most ``max_bytes`` (non-blocking open, checked before reading).
+
+    Raises:
+        ImageLoadError: Not a regular file (a folder, FIFO, socket or device), or larger than ``max_bytes``
+            (the size is checked before anything is read, and the read stops at the limit if the file grows).
+        OSError: The file cannot be opened or read (permission, input/output error, vanished), as the
+            operating system reports it, so a caller can tell errors that may pass from those that will not.
+    """
+    path = Path(path)
+    name = name or _display_name(path)
+    with _open_regular(path, name) as fh:
+        size = os.fstat(fh.fileno()).st_size
+        if size > max_bytes:
+            raise ImageLoadError(
+                f"Cannot read {name}: it is {_megabytes(size)}, larger than the {_megabytes(max_bytes)} limit "
+                "for a photo file."
+            )
+        data = fh.read(max_bytes + 1)
+    if len(data) > max_bytes:
+        raise ImageLoadError(
+            f"Cannot read {name}: it grew past the {_megabytes(max_bytes)} limit for a photo file while it "
+            "was read."
+        )
+    return data
+
+
+def read_photo_bytes(path: str | Path, *, max_bytes: int = MAX_FILE_BYTES) -> bytes:
+    """Read a photo file's bytes (read-only), refusing anything that is not a regular file or is too large.
 
     Raises:
         ImageLoadError: one sentence naming the file and the reason.
@@ -298,8 +340,7 @@ def read_photo_bytes(path: str | Path) -> bytes:
     path = Path(path)
     name = _display_name(path)
     try:
-        with _open_regular(path, name) as fh:
-            data = fh.read()
+        data = read_regular_bytes(path, name=name, max_bytes=max_bytes)
     except ImageLoadError:
         raise
     except OSError as err:

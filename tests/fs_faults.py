@@ -278,7 +278,10 @@ def qd_cache_trial(work: Path, kind: str, n: int = 24) -> Outcome:
         index_folder(folder, FakeEngine(), batch_size=BATCH)
         with PhotoIndex.open(folder, FakeEngine()) as idx:
             qd_path, row_bytes = idx.directory / QD_FILE, idx.qd.row_bytes
-            slots = np.array([r.slot for r in idx.db.records() if r.status == "done"])
+            done = [r for r in idx.db.records() if r.status == "done"]
+            slots = np.array([r.slot for r in done])
+            checks, owners = [r.qd_check for r in done], [r.rel for r in done]
+            assert all(c is not None for c in checks)  # every row carries its checksum
         if kind == "lost":
             qd_path.unlink()
         elif kind == "truncated":
@@ -288,23 +291,21 @@ def qd_cache_trial(work: Path, kind: str, n: int = 24) -> Outcome:
             qd_path.write_bytes(np.random.default_rng(3).integers(0, 256, size, dtype=np.uint8).tobytes())
         e = FakeEngine()
         probe = QDCache(qd_path, e.embed_dim, e.num_heads, e.head_dim, writable=False)
-        expected_bad = int((~probe.valid_rows(slots)).sum())
+        expected_bad = int((~probe.valid_rows(slots, checks, owners)).sum())
         probe.close()
         out = Outcome()
         with PhotoIndex.open(folder, e) as idx:  # what a Query-DB search reads: a sentence, never NaN
-            _catch(out, idx.qd.read, slots)
+            _catch(out, idx.qd.read, slots)  # without checksums: NaN rows are a sentence
         if not out.sentence:
             out.detail = "the damaged cache was read without complaint"
         report = _catch(out, index_folder, folder, e, batch_size=BATCH)
         if report is not None and (e.encoded != expected_bad or expected_bad == 0):
             out.detail += f" re-encoded {e.encoded}, expected {expected_bad}"
         with PhotoIndex.open(folder, e) as idx:
-            bad_after = int((~idx.qd.valid_rows(slots := np.array(
-                [r.slot for r in idx.db.records() if r.status == "done"]))).sum())  # fmt: skip
+            done = [r for r in idx.db.records() if r.status == "done"]
+            bad_after = int((~idx.qd.valid_rows(np.array([r.slot for r in done]), [r.qd_check for r in done],
+                                                [r.rel for r in done])).sum())  # fmt: skip
         if bad_after:
             out.detail += f" {bad_after} rows still damaged"
         out.lost = n - len(searchable(folder, e))
-        if kind == "garbage":  # finite garbage rows are not detectable without the model: count, not check
-            out.recovered = bad_after == 0 and out.lost == 0 and not out.detail
-            return out
         return _finish(folder, n, out, set())

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import hashlib
 import json
 import os
 import sqlite3
+import stat
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
@@ -50,6 +52,11 @@ class FileRecord:
         error: The reason for ``"failed"``, one sentence.
         slot: QD cache slot (``None`` unless done).
         gen: Generation of the commit that wrote the row.
+        retry: The last read failed for a reason that may pass (permission, input/output error, a file
+            vanishing): every plain run tries it again. A ``"done"`` row with ``retry`` keeps its last good
+            feature (searchable) and its old size and mtime, and ``error`` says why the re-read failed.
+        qd_check: Checksum of the photo's Query-DB cache row and its owner (:func:`qd_checksum`), ``None``
+            for rows written before checksums existed.
     """
 
     id: int
@@ -61,6 +68,8 @@ class FileRecord:
     error: str | None
     slot: int | None
     gen: int
+    retry: bool = False
+    qd_check: int | None = None
 
 
 def encode_rel(rel: str) -> bytes:
@@ -71,6 +80,19 @@ def encode_rel(rel: str) -> bytes:
 def decode_rel(blob: bytes) -> str:
     """Inverse of :func:`encode_rel`."""
     return os.fsdecode(bytes(blob))
+
+
+def qd_checksum(rel: str, row: np.ndarray) -> int:
+    """A signed 64-bit checksum of a Query-DB cache row (float16, (row_dim,)) and the photo owning it.
+
+    Stored in the photo's SQLite row, it catches a cache row that is finite but not the photo's own (a
+    backup that copied the database and the cache at different moments, a scrambled file).
+    """
+    h = hashlib.blake2b(digest_size=8)
+    h.update(encode_rel(rel))
+    h.update(b"\0")
+    h.update(np.ascontiguousarray(row, dtype=np.float16).tobytes())
+    return int.from_bytes(h.digest(), "little", signed=True)
 
 
 _SCHEMA_V1 = """
@@ -94,8 +116,17 @@ CREATE INDEX IF NOT EXISTS files_hash ON files(hash) WHERE status = 'done';
 CREATE INDEX IF NOT EXISTS files_gen ON files(gen);
 """
 
+_SCHEMA_V2 = """
+ALTER TABLE files ADD COLUMN retry INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE files ADD COLUMN qd_check INTEGER;
+"""
+
 #: ``MIGRATIONS[v]`` upgrades a database from schema ``v`` to ``v + 1`` (run inside one transaction).
-MIGRATIONS: dict[int, str] = {0: _SCHEMA_V1}
+MIGRATIONS: dict[int, str] = {0: _SCHEMA_V1, 1: _SCHEMA_V2}
+#: Oldest schema a read-only open still reads (a searcher never migrates; missing columns read as defaults).
+OLDEST_READABLE = 1
+_COLUMNS_V1 = "id, path, size, mtime_ns, hash, status, error, slot, gen, 0, NULL"
+_COLUMNS = "id, path, size, mtime_ns, hash, status, error, slot, gen, retry, qd_check"
 
 
 class Database:
@@ -113,13 +144,13 @@ class Database:
         self.writable = writable
         self.folder = folder
         self.conn: sqlite3.Connection | None = None
+        self.version = SCHEMA_VERSION
+        #: One sentence when a read-only open could not see the newest committed changes (the database is
+        #: locked by another program or its folder is read-only while changes wait in the WAL), else None.
+        self.stale_warning: str | None = None
         try:
             with storage_errors(self.path.parent, folder):
-                if self.path.is_dir():
-                    raise IndexDamagedError(
-                        f"The index database {self.path} is a folder, not a database: run "
-                        f"{_index_command(folder)} to move it aside and rebuild the index."
-                    )
+                _check_regular(self.path, folder)
                 self._open()
         except BaseException:
             if self.conn is not None:
@@ -144,23 +175,38 @@ class Database:
         else:
             if not self.path.exists():
                 raise IndexMissingError(f"The index database {self.path} is missing; run `phs index` again.")
-            uri = self.path.resolve().as_uri()
-            try:
-                self.conn = sqlite3.connect(
-                    f"{uri}?mode=ro", uri=True, isolation_level=None, check_same_thread=False
+            self._open_read_only()
+
+    def _open_read_only(self) -> None:
+        uri = self.path.resolve().as_uri()
+        try:
+            self.conn = sqlite3.connect(f"{uri}?mode=ro", uri=True, isolation_level=None, check_same_thread=False)
+            self.conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        except sqlite3.OperationalError as err:
+            if self.conn is not None:
+                self.conn.close()
+            # Without write access to the folder or past another program's lock, only an immutable open
+            # works; it cannot see changes still in the WAL, so say so when there are any.
+            self.conn = sqlite3.connect(f"{uri}?immutable=1", uri=True, isolation_level=None, check_same_thread=False)
+            if _size(Path(f"{self.path}-wal")) > 0:
+                why = "locked by another program" if "locked" in str(err).lower() else "not writable"
+                self.stale_warning = (
+                    f"The index database in {self.path.parent} is {why}, so its newest changes could not be "
+                    "read: the results may miss the most recently indexed photos."
                 )
-                self.conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
-            except sqlite3.OperationalError:
-                self.conn = sqlite3.connect(
-                    f"{uri}?immutable=1", uri=True, isolation_level=None, check_same_thread=False
-                )
-            version = self.conn.execute("PRAGMA user_version").fetchone()[0]
-            if version != SCHEMA_VERSION:
-                raise IndexMismatchError(
-                    f"The index database {self.path} has schema {version}, this version needs {SCHEMA_VERSION}; "
-                    "run `phs index` on the folder to upgrade it."
-                )
-            self.conn.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_S * 1000)}")
+        version = self.conn.execute("PRAGMA user_version").fetchone()[0]
+        if version == 0:
+            raise IndexDamagedError(
+                f"The index database {self.path} is empty (an interrupted first run or a damaged copy): run "
+                f"{_index_command(self.folder)} to rebuild the index."
+            )
+        if not OLDEST_READABLE <= version <= SCHEMA_VERSION:
+            raise IndexMismatchError(
+                f"The index database {self.path} has schema {version}, this version reads {OLDEST_READABLE} to "
+                f"{SCHEMA_VERSION}; upgrade PHS desktop or rebuild the index with `phs index --rebuild`."
+            )
+        self.version = version
+        self.conn.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_S * 1000)}")
 
     def _migrate(self) -> None:
         version = self.conn.execute("PRAGMA user_version").fetchone()[0]
@@ -223,8 +269,9 @@ class Database:
     @_translated
     def records(self) -> list[FileRecord]:
         """Every row, without features."""
-        cur = self.conn.execute("SELECT id, path, size, mtime_ns, hash, status, error, slot, gen FROM files")
-        return [FileRecord(r[0], decode_rel(r[1]), r[2], r[3], r[4], r[5], r[6], r[7], r[8]) for r in cur]
+        cols = _COLUMNS if self.version >= 2 else _COLUMNS_V1
+        cur = self.conn.execute(f"SELECT {cols} FROM files")
+        return [FileRecord(r[0], decode_rel(r[1]), *r[2:9], bool(r[9]), r[10]) for r in cur]
 
     @_translated
     def counts(self) -> dict[str, int]:
@@ -266,13 +313,21 @@ class Database:
         return out_ids, feats
 
     @_translated
-    def lookup(self, ids: np.ndarray) -> dict[int, tuple[str, int]]:
-        """Map row ids to ``(rel, slot)`` for done rows."""
+    def lookup(self, ids: np.ndarray) -> dict[int, tuple[str, int, int | None]]:
+        """Map row ids to ``(rel, slot, qd_check)`` for done rows (``qd_check`` None where not recorded)."""
+        check = "qd_check" if self.version >= 2 else "NULL"
         rows = self.conn.execute(
-            "SELECT id, path, slot FROM files WHERE status = 'done' AND id IN (SELECT value FROM json_each(?))",
+            f"SELECT id, path, slot, {check} FROM files WHERE status = 'done' AND id IN "
+            "(SELECT value FROM json_each(?))",
             (json.dumps([int(i) for i in ids]),),
         ).fetchall()
-        return {r[0]: (decode_rel(r[1]), r[2]) for r in rows}
+        return {r[0]: (decode_rel(r[1]), r[2], r[3]) for r in rows}
+
+    @_translated
+    def set_meta(self, key: str, value: str) -> None:
+        """Write a ``meta`` value (writer only)."""
+        with self.transaction() as conn:
+            conn.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", (key, value))
 
     def close(self) -> None:
         """Close the connection (checkpointing the WAL when writable)."""
@@ -283,6 +338,27 @@ class Database:
                 self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         with contextlib.suppress(sqlite3.Error):
             self.conn.close()
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
+
+
+def _check_regular(path: Path, folder: str | Path | None) -> None:
+    """Refuse a folder, FIFO, socket or device where the database belongs (SQLite would block on a FIFO)."""
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        return
+    if not stat.S_ISREG(mode):
+        kind = "a folder" if stat.S_ISDIR(mode) else "not a regular file (a pipe, socket or device)"
+        raise IndexDamagedError(
+            f"The index database {path} is {kind}, not a database: run {_index_command(folder)} to move it "
+            "aside and rebuild the index."
+        )
 
 
 def now() -> float:

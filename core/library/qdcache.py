@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -35,6 +36,8 @@ class QDCache:
         self.repair_hint = "run `phs index` on the folder to repair it"
         self._mm: np.memmap | None = None
         self._capacity = 0
+        #: Rows of the last :meth:`read` left out because they did not match their checksum.
+        self.last_mismatched = 0
         # The writer writes through this descriptor (pwrite), never through the memory map: a store into
         # a mapped page the file system cannot back (a full disk) is a SIGBUS that kills the process,
         # where a write() fails with ENOSPC.
@@ -114,11 +117,22 @@ class QDCache:
         if self._fd is not None:
             os.fsync(self._fd)
 
-    def valid_rows(self, slots: np.ndarray, chunk: int = 4096) -> np.ndarray:
-        """Which ``slots`` hold a plausible row: inside the file, every value finite, not all zero.
+    def valid_rows(
+        self, slots: np.ndarray, checks: Sequence[int | None] | None = None, owners: Sequence[str] | None = None,
+        chunk: int = 4096,
+    ) -> np.ndarray:
+        """Which ``slots`` hold their photo's row: inside the file, every value finite, not all zero, and
+        matching its checksum where one is recorded.
 
-        A lost or truncated file (slots past its end), a file regrown over a hole (zero rows) or one
-        overwritten with garbage (NaN and infinities) is found here, so the indexer re-encodes those photos.
+        A lost or truncated file (slots past its end), a file regrown over a hole (zero rows), one
+        overwritten with garbage (NaN and infinities) or with finite rows that are not the photos' own (a
+        checksum mismatch) is found here, so the indexer re-encodes those photos.
+
+        Args:
+            slots: (n,) slot numbers.
+            checks: (n,) the recorded checksums (:func:`core.library.database.qd_checksum`), None entries
+                not checked.
+            owners: (n,) the relative paths owning the rows (with ``checks``).
 
         Returns:
             (n,) bool, in the order of ``slots``.
@@ -133,17 +147,33 @@ class QDCache:
             assert self._mm is not None
             rows = np.asarray(self._mm[slots[part]])
             ok[part] = np.isfinite(rows).all(axis=1) & (rows != 0).any(axis=1)
+            if checks is not None and owners is not None:
+                ok[part] &= _checks_match(rows, [checks[i] for i in part], [owners[i] for i in part])
         return ok
 
-    def read(self, slots: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Read slots as float32.
+    def rows(self, slots: np.ndarray) -> np.ndarray:
+        """The raw float16 rows of ``slots`` (n, row_dim), for checksums (slots must be inside the file)."""
+        self._map()
+        assert self._mm is not None
+        return np.asarray(self._mm[np.asarray(slots, dtype=np.int64)])
+
+    def read(
+        self, slots: np.ndarray, checks: Sequence[int | None] | None = None, owners: Sequence[str] | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Read slots as float32, verifying each row against its recorded checksum when given.
+
+        A row whose checksum does not match (finite but not its photo's own) is returned as NaN, so the
+        Query-DB re-rank leaves that photo out; :attr:`last_mismatched` counts them for the caller to report.
 
         Args:
             slots: (n,) slot numbers.
+            checks: (n,) recorded checksums (None entries are not checked).
+            owners: (n,) relative paths owning the rows (with ``checks``).
 
         Returns:
             ``x_cls`` (n, D) and ``o_cls`` (n, h, d_h), float32.
         """
+        self.last_mismatched = 0
         slots = np.asarray(slots, dtype=np.int64)
         if len(slots) and int(slots.max()) >= self._capacity:
             self._map()  # the indexer grew the file since we mapped it
@@ -157,8 +187,14 @@ class QDCache:
                 np.zeros((0, self.num_heads, self.head_dim), np.float32),
             )
         assert self._mm is not None
-        rows = np.asarray(self._mm[slots], dtype=np.float32)
-        if not np.isfinite(rows).all():
+        raw = np.asarray(self._mm[slots])
+        rows = raw.astype(np.float32)
+        bad = np.zeros(len(rows), dtype=bool)
+        if checks is not None and owners is not None:
+            bad = ~_checks_match(raw, checks, owners)
+            rows[bad] = np.nan
+            self.last_mismatched = int(bad.sum())
+        if not np.isfinite(rows[~bad]).all():
             raise IndexDamagedError(f"The Query-DB cache of this index holds damaged rows: {self.repair_hint}.")
         return rows[:, : self.embed_dim], rows[:, self.embed_dim :].reshape(-1, self.num_heads, self.head_dim)
 
@@ -169,6 +205,15 @@ class QDCache:
             with contextlib.suppress(OSError):
                 os.close(self._fd)
             self._fd = None
+
+
+def _checks_match(rows: np.ndarray, checks: Sequence[int | None], owners: Sequence[str]) -> np.ndarray:
+    """(n,) bool: each float16 row matches its recorded checksum (rows without one pass)."""
+    from core.library.database import qd_checksum
+
+    return np.array(
+        [c is None or qd_checksum(o, r) == c for r, c, o in zip(rows, checks, owners)], dtype=bool
+    )
 
 
 def _reserve(fd: int, old_size: int, size: int) -> None:

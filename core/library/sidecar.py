@@ -6,6 +6,7 @@ import contextlib
 import hashlib
 import json
 import os
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +14,7 @@ from core.errors import IndexMismatchError
 from core.library.errors import IndexBusyError, IndexDamagedError
 from core.paths import data_dir
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 FORMAT = "phs-desktop photo index"
 SIDECAR = "index.json"
 DB_FILE = "files.sqlite"
@@ -79,12 +80,35 @@ def index_dir_for(folder: str | Path, fingerprint: dict[str, Any]) -> Path:
     return indexes_root() / hashlib.sha256(blob.encode("utf-8", "surrogateescape")).hexdigest()[:20]
 
 
-def read_sidecar(directory: Path) -> dict[str, Any] | None:
-    """Return the sidecar of an index directory, or ``None`` when it is missing or unreadable."""
+def sidecar_state(directory: Path) -> tuple[dict[str, Any] | None, str]:
+    """The sidecar of an index directory and its state.
+
+    Returns:
+        ``(sidecar, "ok")``, or ``(None, state)`` with ``state`` one of ``"missing"``, ``"odd"`` (a folder,
+        FIFO or device in its place; never opened, so never blocks), ``"garbage"`` (unreadable or not JSON)
+        and ``"foreign"`` (JSON, but not a PHS desktop index description).
+    """
+    path = Path(directory) / SIDECAR
     try:
-        return json.loads((Path(directory) / SIDECAR).read_text("utf-8"))
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        return None, "missing"
+    except OSError:
+        return None, "garbage"
+    if not stat.S_ISREG(mode):
+        return None, "odd"
+    try:
+        data = json.loads(path.read_bytes().decode("utf-8"))
     except (OSError, ValueError):
-        return None
+        return None, "garbage"
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        return None, "foreign"
+    return data, "ok"
+
+
+def read_sidecar(directory: Path) -> dict[str, Any] | None:
+    """Return the sidecar of an index directory, or ``None`` when it is missing, unreadable or not ours."""
+    return sidecar_state(directory)[0]
 
 
 def list_indexes(folder: str | Path | None = None) -> list[tuple[Path, dict[str, Any]]]:

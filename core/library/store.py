@@ -50,6 +50,7 @@ from core.library.database import (
     decode_rel,
     encode_rel,
     now,
+    qd_checksum,
 )
 from core.library.errors import (
     IndexBusyError,
@@ -85,6 +86,7 @@ from core.library.sidecar import (
     normalize_fingerprint,
     read_sidecar,
     remove_stale_temps,
+    sidecar_state,
 )
 
 __all__ = [
@@ -94,5 +96,5 @@ __all__ = [
     "IndexStorageError", "QDCache", "WriterLock", "atomic_replace", "atomic_write_bytes", "atomic_write_json",
     "check_sidecar", "decode_rel", "encode_rel", "fingerprint_differences", "folder_key", "fsync_dir",
     "index_dir_for", "indexes_root", "list_indexes", "model_identity", "model_label", "normalize_fingerprint",
-    "now", "read_sidecar", "remove_stale_temps", "storage_error", "storage_errors",
+    "now", "qd_checksum", "read_sidecar", "remove_stale_temps", "sidecar_state", "storage_error", "storage_errors",
 ]  # fmt: skip
