@@ -23,7 +23,6 @@ import core.library.store as store
 from core.cli import main as cli_main
 from core.errors import PHSError
 from core.library import (
-    FolderVanishedError,
     IndexBusyError,
     IndexDamagedError,
     IndexDiskFullError,
