@@ -72,6 +72,11 @@ def storage_error(err: BaseException, directory: Path, folder: str | Path | None
             f"The index folder {directory} is read-only: searching works, indexing needs write access to it "
             "(or set PHS_DATA_DIR to a writable folder)."
         )
+    if code in (errno.ENOENT, errno.ENOTDIR) and not Path(directory).is_dir():
+        return IndexStorageError(
+            f"The index folder {directory} disappeared during the run (deleted or moved): run {again} again to "
+            "rebuild it."
+        )
     if "database is locked" in low or "database table is locked" in low:
         return IndexBusyError(
             f"Another program holds the index database in {directory} locked: close it or wait for it to "

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import mmap
 import os
+import stat
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -34,7 +36,7 @@ class QDCache:
         self.row_bytes = 2 * self.row_dim
         self.writable = writable
         self.repair_hint = "run `phs index` on the folder to repair it"
-        self._mm: np.memmap | None = None
+        self._mm: np.ndarray | None = None
         self._capacity = 0
         #: Rows of the last :meth:`read` left out because they did not match their checksum.
         self.last_mismatched = 0
@@ -50,14 +52,28 @@ class QDCache:
         return self._capacity
 
     def _map(self) -> None:
+        """(Re)map the file read-only through a descriptor, so a file deleted meanwhile (its folder removed
+        during a run) stays readable and a FIFO or folder in its place is refused instead of blocking."""
         self._mm = None
+        own = self._fd is None
         try:
-            size = os.fstat(self._fd).st_size if self._fd is not None else self.path.stat().st_size
+            fd = os.open(self.path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0)) if own else self._fd
         except (FileNotFoundError, NotADirectoryError):
-            size = 0
-        self._capacity = size // self.row_bytes
-        if self._capacity:
-            self._mm = np.memmap(self.path, dtype=np.float16, mode="r", shape=(self._capacity, self.row_dim))
+            self._capacity = 0
+            return
+        try:
+            info = os.fstat(fd)
+            if not stat.S_ISREG(info.st_mode):
+                raise IndexDamagedError(
+                    f"The Query-DB cache {self.path} is not a regular file: {self.repair_hint}."
+                )
+            self._capacity = info.st_size // self.row_bytes
+            if self._capacity:
+                mm = mmap.mmap(fd, self._capacity * self.row_bytes, access=mmap.ACCESS_READ)
+                self._mm = np.frombuffer(mm, dtype=np.float16).reshape(self._capacity, self.row_dim)
+        finally:
+            if own:
+                os.close(fd)
 
     def ensure_capacity(self, n_slots: int) -> None:
         """Grow the file so that slots ``0 .. n_slots-1`` exist, reserving the disk space for them.

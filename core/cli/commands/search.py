@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -122,6 +123,11 @@ def run(args: argparse.Namespace) -> int:
         raise PromptError("--fa combines with the phs method only; use --method fa for FA alone.")
     from core.method.engine import FAParams
 
+    if not (abs(args.fa_alpha) <= 100 and 0 < args.fa_sigma <= 1e5):  # NaN fails both
+        raise PromptError(
+            f"FA needs --fa-alpha between -100 and 100 and --fa-sigma above 0 and at most 100000 pixels "
+            f"(got {args.fa_alpha:g} and {args.fa_sigma:g})."
+        )
     prompt = build_prompt(args)  # validate everything cheap before loading anything heavy
     spec = QuerySpec(
         photo=args.image, prompt=prompt, method=method, h_on=args.h_on, roi=args.roi, strategy=args.strategy,
@@ -144,10 +150,14 @@ def run(args: argparse.Namespace) -> int:
     engine = load_engine(model, weights=args.weights, device=args.device, download=args.model is not None)
     with Searcher(args.folder, engine) as searcher:
         outcome = QueryService(engine, searcher).run(spec)
+        for warning in searcher.warnings:  # e.g. the newest changes could not be read
+            print(f"phs: note: {warning}", file=sys.stderr)
     hits = outcome.hits
     if args.json:
         print(json.dumps([h.as_dict() for h in hits], indent=1))
     else:
+        from core.cli.commands.index import printable
+
         for rank, h in enumerate(hits, 1):
-            print(f"{rank:4d}  {h.score:.4f}  {h.path}")
+            print(f"{rank:4d}  {h.score:.4f}  {printable(h.path)}")  # a name cannot drive the terminal
     return 0
