@@ -372,7 +372,7 @@ def _check_suffix(name: str, suffix: str) -> None:
 
 #: Largest photo file read (bytes): far above any camera's output, small enough that a worker never holds
 #: more than this of one file. Larger files are refused with a sentence (``phs index --max-file-size``).
-MAX_FILE_BYTES: int = 512 * 1024 * 1024
+MAX_FILE_BYTES: int = 512 * 10**6
 
 
 def _megabytes(n: int) -> str:

@@ -293,3 +293,21 @@ def test_photo_folder_untouched_by_the_faults(tmp_path, photos):
         fs_faults.damage_database(idx.directory / store.DB_FILE, "malformed")
     index_folder(photos, FakeEngine(), batch_size=4)
     assert tree_hash(photos) == before
+
+
+# ---------------------------------------------------------------------------- 7. passing read errors
+@pytest.mark.parametrize("code", fs_faults.READ_ERRORS)
+def test_photos_unreadable_on_re_read_stay_searchable_and_come_back_with_a_plain_run(tmp_path, code):
+    o = fs_faults.read_error_trial(tmp_path, code, n=16, k=3)
+    assert not o.crashed and not o.detail and o.recovered and o.lost == 0, o
+
+
+# ------------------------------------------------------------------------------------ 8. odd index files
+@pytest.mark.parametrize(("name", "kind"), fs_faults.ODD_FILES)
+def test_odd_file_in_place_of_an_index_file_trial(tmp_path, name, kind):
+    _clean(fs_faults.odd_file_trial(tmp_path, name, kind, n=12), "phs index", "not a file")
+
+
+def test_sub_album_moved_away_mid_run_trial(tmp_path):
+    o = fs_faults.sub_album_trial(tmp_path, n=16, at=4)
+    assert not o.crashed and not o.detail and o.recovered and o.lost == 0, o

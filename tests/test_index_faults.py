@@ -141,8 +141,8 @@ def test_a_huge_sparse_file_is_a_failed_file_with_its_size_and_the_rest_is_index
         fh.truncate(64 << 30)  # 64 GiB, sparse: nothing is written
     report = index_folder(photos, FakeEngine(), batch_size=4)
     assert [f.rel for f in report.failures] == ["huge.jpg"] and report.done_total == 12
-    assert "68.7 GB, larger than the 537 MB limit" in report.failures[0].reason
-    with pytest.raises(ImageLoadError, match="larger than the 537 MB limit"):
+    assert "68.7 GB, larger than the 512 MB limit" in report.failures[0].reason
+    with pytest.raises(ImageLoadError, match="larger than the 512 MB limit"):
         read_photo_bytes(huge)  # `phs search --image` alike
     with pytest.raises(ImageLoadError, match="larger than"):
         load_image(huge)

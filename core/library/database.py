@@ -313,7 +313,12 @@ class Database:
         return out_ids, feats
 
     @_translated
-    def lookup(self, ids: np.ndarray) -> dict[int, tuple[str, int, int | None]]:
+    def lookup(self, ids: np.ndarray) -> dict[int, tuple[str, int]]:
+        """Map row ids to ``(rel, slot)`` for done rows."""
+        return {i: (rel, slot) for i, (rel, slot, _) in self.lookup_checked(ids).items()}
+
+    @_translated
+    def lookup_checked(self, ids: np.ndarray) -> dict[int, tuple[str, int, int | None]]:
         """Map row ids to ``(rel, slot, qd_check)`` for done rows (``qd_check`` None where not recorded)."""
         check = "qd_check" if self.version >= 2 else "NULL"
         rows = self.conn.execute(

@@ -57,7 +57,7 @@ class Searcher:
         db = self.index.db
         db.conn.execute("BEGIN")
         try:
-            info = db.lookup(ids)  # id -> (rel, slot, checksum); ids deleted since the FAISS sync drop out here
+            info = db.lookup_checked(ids)  # id -> (rel, slot, checksum); ids deleted since the FAISS sync drop out here
         finally:
             db.conn.execute("COMMIT")
         self._info.update(info)

@@ -135,6 +135,8 @@ def run(args: argparse.Namespace) -> int:
         force_on=tuple(args.force_on), force_off=tuple(args.force_off), mode=args.mode, k=args.k,
         candidates=args.candidates,
     )  # fmt: skip
+    if args.folder.exists() and not args.folder.is_dir():
+        raise PromptError(f"--folder {args.folder} is a file, not a folder: name the folder that holds the photos.")
     if not args.folder.is_dir():
         raise PromptError(f"The photo folder {args.folder} does not exist (moved, renamed or unplugged?).")
     from core.imageio import read_photo_bytes
