@@ -514,7 +514,8 @@ def sub_album_trial(work: Path, n: int = 40, at: int = 10) -> Outcome:
 
 # -------------------------------------------------------------------------------------- stuck worker
 _STUCK_CHILD = """
-import sys, threading
+import signal, sys, threading
+signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a terminal, even when started in the background
 from tests.index_fakes import FakeEngine
 from core.library import index_folder
 class Stuck(FakeEngine):

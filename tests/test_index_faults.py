@@ -344,7 +344,8 @@ def test_cancel_ends_a_run_within_a_second_whatever_a_worker_is_stuck_on(photos)
 
 
 _STUCK_CHILD = """
-import sys, threading
+import signal, sys, threading
+signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a terminal, even when started in the background
 from tests.index_fakes import FakeEngine
 from core.library import index_folder
 class Stuck(FakeEngine):
