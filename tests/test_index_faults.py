@@ -394,13 +394,13 @@ def _cli(argv: list[str], tmp_path: Path, *, stdout=subprocess.PIPE, data: str |
 
 
 def test_output_to_a_full_device_is_one_sentence(photos, tmp_path):
-    data = tmp_path / "data"
-    os.environ["PHS_DATA_DIR"] = str(data)
-    index_folder(photos, FakeEngine(), batch_size=4)
-    with open("/dev/full", "w") as full:
-        proc = _cli(["index", "--status", str(photos)], tmp_path, stdout=full, data=str(data))
-    assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
-    assert "could not write the output" in proc.stderr and "Traceback" not in proc.stderr
+    assert _cli(["index", str(photos), "--model", "demo", "--quiet"], tmp_path).returncode == 0
+    query = photos / "img000.jpg"
+    for argv in (["index", "--status", str(photos)], ["search", "--folder", str(photos), "--image", str(query)]):
+        with open("/dev/full", "w") as full:
+            proc = _cli(argv, tmp_path, stdout=full)
+        assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
+        assert "could not write the output" in proc.stderr and "Traceback" not in proc.stderr
 
 
 @pytest.mark.parametrize("option", [["--fa-sigma", "1e308"], ["--fa-alpha", "1e308"], ["--fa-sigma", "0"]])
