@@ -162,7 +162,7 @@ def _db_identity(directory: Path) -> tuple[int, int]:
 
 
 @pytest.mark.parametrize("kind", ["deleted", "garbage", "foreign", "list", "folder", "fifo"])
-def test_a_lost_damaged_or_odd_sidecar_is_rebuilt_from_the_database(photos, kind):
+def test_a_lost_damaged_or_odd_sidecar_is_rebuilt_from_the_database(photos, kind, capsys):
     engine = FakeEngine()
     report = index_folder(photos, engine, batch_size=4)
     side = report.index_dir / st.SIDECAR
@@ -176,9 +176,10 @@ def test_a_lost_damaged_or_odd_sidecar_is_rebuilt_from_the_database(photos, kind
         side.mkdir()
     elif kind == "fifo":
         os.mkfifo(side)
-    if kind != "deleted":
-        with pytest.raises(IndexDamagedError, match="phs index"):  # readers: a sentence, never a hang
-            Searcher(photos, engine)
+    with pytest.raises(IndexDamagedError, match="phs index"):  # readers: a sentence, never a hang
+        Searcher(photos, engine)
+    assert cli_main(["index", "--status", str(photos)]) == 0  # the index is still listed
+    assert "12 photos indexed" in capsys.readouterr().out
     before = engine.encoded
     report = index_folder(photos, engine, batch_size=4)
     assert engine.encoded == before and report.skipped == 12  # nothing re-encoded

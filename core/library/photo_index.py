@@ -220,6 +220,11 @@ class PhotoIndex:
                 f"The index description {directory / st.SIDECAR} is damaged: run {again} to rebuild it from the "
                 "index database (nothing indexed is lost)."
             )
+        if sidecar is None and repair.recorded_sidecar(directory) is not None:
+            raise st.IndexDamagedError(
+                f"The index description {directory / st.SIDECAR} is missing: run {again} to rebuild it from the "
+                "index database (nothing indexed is lost)."
+            )
         if sidecar is None:
             others = [s for _, s in st.list_indexes(folder_abs)]
             if others:

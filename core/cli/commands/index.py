@@ -175,14 +175,9 @@ def _default_model() -> str:
 
 
 def _status(folder: Path | None, model: str | None, *, clean: bool) -> int:
-    from core.library import list_indexes
     from core.library.store import model_label
 
-    found = [
-        (d, s)
-        for d, s in list_indexes(folder)
-        if model is None or model_label(s.get("fingerprint", {})) == model
-    ]
+    found = [(d, s) for d, s in _indexes(folder) if model is None or model_label(s.get("fingerprint", {})) == model]
     if not found:
         if folder is None:
             print("No index yet; index a photo folder with `phs index PATH`.")
@@ -193,6 +188,22 @@ def _status(folder: Path | None, model: str | None, *, clean: bool) -> int:
     for directory, side in found:
         _status_one(directory, side, full=folder is not None, clean=clean)
     return 0
+
+
+def _indexes(folder: Path | None) -> list[tuple[Path, dict]]:
+    """``(directory, sidecar)`` of every index (of ``folder``), also those whose sidecar is lost or damaged but
+    whose database records it (marked with ``"lost_sidecar"``)."""
+    from core.library import list_indexes, repair
+    from core.library.store import folder_key, indexes_root
+
+    found = list_indexes(folder)
+    known = {d for d, _ in found}
+    root = indexes_root()
+    for d in sorted(root.iterdir()) if root.is_dir() else []:
+        side = None if d in known else repair.recorded_sidecar(d)
+        if side is not None and (folder is None or side.get("folder") == folder_key(folder)):
+            found.append((d, {**side, "lost_sidecar": True}))
+    return found
 
 
 def _status_one(directory: Path, side: dict, *, full: bool, clean: bool) -> None:
@@ -222,6 +233,8 @@ def _status_one(directory: Path, side: dict, *, full: bool, clean: bool) -> None
     )
     if warning:
         print(f"  note: {warning}")
+    if side.get("lost_sidecar"):
+        print("  note: its description (index.json) is missing or damaged: `phs index` rebuilds it from the database")
     for path, kind in repair.odd_files(directory):
         print(f"  note: {path.name} in the index is {kind}, not a file: `phs index` moves it aside and repairs it")
     if full:
