@@ -10,8 +10,10 @@ the model identity, so there is one index per folder and model):
 ``files.sqlite``
     SQLite in WAL mode, ``PRAGMA user_version`` = schema version. Table ``files``: one row per photo
     (relative path, size, mtime, content hash, status ``done``/``failed``, error, the L2-normalised float32
-    feature, the QD cache slot, the generation that wrote it, timestamps). Table ``meta``: the generation
-    counter and the database id.
+    feature, the QD cache slot and the checksum of its row and owner, whether the last read failed for a
+    reason that may pass (``retry``), the generation that wrote it, timestamps). Table ``meta``: the
+    generation counter, the database id and a copy of the sidecar's description of the index (so a lost
+    sidecar is rebuilt from the database).
 ``qd_cache.f16``
     The Query-DB cache: a raw float16 array ``(capacity, D + h * d_h)`` memory-mapped, row ``slot`` holding
     ``X_cls`` (D,) followed by ``O[CLS]`` (h, d_h) flattened.
