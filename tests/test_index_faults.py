@@ -478,3 +478,23 @@ def test_a_64_bit_float_tiff_opens_as_8_bit_or_says_what_cannot_be_read(tmp_path
     assert arr.min() == 0 and arr.max() == 255
     with pytest.raises(ImageLoadError, match="64-bit floating-point samples that is compressed"):
         decode_image_bytes(_float64_tiff(ramp, compression=5), name="packed.tif")
+
+
+def test_a_sub_album_deleted_during_the_scan_is_swept(photos, tmp_path, monkeypatch):
+    import core.library.indexer as indexer_mod
+
+    engine = FakeEngine()
+    index_folder(photos, engine, batch_size=4)
+    in_album = {p.relative_to(photos).as_posix() for p in (photos / "album1").glob("*.*")}
+    original = indexer_mod.scan_folder
+
+    def scan(root, **kw):
+        for i, f in enumerate(original(root, **kw)):
+            if i == 0:
+                os.rename(photos / "album1", tmp_path / "album1-away")  # before the walk reaches it
+            yield f
+
+    monkeypatch.setattr(indexer_mod, "scan_folder", scan)
+    report = index_folder(photos, engine, batch_size=4)
+    assert report.removed == len(in_album) and report.scan_errors == ()
+    assert _searchable(photos, engine).isdisjoint(in_album)

@@ -255,6 +255,8 @@ class Indexer:
         plan = _Plan(rows, [], set(), 0, bad_qd, [], [], notes)
 
         def on_error(path: Path, err: OSError) -> None:
+            if isinstance(err, FileNotFoundError) and path != self.folder and not self._folder_gone():
+                return  # deleted while the scan went on: its rows are swept like any deleted photo's
             rel = os.path.relpath(path, self.folder).replace(os.sep, "/")
             plan.scan_errors.append((rel, err.strerror or str(err)))
             plan.unsure.append("" if rel == "." else rel)
