@@ -416,6 +416,7 @@ def test_a_data_folder_under_proc_is_one_sentence(photos, tmp_path):
     for argv in (["index", "--status", str(photos)], ["index", str(photos), "--model", "demo"]):
         proc = _cli(argv, tmp_path, data="/proc/self")
         assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr, proc.stderr
+        assert "disappeared" not in proc.stderr
 
 
 def test_the_data_folder_removed_during_a_run_is_one_sentence(photos, tmp_path):

@@ -184,7 +184,16 @@ class PhotoIndex:
     ) -> PhotoIndex:
         if not writable:
             return cls._open_reader(folder_abs, directory, fingerprint, model, approx_threshold)
-        directory.mkdir(parents=True, exist_ok=True)  # a read-only or full disk: a sentence (storage_errors)
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+        except OSError as err:  # a read-only or full disk: its sentence; anything else (PHS_DATA_DIR in /proc)
+            mapped = st.storage_error(err, directory, folder_abs)
+            if mapped is not None and not isinstance(mapped, st.IndexStorageError):
+                raise mapped from err
+            raise st.IndexStorageError(
+                f"The index folder {directory} cannot be created ({err.strerror or err}): set PHS_DATA_DIR to a "
+                "folder on a writable disk."
+            ) from err
         lock = st.WriterLock(directory / st.LOCK_FILE)
         lock.acquire()
         try:
