@@ -142,7 +142,7 @@ def _index(args: argparse.Namespace) -> tuple:  # (core.library.IndexReport, eng
 
 def _summary(report, engine: str) -> int:  # report: core.library.IndexReport
     print(
-        f"Indexed {plural(report.indexed, 'photo')}, reused {report.reused} (renamed or duplicated), skipped "
+        f"Indexed {plural(report.indexed, 'photo')}, reused {report.reused} by content (touched, renamed or copied photos), skipped "
         f"{report.skipped} unchanged, failed {report.failed}, removed {report.removed} deleted, "
         f"in {report.seconds:.1f} s ({engine}); {plural(report.done_total, 'photo')} searchable."
     )
