@@ -115,6 +115,7 @@ class EvalConfig:
         seed: seed of the noise draws.
         batch_size: database encoding batch.
         candidates: K' of the shipped two-stage Query-DB (``phs-qd``).
+        localize: also measure the proposals of the kept heads against all heads (:mod:`core.evaluation.localize`).
     """
 
     methods: Sequence[str] = ("cbir", "phs-qo")
@@ -130,6 +131,7 @@ class EvalConfig:
     seed: int = 0
     batch_size: int = 64
     candidates: int = DEFAULT_CANDIDATES
+    localize: bool = False
 
     def validate(self, num_heads: int) -> None:
         """Raise :class:`EvalError` with a sentence when an option cannot work."""
@@ -476,6 +478,14 @@ def evaluate(
         result_info["attention_gain_per_layer"] = {name: gain["attention_gain"][name] for name in _MARKERS
                                                    if name in gain["attention_gain"]}  # fmt: skip
         result_info["attention_gain_images"] = gain["eval_images"]
+    if config.localize:
+        from core.evaluation.localize import localize
+
+        def prompt_of(o, ann):  # a QueryObject and its ObjectAnnotation
+            return make_prompt(config.prompt, o.bbox, ann.mask() if config.prompt != "box" else None)
+
+        result_info["localization"] = localize(engine, queries, database, gallery, k=k, h_on=h_on, make_prompt=prompt_of,
+                                               roi=config.roi, strategy=strategy.value).summary()  # fmt: skip
     return EvalResult(
         metrics={c: metrics_of(ranked[c]) for c in columns},
         sweep={m: {h: metrics_of(r) for h, r in d.items()} for m, d in sweep_ranked.items()},
@@ -570,6 +580,10 @@ def markdown_table(result: EvalResult, dataset: str | None = None) -> str:
         lines.append(f"Relative attention gain on the marked tokens per layer (seed 004, Fig. 4), "
                      f"{info.get('attention_gain_images')}.")
         lines.append("")
+    if info.get("localization"):
+        from core.evaluation.localize import markdown
+
+        lines.append(markdown(info["localization"]))
     if result.sweep:
         hs = sorted({h for d in result.sweep.values() for h in d})
         lines.append("| h_on | " + " | ".join(str(h) for h in hs) + " |")

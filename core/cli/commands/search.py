@@ -65,6 +65,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     r.add_argument("--candidates", type=int, default=DEFAULT_CANDIDATES,
                    help=f"Query-Only candidates re-ranked in qd mode (default {DEFAULT_CANDIDATES})")
     r.add_argument("--json", action="store_true", help='print [{"path": ..., "score": ...}, ...] best first')
+    r.add_argument("--propose", action="store_true",
+                   help="also propose where the marked object is in each result: its box (x0,y0,x1,y1 pixels of "
+                        "that photo), from the query's kept heads")
 
 
 def _numbers(text: str, n: int, what: str) -> list[float]:
@@ -154,12 +157,30 @@ def run(args: argparse.Namespace) -> int:
         outcome = QueryService(engine, searcher).run(spec)
         for warning in searcher.warnings:  # e.g. the newest changes could not be read
             print(f"phs: note: {warning}", file=sys.stderr)
-    hits = outcome.hits
+        hits = outcome.hits
+        rows = [h.as_dict() for h in hits]
+        if args.propose:
+            _add_proposals(engine, outcome, rows)
     if args.json:
-        print(json.dumps([h.as_dict() for h in hits], indent=1))
+        print(json.dumps(rows, indent=1))
     else:
         from core.cli.commands.index import printable
 
-        for rank, h in enumerate(hits, 1):
-            print(f"{rank:4d}  {h.score:.4f}  {printable(h.path)}")  # a name cannot drive the terminal
+        for rank, (h, row) in enumerate(zip(hits, rows), 1):
+            box = f"  box {','.join(f'{v:.0f}' for v in row['box'])}" if "box" in row else ""
+            print(f"{rank:4d}  {h.score:.4f}  {printable(h.path)}{box}")  # a name cannot drive the terminal
     return 0
+
+
+def _add_proposals(engine, outcome, rows: list[dict]) -> None:
+    """Add each hit's proposed ``box`` (XYXY pixels of that photo) and ``proposal_score`` to its row."""
+    from core.method.propose import propose_results
+
+    if outcome.spec.prompt is None:
+        raise PromptError("--propose needs a point, box or mask on the query photo.")
+    sel = outcome.selection
+    props = propose_results(engine, outcome.spec.prompt, [r["path"] for r in rows],
+                            None if sel is None else sel.selected, None if sel is None else sel.head_mask)  # fmt: skip
+    for row, p in zip(rows, props):
+        row["box"] = [round(v, 1) for v in p.box]
+        row["proposal_score"] = round(p.score, 4)
