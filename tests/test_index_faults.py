@@ -366,7 +366,7 @@ def test_ctrl_c_and_sigterm_end_a_run_within_two_seconds_whatever_a_worker_is_st
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     proc = subprocess.Popen([sys.executable, "-c", _STUCK_CHILD, str(photos)], cwd=REPO, env=env,
                             stdout=subprocess.PIPE, text=True)  # fmt: skip
-    assert proc.stdout.readline().strip() == "stuck"
+    assert proc.stdout.readline().startswith("stuck")  # two threads may print at once
     t0 = time.monotonic()
     proc.send_signal(sig)
     proc.wait(timeout=10)
