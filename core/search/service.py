@@ -13,6 +13,8 @@ The app's session, ``phs search`` and ``phs eval`` all go through this module; n
   (``X_cls``, ``O[CLS]``; no image decoded, no backbone run). ``candidates=None`` re-ranks the whole
   database (the exact Query-DB of the paper, which the evaluation reports beside the shipped two-stage one).
 * :class:`QueryService` holds an engine and an optional gallery and answers :meth:`QueryService.run`.
+* Several objects (``QuerySpec.objects``): each its own :func:`query_feature` (on its own photo), ranked
+  together by :func:`core.search.objects.rank_objects`, the only other code that orders photos.
 
 Without a prompt every method is the plain [CLS] feature of the whole photo (CBIR): there is nothing to
 point at.
@@ -23,7 +25,7 @@ from __future__ import annotations
 import time
 import weakref
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 import numpy as np
@@ -42,6 +44,7 @@ from core.method.phs import (
 )
 from core.method.prompts import Prompt, Roi, prompt_pixel_mask
 from core.method.transforms import ImageLike
+from core.search.objects import OBJECT_CANDIDATES, ObjectQuery, ObjectSpec, check_objects, rank_objects
 
 METHODS: tuple[str, ...] = (
     "cbir", "crop", "mask", "attn-mask", "fa", "phs", "fa+phs", "crop+phs", "lvp", "red-circle", "lvp+phs",
@@ -87,6 +90,12 @@ class QuerySpec:
         k: hits wanted (clipped to the gallery size).
         candidates: K' for Query-DB; ``None`` re-ranks the whole gallery (exact Query-DB).
         with_maps: also return the ``(h, gh, gw)`` attention maps (for display).
+        objects: several objects instead of ``prompt`` (:class:`core.search.objects.ObjectSpec`, each its own
+            heads and score; the spec's method and head settings are their defaults). One wanted object on
+            the query photo ranks exactly as ``prompt`` would.
+        combine: ``and`` or ``or`` over the wanted objects.
+        object_candidates: nearest neighbours of each wanted object scored for every object; ``None`` scores
+            the whole gallery.
     """
 
     photo: ImageLike | None = None
@@ -103,10 +112,18 @@ class QuerySpec:
     k: int = 20
     candidates: int | None = DEFAULT_CANDIDATES
     with_maps: bool = False
+    objects: tuple[ObjectSpec, ...] = ()
+    combine: str = "and"
+    object_candidates: int | None = OBJECT_CANDIDATES
 
     def __post_init__(self) -> None:
-        if self.method not in METHODS:
-            raise PromptError(f"Unknown method '{self.method}'; choose one of {', '.join(METHODS)}.")
+        object.__setattr__(self, "objects", tuple(self.objects))
+        check_objects(self.objects, self.combine)
+        if self.objects and self.prompt is not None:
+            raise PromptError("A query has either one prompt or several objects, not both.")
+        for method in [self.method, *(o.method for o in self.objects if o.method is not None)]:
+            if method not in METHODS:
+                raise PromptError(f"Unknown method '{method}'; choose one of {', '.join(METHODS)}.")
         if self.mode not in MODES:
             raise PromptError(f"The search mode must be qo or qd, not '{self.mode}'.")
         RoiReduce(self.roi)
@@ -117,6 +134,8 @@ class QuerySpec:
             raise PromptError(f"The number of results must be at least 1, not {self.k}.")
         if self.candidates is not None and int(self.candidates) < 1:
             raise PromptError(f"The number of Query-DB candidates must be at least 1, not {self.candidates}.")
+        if self.object_candidates is not None and int(self.object_candidates) < 1:
+            raise PromptError(f"The candidates per object must be at least 1, not {self.object_candidates}.")
         if self.itae_theta is not None and not np.isfinite(self.itae_theta):
             raise PromptError("The ITAE threshold must be a finite number.")
         object.__setattr__(self, "force_on", tuple(int(i) for i in self.force_on))
@@ -215,6 +234,10 @@ class MemoryGallery:
         idx = np.argpartition(-s, kk - 1)[:kk]
         idx = idx[np.argsort(-s[idx], kind="stable")]
         return s[idx], idx.astype(np.int64)
+
+    def features_of(self, ids: np.ndarray) -> np.ndarray:
+        """``(n, F)`` plain features of ``ids`` (several objects score every candidate for every object)."""
+        return self.features[ids]
 
     def all_ids(self) -> np.ndarray:
         """Row indices ``0 .. N-1``."""
@@ -434,6 +457,9 @@ class Outcome:
         hits: ranked photos (empty without a gallery); :class:`SearchHit` for an index, else ``(score, id)``.
         maps: ``(h, gh, gw)`` last-block [CLS]->patch attention (under FA for the FA methods) when asked.
         timings_ms: ``{"encode": ..., "query": ..., "search": ..., "total": ...}`` in milliseconds.
+        objects: with ``spec.objects``, each object's query feature and heads, in their order (``query`` is
+            the first's).
+        object_scores: with ``spec.objects``, ``(len(hits), J)`` each hit's cosine with each object.
     """
 
     spec: QuerySpec
@@ -441,6 +467,8 @@ class Outcome:
     hits: Sequence[Any] = ()
     maps: np.ndarray | None = None
     timings_ms: dict[str, float] = field(default_factory=dict)
+    objects: tuple[QueryFeature, ...] = ()
+    object_scores: np.ndarray | None = None
 
     @property
     def selection(self) -> HeadSelection | None:
@@ -490,6 +518,8 @@ class QueryService:
             NotReadyError: no photo given or set.
             PHSError: a prompt, option or index problem, as one sentence.
         """
+        if spec.objects:
+            return self._run_objects(spec)
         t0 = time.perf_counter()
         if spec.photo is not None:
             self.set_photo(spec.photo)
@@ -507,3 +537,43 @@ class QueryService:
         timings = {"encode": (t1 - t0) * 1000, "query": (t2 - t1) * 1000, "search": (t3 - t2) * 1000,
                    "total": (t3 - t0) * 1000}  # fmt: skip
         return Outcome(spec, query, hits, maps, timings)
+
+    def _run_objects(self, spec: QuerySpec) -> Outcome:
+        """Several objects: each its own query feature (on its own photo), one combined ranking."""
+        objs = spec.objects
+        single = [replace(spec, prompt=o.prompt, objects=(), method=o.method or spec.method,
+                          h_on=o.h_on if o.h_on is not None else spec.h_on, force_on=o.force_on or spec.force_on,
+                          force_off=o.force_off or spec.force_off) for o in objs]  # fmt: skip
+        if len(objs) == 1 and not objs[0].excluded and objs[0].photo is None:
+            out = self.run(single[0])  # one object is the one-prompt search, bit for bit
+            scores = np.array([h.score if isinstance(h, SearchHit) else h[0] for h in out.hits], np.float32)
+            return replace(out, spec=spec, objects=(out.query,), object_scores=scores[:, None])
+        t0 = time.perf_counter()
+        if spec.photo is not None:
+            self.set_photo(spec.photo)
+        main = getattr(self.engine, "_source", None)
+        t1 = time.perf_counter()
+        queries: list[QueryFeature | None] = [None] * len(objs)
+        for j in sorted(range(len(objs)), key=lambda i: objs[i].photo is not None):  # the query photo's first
+            if objs[j].photo is not None:
+                self.engine.set_image(objs[j].photo)
+            queries[j] = query_feature(self.engine, single[j])
+        if any(o.photo is not None for o in objs) and main is not None:
+            self.engine.set_image(main)  # back to the query photo (from the engine's cache)
+        feats = tuple(q for q in queries if q is not None)
+        t2 = time.perf_counter()
+        hits: Sequence[Any] = ()
+        per = np.zeros((0, len(objs)), np.float32)
+        if self.gallery is not None:
+            r = rank_objects(self.engine, self.gallery, [ObjectQuery(q.feature, q.head_mask, o.excluded)
+                             for q, o in zip(feats, objs)], k=spec.k, combine=spec.combine, mode=spec.mode,
+                             candidates=spec.object_candidates, strategy=spec.strategy)  # fmt: skip
+            to_hits = getattr(self.gallery, "hits", None)
+            hits = to_hits(r.scores, r.ids) if to_hits is not None else list(zip(r.scores.tolist(), r.ids.tolist()))
+            row = {int(i): j for j, i in enumerate(r.ids.tolist())}
+            per = r.object_scores[[row[int(h.id if isinstance(h, SearchHit) else h[1])] for h in hits]]
+        t3 = time.perf_counter()
+        maps = attention_maps(self.engine, single[0], feats[0]) if spec.with_maps and objs[0].photo is None else None
+        timings = {"encode": (t1 - t0) * 1000, "query": (t2 - t1) * 1000, "search": (t3 - t2) * 1000,
+                   "total": (t3 - t0) * 1000}  # fmt: skip
+        return Outcome(spec, feats[0], hits, maps, timings, feats, per)
