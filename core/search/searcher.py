@@ -42,7 +42,7 @@ class Searcher:
     ) -> None:
         self.engine = engine
         self.index = PhotoIndex.open(folder, engine, writable=False, approx_threshold=approx_threshold)
-        self._info: dict[int, tuple[str, int]] = {}
+        self._info: dict[int, tuple[str, int, int | None]] = {}
 
     @property
     def folder(self) -> Path:
@@ -55,11 +55,11 @@ class Searcher:
         return self.index.vectors().ntotal
 
     # ------------------------------------------------------------------------------ Gallery protocol
-    def _lookup(self, ids: np.ndarray) -> dict[int, tuple[str, int]]:
+    def _lookup(self, ids: np.ndarray) -> dict[int, tuple[str, int, int | None]]:
         db = self.index.db
         db.conn.execute("BEGIN")
         try:
-            info = db.lookup(ids)  # id -> (rel, slot); ids deleted since the FAISS sync drop out here
+            info = db.lookup_checked(ids)  # id -> (rel, slot, checksum); ids deleted since the FAISS sync drop out here
         finally:
             db.conn.execute("COMMIT")
         self._info.update(info)
@@ -129,12 +129,34 @@ class Searcher:
         return ids
 
     def states(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Query-DB cache rows of ``ids`` (ids from :meth:`nearest` or :meth:`all_ids`)."""
+        """Query-DB cache rows of ``ids`` (ids from :meth:`nearest` or :meth:`all_ids`).
+
+        A row that does not match its checksum comes back as NaN, so the re-rank leaves that photo out;
+        :attr:`qd_mismatched` says how many for the last call.
+        """
         missing = [int(i) for i in ids if int(i) not in self._info]
         if missing:
             self._lookup(np.asarray(missing, np.int64))
-        slots = np.array([self._info[int(i)][1] for i in ids], dtype=np.int64)
-        return self.index.qd.read(slots)
+        info = [self._info[int(i)] for i in ids]
+        slots = np.array([x[1] for x in info], dtype=np.int64)
+        return self.index.qd.read(slots, [x[2] for x in info], [x[0] for x in info])
+
+    @property
+    def qd_mismatched(self) -> int:
+        """Photos the last Query-DB re-rank left out because their cache rows failed their checksum."""
+        return self.index.qd.last_mismatched
+
+    @property
+    def warnings(self) -> list[str]:
+        """Sentences about this search's index to show the user (e.g. the newest changes could not be read)."""
+        out = [self.index.db.stale_warning] if self.index.db.stale_warning else []
+        if self.qd_mismatched:
+            n = self.qd_mismatched
+            out.append(
+                f"{n} photo{'s' if n != 1 else ''} left out of the Query-DB re-rank: {'their' if n != 1 else 'its'} "
+                f"Query-DB cache rows did not match their checksums; run `phs index {self.folder}` to repair them."
+            )
+        return out
 
     def hits(self, scores: np.ndarray, ids: np.ndarray) -> list[SearchHit]:
         """The ranked ids as :class:`SearchHit` (path, relative path, score, id)."""

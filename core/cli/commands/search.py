@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -168,6 +169,11 @@ def run(args: argparse.Namespace) -> int:
         raise PromptError("--fa combines with the phs method only; use --method fa for FA alone.")
     from core.method.engine import FAParams
 
+    if not (abs(args.fa_alpha) <= 100 and 0 < args.fa_sigma <= 1e5):  # NaN fails both
+        raise PromptError(
+            f"FA needs --fa-alpha between -100 and 100 and --fa-sigma above 0 and at most 100000 pixels "
+            f"(got {args.fa_alpha:g} and {args.fa_sigma:g})."
+        )
     prompt = build_prompt(args)  # validate everything cheap before loading anything heavy
     objects = [parse_object(t) for t in args.object] + [parse_object(t, True) for t in args.exclude]
     if objects and prompt is not None:
@@ -179,6 +185,8 @@ def run(args: argparse.Namespace) -> int:
         candidates=args.candidates, objects=tuple(objects), combine=args.combine,
         object_candidates=args.object_candidates,
     )  # fmt: skip
+    if args.folder.exists() and not args.folder.is_dir():
+        raise PromptError(f"--folder {args.folder} is a file, not a folder: name the folder that holds the photos.")
     if not args.folder.is_dir():
         raise PromptError(f"The photo folder {args.folder} does not exist (moved, renamed or unplugged?).")
     from core.imageio import read_photo_bytes
@@ -194,6 +202,8 @@ def run(args: argparse.Namespace) -> int:
     engine = load_engine(model, weights=args.weights, device=args.device, download=args.model is not None)
     with Searcher(args.folder, engine) as searcher:
         outcome = QueryService(engine, searcher).run(spec)
+        for warning in searcher.warnings:  # e.g. the newest changes could not be read
+            print(f"phs: note: {warning}", file=sys.stderr)
         hits = outcome.hits
         rows = [h.as_dict() for h in hits]
         if objects and outcome.object_scores is not None:
@@ -204,10 +214,12 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(rows, indent=1))
     else:
+        from core.cli.commands.index import printable
+
         for rank, (h, row) in enumerate(zip(hits, rows), 1):
             box = f"  box {','.join(f'{v:.0f}' for v in row['box'])}" if "box" in row else ""
             each = "  [" + " ".join(f"{v:.4f}" for v in row["objects"]) + "]" if "objects" in row else ""
-            print(f"{rank:4d}  {h.score:.4f}  {h.path}{box}{each}")
+            print(f"{rank:4d}  {h.score:.4f}  {printable(h.path)}{box}{each}")  # a name cannot drive the terminal
     return 0
 
 
