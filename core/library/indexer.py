@@ -106,6 +106,8 @@ class IndexReport:
         scan_errors: Folders or files the scan could not read, as ``(path, reason)``.
         notes: Sentences about repairs the run made (a damaged database rebuilt, damaged Query-DB cache
             rows re-encoded).
+        settling: Files changed less than ``settle_s`` before the scan (probably still being written): left
+            for a later run, neither read nor swept.
     """
 
     folder: Path
@@ -121,6 +123,7 @@ class IndexReport:
     failures: tuple[FailedFile, ...] = ()
     scan_errors: tuple[tuple[str, str], ...] = ()
     notes: tuple[str, ...] = ()
+    settling: int = 0
 
 
 class FolderVanishedError(PHSError):
@@ -191,6 +194,8 @@ class Indexer:
         retry_failed: Retry files recorded as failed even when unchanged.
         approx_threshold: Vector count from which FAISS is HNSW instead of exact.
         save_interval_s: Seconds between FAISS saves during a run.
+        settle_s: Files whose modification time is less than this many seconds old are left for a later run
+            (a photo still being copied in); their rows, if any, are kept as they are. 0 reads every file.
     """
 
     def __init__(
@@ -205,6 +210,7 @@ class Indexer:
         retry_failed: bool = False,
         approx_threshold: int = APPROX_THRESHOLD,
         save_interval_s: float = 60.0,
+        settle_s: float = 0.0,
     ) -> None:
         self.folder = Path(st.folder_key(folder))
         if not self.folder.is_dir():
@@ -221,6 +227,7 @@ class Indexer:
         self.retry_failed = retry_failed
         self.approx_threshold = approx_threshold
         self.save_interval_s = save_interval_s
+        self.settle_ns = int(max(0.0, settle_s) * 1e9)
         self.draft_size = int(getattr(engine, "input_size", 0) or 0) or None
         self._bad_ids: list[int] = []
 
@@ -321,9 +328,13 @@ class Indexer:
 
         seen: set[str] = set()
         todo: list[ScannedFile] = []
-        skipped = 0
+        skipped = settling = 0
+        young_after = time.time_ns() - self.settle_ns
         for f in scan_folder(self.folder, on_error=on_error):
-            seen.add(f.rel)
+            seen.add(f.rel)  # a settling file counts as seen: its row is not swept
+            if self.settle_ns and f.mtime_ns > young_after:
+                settling += 1
+                continue
             r = rows.get(f.rel)
             unchanged = r is not None and r.size == f.size and r.mtime_ns == f.mtime_ns and f.rel not in bad_qd
             if unchanged and (r.status == "done" or not self.retry_failed):
@@ -445,6 +456,7 @@ class Indexer:
             failures=tuple(failures),
             scan_errors=tuple(scan_errors),
             notes=tuple(notes),
+            settling=settling,
         )
 
     # ------------------------------------------------------------------------------------ commit
@@ -564,6 +576,7 @@ def index_folder(
     progress: Callable[[IndexProgress], None] | None = None,
     cancel: threading.Event | Callable[[], bool] | None = None,
     approx_threshold: int = APPROX_THRESHOLD,
+    settle_s: float = 0.0,
 ) -> IndexReport:
     """Index (or update the index of) a photo folder. See :class:`Indexer` for the arguments.
 
@@ -582,4 +595,5 @@ def index_folder(
         rebuild=rebuild,
         retry_failed=retry_failed,
         approx_threshold=approx_threshold,
+        settle_s=settle_s,
     ).run(progress=progress, cancel=cancel)

@@ -50,6 +50,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--status", action="store_true", help="show the folder's indexes and failed files instead of indexing"
     )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    w = parser.add_argument_group("watching (keep the index current while the folder changes)")
+    w.add_argument("--watch", action="store_true",
+                   help="after indexing, keep watching the folder and index what changes until Ctrl+C or SIGTERM")
+    w.add_argument("--settle", type=float, default=2.0, metavar="S",
+                   help="quiet seconds before a run, and the age a photo must reach before it is read (default 2)")
+    w.add_argument("--rescan", type=float, default=600.0, metavar="S",
+                   help="a full stat pass this often, for changes no event reports, e.g. on network drives; "
+                        "0 = never (default 600)")
+    w.add_argument("--poll", action="store_true",
+                   help="poll the folder instead of asking the system for change events (network drives)")
 
 
 _PREFIX = re.compile(r"^Cannot (?:open|read|index) .*?: ")
@@ -70,12 +80,18 @@ def run(args: argparse.Namespace) -> int:
         raise PHSError(f"The number of decoding workers must be at least 1 (got {args.workers}).")
     if args.batch_size < 1:
         raise PHSError("The batch size must be at least 1.")
+    if args.watch and not (args.settle >= 0 and args.rescan >= 0):  # also refuses NaN
+        raise PHSError("--settle and --rescan take a number of seconds, 0 or more.")
     from tqdm import tqdm
 
     from core.library import IndexProgress, index_folder
     from core.method.engine import load_engine
 
     engine = load_engine(args.model or _default_model(), weights=args.weights, device=args.device)
+    if args.watch:
+        from core.cli.commands._watching import watch
+
+        return watch(args, engine)
     bar = None
 
     def progress(p: IndexProgress) -> None:
