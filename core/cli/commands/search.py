@@ -23,7 +23,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``phs search`` (the app's search options, named as in the app)."""
     from core.search.service import DEFAULT_CANDIDATES, METHODS
 
-    parser.add_argument("--folder", type=Path, required=True, help="the indexed photo folder")
+    parser.add_argument("--folder", type=Path, default=None, help="the indexed photo folder (or --all)")
+    parser.add_argument("--all", action="store_true",
+                        help="search every indexed folder of the model at once (see `phs library list`)")
     parser.add_argument("--image", type=Path, required=True, help="the query photo")
     parser.add_argument(
         "--model", default=None,
@@ -113,6 +115,46 @@ def indexed_model(folder: Path) -> str:
     return models[0]
 
 
+def library_model() -> str:
+    """The model of the indexed library (``--all`` without ``--model``); a sentence when there are several."""
+    from core.errors import PHSError
+    from core.library.catalog import library_folders
+    from core.library.store import IndexMissingError
+
+    models = sorted({e.model for e in library_folders()})
+    if not models:
+        raise IndexMissingError("No folder is indexed yet; run `phs index FOLDER` first.")
+    if len(models) > 1:
+        raise PHSError(f"The library is indexed with several models ({', '.join(models)}); choose one with --model.")
+    return models[0]
+
+
+def open_gallery(args: argparse.Namespace, engine, model: str):  # -> Searcher | MultiGallery
+    """One folder's searcher, or with ``--all`` every present indexed folder of ``model`` as one gallery (a
+    folder whose index cannot be opened now is left out with a sentence on stderr)."""
+    import sys
+
+    from core.errors import PHSError
+    from core.library.catalog import library_folders
+    from core.search.multi import MultiGallery
+    from core.search.searcher import Searcher
+
+    if not args.all:
+        return Searcher(args.folder, engine)
+    members = []
+    for entry in library_folders(model):
+        if not entry.present:
+            print(f"phs: left out {entry.folder}: the folder is not there now.", file=sys.stderr)
+            continue
+        try:
+            members.append(Searcher(entry.folder, engine))
+        except PHSError as err:
+            print(f"phs: left out {entry.folder}: {err}", file=sys.stderr)
+    if not members:
+        raise PHSError(f"No indexed folder of the model {model} can be searched now; see `phs library list`.")
+    return MultiGallery(members)
+
+
 def run(args: argparse.Namespace) -> int:
     """Search and print the ranked photos."""
     from core.search.service import QuerySpec
@@ -129,21 +171,22 @@ def run(args: argparse.Namespace) -> int:
         force_on=tuple(args.force_on), force_off=tuple(args.force_off), mode=args.mode, k=args.k,
         candidates=args.candidates,
     )  # fmt: skip
-    if not args.folder.is_dir():
+    if args.all == (args.folder is not None):
+        raise PromptError("Say where to search: --folder F for one indexed folder, or --all for every one.")
+    if not args.all and not args.folder.is_dir():
         raise PromptError(f"The photo folder {args.folder} does not exist (moved, renamed or unplugged?).")
     from core.imageio import read_photo_bytes
 
     read_photo_bytes(args.image)  # a missing, empty or non-regular query file is one sentence, before the model
     model = args.model
     if model is None:
-        model = indexed_model(args.folder)
+        model = library_model() if args.all else indexed_model(args.folder)
     from core.method.engine import load_engine
-    from core.search.searcher import Searcher
     from core.search.service import QueryService
 
     engine = load_engine(model, weights=args.weights, device=args.device, download=args.model is not None)
-    with Searcher(args.folder, engine) as searcher:
-        outcome = QueryService(engine, searcher).run(spec)
+    with open_gallery(args, engine, model) as gallery:
+        outcome = QueryService(engine, gallery).run(spec)
     hits = outcome.hits
     if args.json:
         print(json.dumps([h.as_dict() for h in hits], indent=1))
