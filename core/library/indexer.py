@@ -41,6 +41,7 @@ import numpy as np
 from core.errors import ImageLoadError, PHSError
 from core.imageio import decode_image_bytes
 from core.library import store as st
+from core.library.dates import fill_dates
 from core.library.photo_index import EngineLike, PhotoIndex
 from core.library.scan import ScannedFile, scan_folder
 from core.library.vectors import APPROX_THRESHOLD
@@ -296,7 +297,10 @@ class Indexer:
         )
         try:
             with st.storage_errors(index.directory, self.folder):
-                return self._run(index, progress, cancel, t0)
+                report = self._run(index, progress, cancel, t0)
+                if not report.cancelled:
+                    fill_dates(index.db, self.folder, cancel)  # dates of new photos, or of an older index
+                return report
         finally:
             index.close()
 

@@ -32,6 +32,11 @@ class MultiGallery:
     def __init__(self, galleries: Sequence[Any]) -> None:
         self.galleries = list(galleries)
 
+    def set_filter(self, photo_filter: Any) -> None:
+        """Give every member the same :class:`core.library.filters.PhotoFilter` (``None``: no filter)."""
+        for g in self.galleries:
+            g.set_filter(photo_filter)
+
     @property
     def size(self) -> int:
         """Photos searchable now, in all members."""

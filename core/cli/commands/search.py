@@ -60,6 +60,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    help="always keep head I (repeatable)")
     m.add_argument("--force-off", type=int, action="append", default=[], metavar="I",
                    help="never keep head I (repeatable)")
+    f = parser.add_argument_group("filters (in the search: the top k are the best of the photos that pass)")
+    f.add_argument("--after", metavar="DATE", help="taken on or after DATE (YYYY, YYYY-MM or YYYY-MM-DD; the EXIF "
+                   "date, else the file's time)")
+    f.add_argument("--before", metavar="DATE", help="taken before DATE (same forms)")
+    f.add_argument("--under", metavar="SUBFOLDER", help="only photos under this subfolder of the photo folder(s)")
+    f.add_argument("--type", metavar="EXT[,EXT]", help="only these file types, e.g. jpg,heic")
     r = parser.add_argument_group("results")
     r.add_argument("--k", type=int, default=20, help="number of results (default 20)")
     r.add_argument("--mode", choices=("qo", "qd"), default="qo", help="qo: Query-Only; qd: Query-DB re-rank")
@@ -165,6 +171,9 @@ def run(args: argparse.Namespace) -> int:
     from core.method.engine import FAParams
 
     prompt = build_prompt(args)  # validate everything cheap before loading anything heavy
+    from core.library.filters import PhotoFilter
+
+    photo_filter = PhotoFilter.from_text(args.after, args.before, args.under, args.type)
     spec = QuerySpec(
         photo=args.image, prompt=prompt, method=method, h_on=args.h_on, roi=args.roi, strategy=args.strategy,
         fa=FAParams(args.fa_alpha, args.fa_sigma, args.fa_layers), itae_theta=args.itae,
@@ -186,6 +195,7 @@ def run(args: argparse.Namespace) -> int:
 
     engine = load_engine(model, weights=args.weights, device=args.device, download=args.model is not None)
     with open_gallery(args, engine, model) as gallery:
+        gallery.set_filter(photo_filter)
         outcome = QueryService(engine, gallery).run(spec)
     hits = outcome.hits
     if args.json:
