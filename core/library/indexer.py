@@ -44,6 +44,7 @@ import numpy as np
 from core.errors import PHSError
 from core.imageio import MAX_FILE_BYTES
 from core.library import store as st
+from core.library.dates import fill_dates
 from core.library.decode import DaemonPool, Prepared, content_hash, next_result, prepare
 from core.library.photo_index import EngineLike, PhotoIndex
 from core.library.reports import FailedFile, FolderVanishedError, IndexProgress, IndexReport
@@ -101,6 +102,7 @@ class _Plan:
     scan_errors: list[tuple[str, str]]
     unsure: list[str]  # folders or files the scan could not read: their rows are never swept
     notes: list[str]
+    settling: int = 0  # photos too young to read (still being written): left for a later run, not swept
 
 
 @dataclass
@@ -132,6 +134,8 @@ class Indexer:
         approx_threshold: Vector count from which FAISS is HNSW instead of exact.
         save_interval_s: Seconds between FAISS saves during a run.
         max_file_bytes: Largest photo file read; larger ones are recorded as failed with their size.
+        settle_s: Files whose modification time is less than this many seconds old are left for a later run
+            (a photo still being copied in); their rows, if any, are kept as they are. 0 reads every file.
     """
 
     def __init__(
@@ -147,6 +151,7 @@ class Indexer:
         approx_threshold: int = APPROX_THRESHOLD,
         save_interval_s: float = 60.0,
         max_file_bytes: int = MAX_FILE_BYTES,
+        settle_s: float = 0.0,
     ) -> None:
         self.folder = Path(st.folder_key(folder))
         if not self.folder.is_dir():
@@ -166,6 +171,7 @@ class Indexer:
         self.approx_threshold = approx_threshold
         self.save_interval_s = save_interval_s
         self.max_file_bytes = int(max_file_bytes)
+        self.settle_ns = int(max(0.0, settle_s) * 1e9)
         self.draft_size = int(getattr(engine, "input_size", 0) or 0) or None
         self._bad_ids: list[int] = []
 
@@ -211,7 +217,10 @@ class Indexer:
         )
         try:
             with st.storage_errors(index.directory, self.folder):
-                return self._run(index, progress, cancel, t0)
+                report = self._run(index, progress, cancel, t0)
+                if not report.cancelled:
+                    fill_dates(index.db, self.folder, cancel)  # dates of new photos, or of an older index
+                return report
         finally:
             index.close()
 
@@ -242,7 +251,7 @@ class Indexer:
             indexed=c["indexed"], reused=c["reused"], skipped=plan.skipped, failed=c["failed"], removed=removed,
             cancelled=tally.cancelled, seconds=time.perf_counter() - t0, failures=tuple(tally.failures),
             scan_errors=tuple(plan.scan_errors), notes=tuple(plan.notes), waiting=int(waiting),
-            done_total=int(db.counts().get("done", 0)),
+            done_total=int(db.counts().get("done", 0)), settling=plan.settling,
         )  # fmt: skip
 
     def _plan(self, index: PhotoIndex) -> _Plan:
@@ -261,8 +270,12 @@ class Indexer:
             plan.scan_errors.append((rel, err.strerror or str(err)))
             plan.unsure.append("" if rel == "." else rel)
 
+        young_after = time.time_ns() - self.settle_ns
         for f in scan_folder(self.folder, on_error=on_error):
-            plan.seen.add(f.rel)
+            plan.seen.add(f.rel)  # a settling file counts as seen: its row is not swept
+            if self.settle_ns and f.mtime_ns > young_after:
+                plan.settling += 1
+                continue
             r = rows.get(f.rel)
             unchanged = r is not None and r.size == f.size and r.mtime_ns == f.mtime_ns and f.rel not in bad_qd
             if unchanged and not r.retry and (r.status == "done" or not self.retry_failed):
@@ -519,6 +532,7 @@ def index_folder(
     cancel: threading.Event | Callable[[], bool] | None = None,
     approx_threshold: int = APPROX_THRESHOLD,
     max_file_bytes: int = MAX_FILE_BYTES,
+    settle_s: float = 0.0,
 ) -> IndexReport:
     """Index (or update the index of) a photo folder. See :class:`Indexer` for the arguments.
 
@@ -538,4 +552,5 @@ def index_folder(
         retry_failed=retry_failed,
         approx_threshold=approx_threshold,
         max_file_bytes=max_file_bytes,
+        settle_s=settle_s,
     ).run(progress=progress, cancel=cancel)

@@ -74,6 +74,8 @@ class IndexReport:
             damaged Query-DB cache rows re-encoded).
         waiting: Photos of the index whose last read failed for a reason that may pass, to be retried by
             the next plain run (after this run).
+        settling: Files changed less than ``settle_s`` before the scan (probably still being written): left
+            for a later run, neither read nor swept.
         done_total: Photos searchable in the index after this run.
     """
 
@@ -92,6 +94,7 @@ class IndexReport:
     notes: tuple[str, ...] = ()
     waiting: int = 0
     done_total: int = 0
+    settling: int = 0
 
 
 class FolderVanishedError(PHSError):

@@ -66,6 +66,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="with --status: delete the copies of damaged index files that repairs moved aside",
     )  # fmt: skip
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    w = parser.add_argument_group("watching (keep the index current while the folder changes)")
+    w.add_argument("--watch", action="store_true",
+                   help="after indexing, keep watching the folder and index what changes until Ctrl+C or SIGTERM")
+    w.add_argument("--settle", type=float, default=2.0, metavar="S",
+                   help="quiet seconds before a run, and the age a photo must reach before it is read (default 2)")
+    w.add_argument("--rescan", type=float, default=600.0, metavar="S",
+                   help="a full stat pass this often, for changes no event reports, e.g. on network drives; "
+                        "0 = never (default 600)")
+    w.add_argument("--poll", action="store_true",
+                   help="poll the folder instead of asking the system for change events (network drives)")
 
 
 _PREFIX = re.compile(r"^Cannot (?:open|read|index) .*?: ")
@@ -108,6 +118,13 @@ def run(args: argparse.Namespace) -> int:
         raise PHSError("The batch size must be at least 1.")
     if not 0 < args.max_file_size < 1e9:
         raise PHSError(f"--max-file-size must be a positive number of megabytes (got {args.max_file_size:g}).")
+    if args.watch and not (args.settle >= 0 and args.rescan >= 0):  # also refuses NaN
+        raise PHSError("--settle and --rescan take a number of seconds, 0 or more.")
+    if args.watch:
+        from core.cli.commands._watching import watch
+        from core.method.engine import load_engine
+
+        return watch(args, load_engine(args.model or _default_model(), weights=args.weights, device=args.device))
     return _summary(*_index(args))
 
 
