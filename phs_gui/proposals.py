@@ -104,6 +104,8 @@ class ProposalsController(QObject):
         self.paths: list[str] = []
         self.cache: dict[tuple, Proposed | None] = {}
         self.decided: dict[tuple, str] = {}
+        self._accepted: dict[int, tuple] = {}  # annotation id -> (query, photo) it was accepted on
+        annotations.presence.connect(self._on_presence)
         self._request: tuple | None = None  # (prompt, selected, head_mask) of the latest answer
         self._worker: Worker | None = None
 
@@ -210,12 +212,22 @@ class ProposalsController(QObject):
             self.message.emit("Save the query's mark with a label first (Ctrl+S): accepted proposals take its "
                               "label.", "info", None, "")
             return False
-        anns = []
+        anns, keys = [], [(self.query_key, p) for p in paths]
         for p in paths:
             prop = self.proposal(p)
             shape = Shape("mask", mask=prop.mask) if prop.mask.any() else Shape.from_box(*prop.box)
             anns.append(Annotation(None, prop.photo, label, shape, "proposed", prop.score))
-        return bool(self.annotations.add_many(anns))
+        added = self.annotations.add_many(anns)
+        self._accepted.update({a.id: k for a, k in zip(added, keys)})
+        return bool(added)
+
+    def _on_presence(self, ids: list, present: bool) -> None:
+        """An accepted proposal's annotation undone (pending again) or redone (accepted again)."""
+        keys = [self._accepted[i] for i in ids if i in self._accepted]
+        for k in keys:
+            self.decided[k] = ACCEPTED if present else PENDING
+        if keys:
+            self.changed.emit()
 
 
 def draw_on_thumbnail(pm: QPixmap, prop: Proposed | None, status: str, color: str) -> QPixmap:

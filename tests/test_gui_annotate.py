@@ -64,8 +64,10 @@ def test_mark_save_relaunch_propose_accept_three_export_coco_and_refuse_damaged_
     # Undo takes back the last accept (one edit), redo (Ctrl+Y) brings it back.
     drv.key(Qt.Key.Key_Z, drv.ctrl)
     qtbot.waitUntil(lambda: w.labels_panel.labels.item(0).text() == "circle  (3)", timeout=5000)
+    assert pr.status(accepted[-1]) == PENDING  # its proposal can be decided again
     drv.key(Qt.Key.Key_Y, drv.ctrl)
     qtbot.waitUntil(lambda: w.labels_panel.labels.item(0).text() == "circle  (4)", timeout=5000)
+    assert pr.status(accepted[-1]) == ACCEPTED
 
     # Export COCO from the File menu: four annotations that pycocotools loads, with their boxes.
     out = tmp_path / "export" / "coco.json"

@@ -56,6 +56,7 @@ class AnnotationsController(QObject):
         photo_annotations(list): the :class:`Annotation` list of the photo shown (after any change).
         labels_changed(list): every :class:`Label` with its count.
         edited(): an undoable edit was made (the window's undo history records it).
+        presence(list, bool): these annotation ids are stored now (``True``) or no longer (``False``).
         history_forgotten(): the undo list started over (a label was renamed; the edits held the old name).
         message(str, str, object, str): a sentence, its level, an optional ``(label, slot)``, its kind.
     """
@@ -64,6 +65,7 @@ class AnnotationsController(QObject):
     labels_changed = Signal(object)
     edited = Signal()
     history_forgotten = Signal()
+    presence = Signal(list, bool)
     message = Signal(str, str, object, str)
 
     def __init__(self, prefs: Preferences, pool: WorkerPool, parent: QObject | None = None) -> None:
@@ -187,6 +189,7 @@ class AnnotationsController(QObject):
         """Note an edit already made in the store (``add`` or ``remove`` of ``anns``) for undo, and show it."""
         self._undo.append((op, anns))
         self._redo.clear()
+        self.presence.emit([a.id for a in anns], op == "add")
         self.edited.emit()
         self.refresh()
 
@@ -203,13 +206,15 @@ class AnnotationsController(QObject):
             return False
         op, anns = src.pop()
         try:
-            if (op == "add") == undoing:
-                self.store.remove([a.id for a in anns])
-            else:
+            present = (op == "add") != undoing
+            if present:
                 self.store.restore(anns)
+            else:
+                self.store.remove([a.id for a in anns])
         except AnnotationStoreError as err:
             self.message.emit(str(err), "error", None, "")
             return False
         dst.append((op, anns))
+        self.presence.emit([a.id for a in anns], present)
         self.refresh()
         return True
