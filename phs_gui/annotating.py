@@ -40,9 +40,8 @@ def install(win: MainWindow) -> None:
     dock = QDockWidget("Labels", win)
     dock.setObjectName("dock-labels")
     dock.setWidget(win.labels_panel)
-    win.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, dock)
-    win.tabifyDockWidget(win.docks.right, dock)  # behind the heads: the photo keeps its room
-    win.docks.right.raise_()
+    win.addDockWidget(Qt.DockWidgetArea.LeftDockWidgetArea, dock)
+    win.labels_dock = dock  # the layout tabs it beside Search and Library (phs_gui.layout)
     win.propose_bar = ProposeBar()
     win.docks.results_panel.layout().insertWidget(1, win.propose_bar)
     win.journal = EditJournal({"prompt": (win.query.undo, win.query.redo),

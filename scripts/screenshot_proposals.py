@@ -70,9 +70,7 @@ def shoot(size: str, out: Path) -> int:
     wait(lambda: w.proposals.done and w.settled)
     for path in w.proposals.paths[:2]:
         w.proposals.decide(path, True)
-    from PySide6.QtCore import Qt
-
-    w.resizeDocks([w.docks.bottom], [int(w.height() * 0.5)], Qt.Orientation.Vertical)  # more results in view
+    w.docks.results_panel.size_slider.setValue(104)  # more results in view
     w.banner.hide()
     t0 = time.perf_counter()
     while time.perf_counter() - t0 < 1.5:  # thumbnails, repaints
