@@ -44,7 +44,7 @@ from core.library import store as st
 from core.library.photo_index import EngineLike, PhotoIndex
 from core.library.scan import ScannedFile, scan_folder
 from core.library.vectors import APPROX_THRESHOLD
-from core.method.phs import l2_normalize
+from core.method.phs import database_features
 
 
 @dataclass(frozen=True)
@@ -471,7 +471,7 @@ class Indexer:
         if batch.encode:
             enc = self.engine.encode_batch(_stack([p.tensor for p in batch.encode]))
             f = np.asarray(enc.features, dtype=np.float32)
-            f = l2_normalize(f)
+            f = database_features(f)
             rows = st.QDCache.pack(enc.x_cls, enc.o_cls)
             for i, p in enumerate(batch.encode):
                 feats[p.hash] = f[i]
@@ -493,7 +493,7 @@ class Indexer:
                 else:
                     enc = self.engine.encode_batch(_stack([again.tensor]))
                     f = np.asarray(enc.features, dtype=np.float32)[0]
-                    feats[again.hash] = l2_normalize(f)
+                    feats[again.hash] = database_features(f)
                     qd_rows[again.hash] = st.QDCache.pack(enc.x_cls, enc.o_cls)[0]
                     batch.encode.append(again)
                 continue

@@ -23,13 +23,13 @@ from __future__ import annotations
 import time
 import weakref
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 import numpy as np
 
-from core.defaults import MARKER_METHODS
-from core.errors import NotReadyError, PHSError, PromptError
+from core.defaults import DEFAULT_CANDIDATES, LEARNED_METHODS, MARKER_METHODS, METHODS, MODES  # noqa: F401 (re-exported)
+from core.errors import NotReadyError, PHSError, PromptError, WeightsNotFoundError
 from core.method.engine import FAParams, PHSEngine
 from core.method.phs import (
     HeadSelection,
@@ -42,17 +42,6 @@ from core.method.phs import (
 )
 from core.method.prompts import Prompt, Roi, prompt_pixel_mask
 from core.method.transforms import ImageLike
-
-METHODS: tuple[str, ...] = (
-    "cbir", "crop", "mask", "attn-mask", "fa", "phs", "fa+phs", "crop+phs", "lvp", "red-circle", "lvp+phs",
-)
-"""Query methods, in the order of the papers' tables (seed 000, then seed 004's markers)."""
-
-MODES: tuple[str, ...] = ("qo", "qd")
-"""``qo`` Query-Only, ``qd`` Query-DB (two-stage re-rank of the Query-Only candidates)."""
-
-DEFAULT_CANDIDATES = 1000
-"""K': Query-Only candidates re-ranked by Query-DB in the shipped search."""
 
 PHS_METHODS = frozenset({"phs", "fa+phs", "crop+phs", "lvp+phs"})
 """Methods that select heads (and so give a head mask for Query-DB)."""
@@ -87,6 +76,9 @@ class QuerySpec:
         k: hits wanted (clipped to the gallery size).
         candidates: K' for Query-DB; ``None`` re-ranks the whole gallery (exact Query-DB).
         with_maps: also return the ``(h, gh, gw)`` attention maps (for display).
+        fallback: the method that answers when ``method`` needs a learned prompt and the model has none
+            (the app falls back to ``phs`` and offers to train one); ``None``: refuse with the sentence that
+            says how to train one (``phs search``, ``phs eval``).
     """
 
     photo: ImageLike | None = None
@@ -103,10 +95,13 @@ class QuerySpec:
     k: int = 20
     candidates: int | None = DEFAULT_CANDIDATES
     with_maps: bool = False
+    fallback: str | None = None
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
             raise PromptError(f"Unknown method '{self.method}'; choose one of {', '.join(METHODS)}.")
+        if self.fallback is not None and (self.fallback not in METHODS or self.fallback in LEARNED_METHODS):
+            raise PromptError(f"A method without a learned prompt must be the fallback, not '{self.fallback}'.")
         if self.mode not in MODES:
             raise PromptError(f"The search mode must be qo or qd, not '{self.mode}'.")
         RoiReduce(self.roi)
@@ -138,12 +133,14 @@ class QueryFeature:
         selection: the head selection of the PHS methods, else ``None``.
         placement: where a marker method pasted its marker, ``(cx, cy, width, height)`` in pixels of the
             photo (EXIF orientation applied), else ``None``.
+        fell_back: the spec's fallback ran because its method needs a learned prompt the model lacks.
     """
 
     feature: np.ndarray
     method: str
     selection: HeadSelection | None = None
     placement: tuple[float, float, float, float] | None = None
+    fell_back: bool = False
 
     @property
     def head_mask(self) -> np.ndarray | None:
@@ -188,13 +185,16 @@ class Gallery(Protocol):
     def states(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The Query-DB cache of ``ids``: ``(n, D)`` ``X_cls`` and ``(n, h, d_h)`` ``O[CLS]``."""
 
+    def hits(self, scores: np.ndarray, ids: np.ndarray) -> Sequence[Any]:
+        """The ranked ``(n,)`` ``scores`` and ``ids`` as the gallery's results, best first (one per id)."""
+
 
 @dataclass(frozen=True, eq=False)
 class MemoryGallery:
     """A gallery held in arrays (the evaluation's database).
 
     Attributes:
-        features: ``(N, F)`` unit-normalised plain features.
+        features: ``(N, F)`` plain features as a gallery keeps them (:func:`core.method.phs.database_features`).
         x_cls: ``(N, D)`` Query-DB cache ``X_cls``.
         o_cls: ``(N, h, d_h)`` Query-DB cache ``O[CLS]``.
     """
@@ -223,6 +223,10 @@ class MemoryGallery:
     def states(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Rows of the Query-DB cache."""
         return self.x_cls[ids], self.o_cls[ids]
+
+    def hits(self, scores: np.ndarray, ids: np.ndarray) -> list[tuple[float, int]]:
+        """``(score, row index)`` pairs, best first."""
+        return list(zip(scores.tolist(), ids.tolist()))
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -253,31 +257,42 @@ def query_feature(engine: PHSEngine, spec: QuerySpec) -> QueryFeature:
     """
     if not engine.is_image_set:
         raise NotReadyError("Open a photo first: no image is set.")
-    engine.set_itae(spec.itae_theta)
-    method = spec.effective_method
+    method, fell_back = runnable_method(engine, spec)
+    query = _query_feature(engine, spec, method)
+    return replace(query, fell_back=True) if fell_back else query
+
+
+def _query_feature(engine: PHSEngine, spec: QuerySpec, method: str) -> QueryFeature:
+    """:func:`query_feature` for the method that runs."""
+    theta = spec.itae_theta  # an argument of this query: the engine's own setting (the index's) stays
     prompt = spec.prompt
     if method == "cbir" or prompt is None:
-        return QueryFeature(engine.feature(), "cbir")
+        return QueryFeature(engine.feature(itae_theta=theta), "cbir")
     strategy = HeadStrategy(spec.strategy)
     fa = spec.fa
     h_on = resolved_h_on(engine, spec)
+    heads = {"h_on": h_on, "roi": spec.roi, "strategy": strategy, "force_on": spec.force_on,
+             "force_off": spec.force_off, "itae_theta": theta}  # fmt: skip
     if method == "phs":
-        sel = engine.select_heads(prompt, h_on, spec.roi, strategy, spec.force_on, spec.force_off)
-        return QueryFeature(engine.feature(sel.head_mask, strategy), method, sel)
+        sel = engine.select_heads(prompt, **heads)
+        return QueryFeature(engine.feature(sel.head_mask, strategy, itae_theta=theta), method, sel)
     if method == "fa":
-        return QueryFeature(engine.feature(None, prompt=prompt, fa=fa), method)
+        return QueryFeature(engine.feature(None, prompt=prompt, fa=fa, itae_theta=theta), method)
     if method == "fa+phs":
-        sel = engine.select_heads(prompt, h_on, spec.roi, strategy, spec.force_on, spec.force_off, fa=fa)
-        return QueryFeature(engine.feature(sel.head_mask, strategy, prompt=prompt, fa=fa), method, sel)
+        sel = engine.select_heads(prompt, fa=fa, **heads)
+        return QueryFeature(engine.feature(sel.head_mask, strategy, prompt=prompt, fa=fa, itae_theta=theta), method,
+                            sel)  # fmt: skip
     if method == "attn-mask":
-        return QueryFeature(engine.attn_mask_feature(prompt), method)
+        return QueryFeature(engine.attn_mask_feature(prompt, itae_theta=theta), method)
     if method in MARKER_METHODS:
-        with engine.marked(prompt, marker_for(engine, method)) as pl:
-            where = pl.in_image(engine.image_size, engine.input_size)
-            if method != "lvp+phs":
-                return QueryFeature(engine.feature(), method, placement=where)
-            sel = engine.select_heads(prompt, h_on, spec.roi, strategy, spec.force_on, spec.force_off)
-            return QueryFeature(engine.feature(sel.head_mask, strategy), method, sel, where)
+        marker = marker_for(engine, method)
+        where = engine.placement(prompt, marker).in_image(engine.image_size, engine.input_size)
+        if method != "lvp+phs":
+            return QueryFeature(engine.feature(prompt=prompt, marker=marker, itae_theta=theta), method,
+                                placement=where)  # fmt: skip
+        sel = engine.select_heads(prompt, marker=marker, **heads)
+        feature = engine.feature(sel.head_mask, strategy, prompt=prompt, marker=marker, itae_theta=theta)
+        return QueryFeature(feature, method, sel, where)
     image = engine.current_image()
     w, h = image.size
     if method == "mask":
@@ -286,14 +301,14 @@ def query_feature(engine: PHSEngine, spec: QuerySpec) -> QueryFeature:
         arr[~keep] = 0
         from PIL import Image
 
-        return QueryFeature(engine.encode_batch([Image.fromarray(arr)]).features[0], method)
+        return QueryFeature(engine.encode_batch([Image.fromarray(arr)], itae_theta=theta).features[0], method)
     b = prompt.bounding_box(w, h)
     crop = image.crop((int(b.x0), int(b.y0), max(int(np.ceil(b.x1)), int(b.x0) + 1),
                        max(int(np.ceil(b.y1)), int(b.y0) + 1)))  # fmt: skip
     if method == "crop":
-        return QueryFeature(engine.encode_batch([crop]).features[0], method)
+        return QueryFeature(engine.encode_batch([crop], itae_theta=theta).features[0], method)
     # crop+phs: encode the crop, score heads over the whole crop, keep h - 1 (Table A7).
-    enc, maps = engine.encode_with_maps(crop)
+    enc, maps = engine.encode_with_maps(crop, itae_theta=theta)
     scores = roi_attention(maps, Roi(np.ones(engine.grid, np.float32)), spec.roi)
     selected = select_heads(scores, h_on, spec.force_on, spec.force_off)
     sel = HeadSelection(scores, selected, head_mask(selected, strategy), strategy, h_on)
@@ -302,6 +317,23 @@ def query_feature(engine: PHSEngine, spec: QuerySpec) -> QueryFeature:
 
 
 _LEARNED: weakref.WeakKeyDictionary[PHSEngine, Any] = weakref.WeakKeyDictionary()
+
+
+def runnable_method(engine: PHSEngine, spec: QuerySpec) -> tuple[str, bool]:
+    """The method a spec runs, and whether its fallback stands in.
+
+    The fallback stands in when the spec's method needs a learned prompt that the engine's model does not have
+    and the spec names one (whether or not there is a prompt yet); without a prompt the method is ``cbir``.
+    A missing learned prompt without a fallback raises when the marker is needed
+    (:class:`core.errors.WeightsNotFoundError`, the sentence says how to train one).
+    """
+    method, fell_back = spec.method, False
+    if method in LEARNED_METHODS and spec.fallback is not None:
+        try:
+            marker_for(engine, method)
+        except WeightsNotFoundError:
+            method, fell_back = spec.fallback, True
+    return ("cbir" if spec.prompt is None else method), fell_back
 
 
 def marker_for(engine: PHSEngine, method: str) -> Any:
@@ -328,13 +360,12 @@ def forget_learned_prompt(engine: PHSEngine) -> None:
 def attention_maps(engine: PHSEngine, spec: QuerySpec, query: QueryFeature) -> np.ndarray:
     """``(h, gh, gw)`` last-block maps of what the query looked at: under FA for the FA methods, on the
     marked photo for the marker methods, else on the photo."""
-    method, prompt = query.method, spec.prompt
+    method, prompt, theta = query.method, spec.prompt, spec.itae_theta
     if method in FA_METHODS and prompt is not None:
-        return engine.attention_maps(prompt, spec.fa)
+        return engine.attention_maps(prompt, spec.fa, itae_theta=theta)
     if method in MARKER_METHODS and prompt is not None:
-        with engine.marked(prompt, marker_for(engine, method)):
-            return engine.attention_maps()
-    return engine.attention_maps()
+        return engine.attention_maps(prompt, marker=marker_for(engine, method), itae_theta=theta)
+    return engine.attention_maps(itae_theta=theta)
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -345,8 +376,8 @@ def cosines(features: np.ndarray, query: np.ndarray) -> np.ndarray:
     """``(n,)`` cosine of each row of ``features`` ``(n, F)`` with a unit ``query`` ``(F,)``.
 
     Without BLAS on purpose: numpy's multi-threaded BLAS leaves its threads spinning after a small product,
-    and they took the cores from the re-rank's next matrix products (p50 55-66 ms against 39-41 ms with one
-    BLAS thread, 1,000 ViT-B candidates on 2 cores).
+    and they took the cores from the re-rank's next matrix products (figures: README, "Measured figures";
+    bench/bench_scale.py).
     """
     return np.einsum("ij,j->i", l2_normalize(features), query)
 
@@ -406,8 +437,8 @@ def rank(
     if fast == "fp32":
         scores = cosines(engine.features_from_cache(x_cls, o_cls, m, strategy), q)
     else:
-        # Two passes: every candidate in the fast precision (bf16 where native: about 4x less than fp32 on
-        # the CPU), then the best of them again in fp32, so the returned order and scores are fp32's.
+        # Two passes: every candidate in the fast precision (bf16 where native, much cheaper than fp32 on the
+        # CPU), then the best of them again in fp32, so the returned order and scores are fp32's.
         scores = cosines(engine.features_from_cache(x_cls, o_cls, m, strategy, precision=fast), q)
         n_refine = min(len(ids), max(REFINE_MIN, REFINE_FACTOR * k))
         scores = np.where(np.isfinite(scores), scores, -np.inf)
@@ -431,7 +462,8 @@ class Outcome:
     Attributes:
         spec: the spec that ran.
         query: the query feature, method and head selection.
-        hits: ranked photos (empty without a gallery); :class:`SearchHit` for an index, else ``(score, id)``.
+        hits: ranked photos (empty without a gallery), as the gallery's :meth:`Gallery.hits` gives them:
+            :class:`SearchHit` for an index, ``(score, row index)`` for a :class:`MemoryGallery`.
         maps: ``(h, gh, gw)`` last-block [CLS]->patch attention (under FA for the FA methods) when asked.
         timings_ms: ``{"encode": ..., "query": ..., "search": ..., "total": ...}`` in milliseconds.
     """
@@ -441,6 +473,11 @@ class Outcome:
     hits: Sequence[Any] = ()
     maps: np.ndarray | None = None
     timings_ms: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def fell_back(self) -> bool:
+        """Whether the spec's fallback answered (its method needs a learned prompt the model does not have)."""
+        return self.query.fell_back
 
     @property
     def selection(self) -> HeadSelection | None:
@@ -467,7 +504,8 @@ class QueryService:
     Not thread-safe: one caller at a time (the app runs it in one worker thread).
 
     Args:
-        engine: the model (its ITAE setting follows each spec).
+        engine: the model; each spec's ITAE threshold and marker are arguments of its query, so the engine's
+            own settings (those of the index it also reads) never change.
         gallery: an opened index (:class:`core.search.searcher.Searcher`) or a :class:`MemoryGallery`.
     """
 
@@ -501,8 +539,7 @@ class QueryService:
         if self.gallery is not None:  # rank() answers an empty gallery with no hits
             scores, ids = rank(self.engine, self.gallery, query, k=spec.k, mode=spec.mode,
                                candidates=spec.candidates, strategy=spec.strategy)  # fmt: skip
-            to_hits = getattr(self.gallery, "hits", None)
-            hits = to_hits(scores, ids) if to_hits is not None else list(zip(scores.tolist(), ids.tolist()))
+            hits = self.gallery.hits(scores, ids)
         t3 = time.perf_counter()
         timings = {"encode": (t1 - t0) * 1000, "query": (t2 - t1) * 1000, "search": (t3 - t2) * 1000,
                    "total": (t3 - t0) * 1000}  # fmt: skip

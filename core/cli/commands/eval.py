@@ -27,6 +27,8 @@ def _int_list(text: str) -> list[int]:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``phs eval``."""
+    from core.defaults import DEFAULT_CANDIDATES, FA_ALPHA, FA_SIGMA
+
     d = parser.add_argument_group("data")
     d.add_argument("--dataset", choices=("synthetic", "coco", "voc"), default="synthetic")
     d.add_argument("--annotations", type=Path, help="COCO instances JSON, or the VOC20xx folder")
@@ -59,11 +61,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "640 px side, scaled to each image (default for synthetic scenes)")
     m.add_argument("--noise-absolute", action="store_const", const="absolute", dest="noise_scale",
                    help=argparse.SUPPRESS)
-    m.add_argument("--candidates", type=int, default=1000,
-                   help="K': Query-Only candidates re-ranked by the shipped Query-DB (default 1000)")
+    m.add_argument("--candidates", type=int, default=DEFAULT_CANDIDATES,
+                   help="K': Query-Only candidates re-ranked by the shipped Query-DB")
     m.add_argument("--h-on-sweep", type=_int_list, default=[], metavar="1,2,...", help="h_on sweep (Fig. A1)")
-    m.add_argument("--fa-alpha", type=float, default=0.2)
-    m.add_argument("--fa-sigma", type=float, default=100.0)
+    m.add_argument("--fa-alpha", type=float, default=FA_ALPHA, help="FA strength alpha")
+    m.add_argument("--fa-sigma", type=float, default=FA_SIGMA, help="FA Gaussian width sigma")
     m.add_argument("--k", type=int, default=100, help="cut-off of MP@k and MAP@k")
     m.add_argument("--batch-size", type=int, default=64)
     m.add_argument("--threads", type=int, default=None, help="torch CPU threads")

@@ -124,8 +124,7 @@ def _default_model() -> str:
 
 
 def _status(folder: Path, model: str | None) -> int:
-    from core.library import list_indexes
-    from core.library.store import DB_FILE, Database, model_label
+    from core.library.store import DB_FILE, Database, list_indexes, model_label
 
     found = [
         (d, s)

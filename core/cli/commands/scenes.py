@@ -50,7 +50,7 @@ def _size(args: argparse.Namespace) -> tuple[int, int]:
 
 def run(args: argparse.Namespace) -> int:
     """Generate the scenes; user errors raise :class:`core.errors.PHSError`."""
-    from core.evaluation.datasets import write_scene_folder
+    from core.synthetic.scene_folder import write_scene_folder
 
     size = _size(args)
     if args.n < 1:

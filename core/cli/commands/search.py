@@ -2,17 +2,20 @@
 
 Coordinates are in pixels of the query photo as displayed (EXIF orientation applied), ``x`` to the right,
 ``y`` down; a box is ``x0,y0,x1,y1`` (XYXY); a mask is an image of the query's size, white inside.
-Without a point, box or mask the whole photo is the query (plain [CLS], CBIR).
+Without a point, box or mask the whole photo is the query (plain [CLS], CBIR). Identical files are listed
+once, with the others as its copies (``+N copies``; ``copies`` in JSON), as the app shows them.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
+import sys
 from pathlib import Path
 
-import numpy as np
-
+from core.cli import plural
+from core.defaults import query_method
 from core.errors import PromptError
 
 NAME = "search"
@@ -21,7 +24,7 @@ HELP = "Search an indexed folder with a query photo and a point, box or mask on 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``phs search`` (the app's search options, named as in the app)."""
-    from core.search.service import DEFAULT_CANDIDATES, METHODS
+    from core.defaults import DEFAULT_CANDIDATES, FA_ALPHA, FA_BLOCKS, FA_SIGMA, METHODS
 
     parser.add_argument("--folder", type=Path, required=True, help="the indexed photo folder")
     parser.add_argument("--image", type=Path, required=True, help="the query photo")
@@ -49,9 +52,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     m.add_argument("--strategy", default="before+scale",
                    choices=("identity", "after", "before", "after+scale", "before+scale"),
                    help="where the head mask applies (default before+scale)")
-    m.add_argument("--fa-layers", type=int, default=4, help="last blocks FA acts on (default 4)")
-    m.add_argument("--fa-alpha", type=float, default=0.2, help="FA strength alpha (default 0.2)")
-    m.add_argument("--fa-sigma", type=float, default=100.0, help="FA Gaussian width sigma (default 100)")
+    m.add_argument("--fa-layers", type=int, default=FA_BLOCKS, help="last blocks FA acts on")
+    m.add_argument("--fa-alpha", type=float, default=FA_ALPHA, help="FA strength alpha")
+    m.add_argument("--fa-sigma", type=float, default=FA_SIGMA, help="FA Gaussian width sigma")
     m.add_argument("--itae", type=float, default=None, metavar="THETA",
                    help="ITAE: attenuate patches whose query norm exceeds THETA, on the query photo")
     m.add_argument("--force-on", type=int, action="append", default=[], metavar="I",
@@ -63,7 +66,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     r.add_argument("--mode", choices=("qo", "qd"), default="qo", help="qo: Query-Only; qd: Query-DB re-rank")
     r.add_argument("--candidates", type=int, default=DEFAULT_CANDIDATES,
                    help=f"Query-Only candidates re-ranked in qd mode (default {DEFAULT_CANDIDATES})")
-    r.add_argument("--json", action="store_true", help='print [{"path": ..., "score": ...}, ...] best first')
+    r.add_argument("--json", action="store_true",
+                   help='print [{"path": ..., "score": ..., "copies": [...], "is_query": ...}, ...] best first')
 
 
 def _numbers(text: str, n: int, what: str) -> list[float]:
@@ -72,13 +76,15 @@ def _numbers(text: str, n: int, what: str) -> list[float]:
         values = [float(p) for p in parts]
     except ValueError:
         values = []
-    if len(values) != n or not all(np.isfinite(values)):
+    if len(values) != n or not all(math.isfinite(v) for v in values):
         raise PromptError(f"{what} expects {n} comma-separated numbers, not '{text}'.")
     return values
 
 
 def build_prompt(args: argparse.Namespace):  # -> core.method.prompts.Prompt | None
     """The prompt described by the command-line options, ``None`` when there is none."""
+    import numpy as np
+
     from core.imageio import load_image
     from core.method.prompts import Box, Mask, Point, Prompt
 
@@ -117,12 +123,15 @@ def run(args: argparse.Namespace) -> int:
     """Search and print the ranked photos."""
     from core.search.service import QuerySpec
 
-    method = "fa+phs" if args.fa else args.method
     if args.fa and args.method not in ("phs", "fa+phs"):
         raise PromptError("--fa combines with the phs method only; use --method fa for FA alone.")
+    method = query_method(args.method, args.fa)
     from core.method.engine import FAParams
 
     prompt = build_prompt(args)  # validate everything cheap before loading anything heavy
+    if prompt is None and (args.force_on or args.force_off):
+        print("phs search: --force-on/--force-off choose heads for a prompt; without a point, box or mask the "
+              "whole photo is the query and they have no effect.", file=sys.stderr)
     spec = QuerySpec(
         photo=args.image, prompt=prompt, method=method, h_on=args.h_on, roi=args.roi, strategy=args.strategy,
         fa=FAParams(args.fa_alpha, args.fa_sigma, args.fa_layers), itae_theta=args.itae,
@@ -138,16 +147,20 @@ def run(args: argparse.Namespace) -> int:
     if model is None:
         model = indexed_model(args.folder)
     from core.method.engine import load_engine
+    from core.search.copies import group_hits
     from core.search.searcher import Searcher
     from core.search.service import QueryService
 
     engine = load_engine(model, weights=args.weights, device=args.device, download=args.model is not None)
     with Searcher(args.folder, engine) as searcher:
         outcome = QueryService(engine, searcher).run(spec)
-    hits = outcome.hits
+    rows = group_hits(list(outcome.hits), str(args.image))
     if args.json:
-        print(json.dumps([h.as_dict() for h in hits], indent=1))
+        print(json.dumps([{"path": r.path, "score": round(float(r.score), 6), "copies": list(r.copies),
+                           "is_query": r.is_query} for r in rows], indent=1))  # fmt: skip
     else:
-        for rank, h in enumerate(hits, 1):
-            print(f"{rank:4d}  {h.score:.4f}  {h.path}")
+        for rank, r in enumerate(rows, 1):
+            notes = ([f"+{plural(len(r.copies), 'copy', 'copies')}"] if r.copies else []) + (
+                ["the query photo"] if r.is_query else [])
+            print(f"{rank:4d}  {r.score:.4f}  {r.path}" + (f"  ({'; '.join(notes)})" if notes else ""))
     return 0
