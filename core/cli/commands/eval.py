@@ -7,6 +7,8 @@ import sys
 import time
 from pathlib import Path
 
+from core.cli import plural
+
 NAME = "eval"
 HELP = "Benchmark visual-prompt retrieval (MP@k, MAP@k) on synthetic scenes, COCO or PASCAL VOC."
 
@@ -117,7 +119,8 @@ def run(args: argparse.Namespace) -> int:
                   f"(train one with `phs lvp train --model {args.model} --images DIR`).", file=sys.stderr)
             config.methods = methods
     if not args.quiet:
-        print(f"phs eval: {engine.describe()}; {len(queries)} query images, {len(database)} database images",
+        print(f"phs eval: {engine.describe()}; {plural(len(queries), 'query image')}, "
+              f"{plural(len(database), 'database image')}",
               file=sys.stderr)
     result = evaluate(engine, queries, database, config, progress=not args.quiet,
                       info={"dataset": args.dataset, "seed": args.seed, "min_query_objects": min_objects})

@@ -10,6 +10,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from core.cli import plural
 from core.errors import PHSError
 
 NAME = "lvp"
@@ -117,7 +118,7 @@ def _train(args: argparse.Namespace) -> int:
         if bar is not None:
             bar.close()
     m = prompt.meta
-    print(f"Wrote {out} and {out.with_suffix('.json').name}: {m['steps']} steps in {m['train_seconds']} s, "
+    print(f"Wrote {out} and {out.with_suffix('.json').name}: {plural(m['steps'], 'step')} in {m['train_seconds']} s, "
           f"final loss {m['final_loss']}, attention on target {m['final_attn_on_target']} ({engine.describe()}).")
     if "attention_gain" in m:
         g = m["attention_gain"]
@@ -137,7 +138,7 @@ def _info(model: str | None) -> int:
         fp = meta.get("fingerprint", {})
         print(f"{path}")
         print(f"  model {fp.get('model', '?')} ({fp.get('weights', '?')}), {meta.get('shape')} ratio {meta.get('ratio')}, "
-              f"{meta.get('size')} px, {meta.get('steps')} steps on {meta.get('images', '?')}")
+              f"{meta.get('size')} px, {plural(int(meta.get('steps') or 0), 'step')} on {meta.get('images', '?')}")
         print(f"  final loss {meta.get('final_loss')}, attention on target {meta.get('final_attn_on_target')}")
         gain = meta.get("attention_gain")
         if gain:

@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+from core.cli import plural
 from core.errors import PHSError
 
 NAME = "scenes"
@@ -91,6 +92,6 @@ def run(args: argparse.Namespace) -> int:
         raise PHSError(f"Cannot write into {args.out_dir}: {err.strerror or err}.") from err
     if not args.quiet:
         print(
-            f"Wrote {args.n} scenes ({size[0]}x{size[1]}) and {ann.name} to {ann.parent} in {time.perf_counter() - t0:.1f} s."
+            f"Wrote {plural(args.n, 'scene')} ({size[0]}x{size[1]}) and {ann.name} to {ann.parent} in {time.perf_counter() - t0:.1f} s."
         )
     return 0
