@@ -267,8 +267,9 @@ class PHSEngine(ModelFacts):
             raise NotReadyError("Open a photo first: no image is set.")
         return self._state
 
-    def _base(self, theta: float | None, state: _ImageState | None = None) -> vit.ClsState:
+    def _base(self, theta: ItaeArg = ENGINE_ITAE, state: _ImageState | None = None) -> vit.ClsState:
         st = state or self._require()
+        theta = self._theta(theta)
         base = st.base.get(theta)
         if base is None:
             base = st.base[theta] = self._last_block(st.tokens_last, theta)
