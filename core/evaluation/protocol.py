@@ -92,6 +92,7 @@ class EvalConfig:
         seed: seed of the noise draws.
         batch_size: database encoding batch.
         candidates: K' of the shipped two-stage Query-DB (``phs-qd``).
+        localize: also measure the proposals of the kept heads against all heads (:mod:`core.evaluation.localize`).
     """
 
     methods: Sequence[str] = ("cbir", "phs-qo")
@@ -107,6 +108,7 @@ class EvalConfig:
     seed: int = 0
     batch_size: int = 64
     candidates: int = DEFAULT_CANDIDATES
+    localize: bool = False
 
     def validate(self, num_heads: int) -> None:
         """Raise :class:`EvalError` with a sentence when an option cannot work."""
@@ -366,10 +368,13 @@ def evaluate(
         return foir_metrics([o.category_id for o in objs], [o.image_id for o in objs], [o.n_cat for o in objs],
                             [o.n_objects for o in objs], np.stack(rows), db.categories, config.k)  # fmt: skip
 
+    result_info = _result_info(engine, queries, database, config, methods, h_on, ranked, info)
+    if config.localize:
+        result_info["localization"] = _localization(engine, queries, database, service.gallery, config, h_on)
     return EvalResult(
         metrics={c: metrics_of(ranked[c]) for c in columns},
         sweep={m: {h: metrics_of(r) for h, r in d.items()} for m, d in sweep_ranked.items()},
-        info=_result_info(engine, queries, database, config, methods, h_on, ranked) | (info or {}),
+        info=result_info,
     )
 
 
@@ -394,9 +399,22 @@ def _noisy_prompt(config: EvalConfig, bbox: np.ndarray, size: tuple[int, int], r
     return Prompt(box=Box(*[float(v) for v in nb]))
 
 
+def _localization(engine: PHSEngine, queries: Dataset, database: Dataset, gallery: Any, config: EvalConfig,
+                  h_on: int) -> dict[str, Any]:
+    """The proposals of the kept heads against all heads (:mod:`core.evaluation.localize`), summarised."""
+    from core.evaluation.localize import localize
+
+    def prompt_of(o, ann):  # a QueryObject and its ObjectAnnotation
+        return make_prompt(config.prompt, o.bbox, ann.mask() if config.prompt != "box" else None)
+
+    return localize(engine, queries, database, gallery, k=config.k, h_on=h_on, make_prompt=prompt_of,
+                    roi=config.roi, strategy=HeadStrategy(config.strategy).value).summary()  # fmt: skip
+
+
 def _result_info(engine: PHSEngine, queries: Dataset, database: Dataset, config: EvalConfig, methods: list[str],
-                 h_on: int, ranked: dict[str, list[np.ndarray]]) -> dict[str, Any]:
-    """The facts of a run for the JSON and the captions, with the QD overlap and the markers' attention gain."""
+                 h_on: int, ranked: dict[str, list[np.ndarray]], extra: dict[str, Any] | None) -> dict[str, Any]:
+    """The facts of a run for the JSON and the captions (``extra``: the caller's, such as the dataset), with
+    the QD overlap and the markers' attention gain."""
     k = config.k
     overlap = None
     if "phs-qd" in ranked and ranked["phs-qd"]:
@@ -420,7 +438,7 @@ def _result_info(engine: PHSEngine, queries: Dataset, database: Dataset, config:
         "n_database": len(database),
         "num_heads": engine.num_heads,
         "methods": methods,
-    }
+    } | (extra or {})
     if MARKER_METHODS & set(methods):
         gain = marker_attention_gain(engine, queries, seed=config.seed)
         info["attention_gain"] = {name: layers[-1] for name, layers in gain["attention_gain"].items()

@@ -66,6 +66,10 @@ def markdown_table(result: EvalResult, dataset: str | None = None) -> str:
         lines.append(f"Relative attention gain on the marked tokens per layer (seed 004, Fig. 4), "
                      f"{info.get('attention_gain_images')}.")
         lines.append("")
+    if info.get("localization"):
+        from core.evaluation.localize import markdown
+
+        lines.append(markdown(info["localization"]))
     if result.sweep:
         hs = sorted({h for d in result.sweep.values() for h in d})
         lines.append("| h_on | " + " | ".join(str(h) for h in hs) + " |")

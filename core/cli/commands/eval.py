@@ -69,6 +69,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     m.add_argument("--fa-alpha", type=float, default=FA_ALPHA, help="FA strength alpha")
     m.add_argument("--fa-sigma", type=float, default=FA_SIGMA, help="FA Gaussian width sigma")
     m.add_argument("--k", type=int, default=100, help="cut-off of MP@k and MAP@k")
+    m.add_argument("--localize", action="store_true",
+                   help="also measure the proposed boxes on the correct top-k results: kept heads (phs) vs all heads")
     m.add_argument("--batch-size", type=int, default=64)
     m.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     o = parser.add_argument_group("output")
@@ -106,7 +108,7 @@ def run(args: argparse.Namespace) -> int:
     config = EvalConfig(
         methods=methods, k=args.k, h_on=args.h_on, roi=args.roi, strategy=args.strategy, prompt=args.prompt,
         noise=args.noise, noise_absolute=noise_scale == "absolute", h_on_sweep=args.h_on_sweep,
-        candidates=args.candidates,
+        candidates=args.candidates, localize=args.localize,
         fa=FAParams(alpha=args.fa_alpha, sigma=args.fa_sigma), seed=args.seed, batch_size=args.batch_size,
     )
     if args.methods.strip() == "all":

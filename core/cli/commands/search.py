@@ -68,6 +68,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    help=f"Query-Only candidates re-ranked in qd mode (default {DEFAULT_CANDIDATES})")
     r.add_argument("--json", action="store_true",
                    help='print [{"path": ..., "score": ..., "copies": [...], "is_query": ...}, ...] best first')
+    r.add_argument("--propose", action="store_true",
+                   help="also propose where the marked object is in each result: its box (x0,y0,x1,y1 pixels of "
+                        "that photo), from the query's kept heads")
 
 
 def _numbers(text: str, n: int, what: str) -> list[float]:
@@ -154,13 +157,30 @@ def run(args: argparse.Namespace) -> int:
     engine = load_engine(model, weights=args.weights, device=args.device, download=args.model is not None)
     with Searcher(args.folder, engine) as searcher:
         outcome = QueryService(engine, searcher).run(spec)
-    rows = group_hits(list(outcome.hits), str(args.image))
+        rows = [{"path": r.path, "score": round(float(r.score), 6), "copies": list(r.copies), "is_query": r.is_query}
+                for r in group_hits(list(outcome.hits), str(args.image))]  # fmt: skip
+        if args.propose:
+            _add_proposals(engine, outcome, rows)
     if args.json:
-        print(json.dumps([{"path": r.path, "score": round(float(r.score), 6), "copies": list(r.copies),
-                           "is_query": r.is_query} for r in rows], indent=1))  # fmt: skip
+        print(json.dumps(rows, indent=1))
     else:
-        for rank, r in enumerate(rows, 1):
-            notes = ([f"+{plural(len(r.copies), 'copy', 'copies')}"] if r.copies else []) + (
-                ["the query photo"] if r.is_query else [])
-            print(f"{rank:4d}  {r.score:.4f}  {r.path}" + (f"  ({'; '.join(notes)})" if notes else ""))
+        for rank, row in enumerate(rows, 1):
+            notes = ([f"+{plural(len(row['copies']), 'copy', 'copies')}"] if row["copies"] else []) + (
+                ["the query photo"] if row["is_query"] else [])
+            box = f"  box {','.join(f'{v:.0f}' for v in row['box'])}" if "box" in row else ""
+            print(f"{rank:4d}  {row['score']:.4f}  {row['path']}{box}" + (f"  ({'; '.join(notes)})" if notes else ""))
     return 0
+
+
+def _add_proposals(engine, outcome, rows: list[dict]) -> None:
+    """Add each hit's proposed ``box`` (XYXY pixels of that photo) and ``proposal_score`` to its row."""
+    from core.method.propose import propose_results
+
+    if outcome.spec.prompt is None:
+        raise PromptError("--propose needs a point, box or mask on the query photo.")
+    sel = outcome.selection
+    props = propose_results(engine, outcome.spec.prompt, [r["path"] for r in rows],
+                            None if sel is None else sel.selected, None if sel is None else sel.head_mask)  # fmt: skip
+    for row, p in zip(rows, props):
+        row["box"] = [round(v, 1) for v in p.box]
+        row["proposal_score"] = round(p.score, 4)
