@@ -23,6 +23,9 @@ FA_BLOCKS = 4
 DEFAULT_CANDIDATES = 1000
 """K': Query-Only candidates re-ranked by Query-DB in the shipped search."""
 
+OBJECT_CANDIDATES = 200
+"""Query-Only neighbours taken per wanted object of a several-object query (each then scored for every object)."""
+
 METHODS: tuple[str, ...] = (
     "cbir", "crop", "mask", "attn-mask", "fa", "phs", "fa+phs", "crop+phs", "lvp", "red-circle", "lvp+phs",
 )

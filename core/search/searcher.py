@@ -12,13 +12,15 @@ whenever the database generation moved; results whose rows were removed meanwhil
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
+import faiss
 import numpy as np
 
 from core.errors import PHSError
 from core.library.photo_index import EngineLike, PhotoIndex, path_of
-from core.library.vectors import APPROX_THRESHOLD
+from core.library.vectors import APPROX_THRESHOLD, SINGLE_QUERY_THREADS, gpu_available
 from core.search.service import SearchHit
 
 
@@ -79,6 +81,45 @@ class Searcher:
         live = np.array([int(i) in info for i in ids.tolist()], dtype=bool)
         return scores[live], ids[live]
 
+    def candidates(self, query: np.ndarray, n: int) -> np.ndarray:
+        """``(<= n,)`` ids near a unit ``(F,)`` query, for a caller that scores every one exactly itself
+        (several objects): an ``ivfpq`` index answers from its inverted file without the exact re-scoring
+        of :meth:`nearest`, which would only be repeated; ids removed meanwhile drop out of :meth:`hits`."""
+        vi = self.index.vectors()
+        if vi.kind != "ivfpq" or gpu_available():
+            return self.nearest(query, n)[1]
+        q = np.ascontiguousarray(np.asarray(query, np.float32).reshape(1, -1))
+        before = faiss.omp_get_max_threads()
+        faiss.omp_set_num_threads(SINGLE_QUERY_THREADS)
+        try:
+            vi.index.nprobe = vi.nprobe
+            _, ids = vi.index.search(q, min(int(n), vi.ntotal))
+        finally:
+            faiss.omp_set_num_threads(before)
+        return ids[0][ids[0] >= 0].astype(np.int64)
+
+    def sample_ids(self, n: int) -> np.ndarray:
+        """``(min(n, N),)`` ids spread evenly over the searchable photos (from the FAISS ids: no SQLite scan)."""
+        ids = np.sort(self.index.vectors().ids())
+        if len(ids) > n:
+            ids = ids[np.linspace(0, len(ids) - 1, int(n)).round().astype(np.int64)]
+        return ids.astype(np.int64)
+
+    def features_of(self, ids: np.ndarray) -> np.ndarray:
+        """``(n, F)`` float32 stored plain features of ``ids`` (from the FAISS file's exact vectors)."""
+        ids = np.ascontiguousarray(ids, np.int64)
+        if len(ids) == 0:
+            return np.zeros((0, self.index.dims.feature_dim), np.float32)
+        by_id = self.index.vectors()._by_id
+        try:
+            return np.asarray(by_id.reconstruct_batch(ids), np.float32)
+        except RuntimeError:  # an id removed since it was found: its row is NaN, so it is never ranked
+            out = np.full((len(ids), self.index.dims.feature_dim), np.nan, np.float32)
+            for r, i in enumerate(ids.tolist()):
+                with contextlib.suppress(RuntimeError):
+                    out[r] = by_id.reconstruct(int(i))
+            return out
+
     def all_ids(self) -> np.ndarray:
         """Ids of every done photo."""
         rows = self.index.db.conn.execute("SELECT id FROM files WHERE status = 'done'").fetchall()
@@ -97,8 +138,13 @@ class Searcher:
 
     def hits(self, scores: np.ndarray, ids: np.ndarray) -> list[SearchHit]:
         """The ranked ids as :class:`SearchHit` (path, relative path, score, id)."""
+        missing = [int(i) for i in ids if int(i) not in self._info]
+        if missing:  # ids found by an earlier search of the same query (several objects)
+            self._lookup(np.asarray(missing, np.int64))
         out = []
         for s, i in zip(scores.tolist(), ids.tolist()):
+            if int(i) not in self._info:  # removed from the library meanwhile
+                continue
             rel = self._info[int(i)][0]
             out.append(SearchHit(path_of(self.index.folder, rel), rel, float(s), int(i)))
         return out

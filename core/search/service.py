@@ -13,6 +13,8 @@ The app's session, ``phs search`` and ``phs eval`` all go through this module; n
   (``X_cls``, ``O[CLS]``; no image decoded, no backbone run). ``candidates=None`` re-ranks the whole
   database (the exact Query-DB of the paper, which the evaluation reports beside the shipped two-stage one).
 * :class:`QueryService` holds an engine and an optional gallery and answers :meth:`QueryService.run`.
+* Several objects (``QuerySpec.objects``): each its own :func:`query_feature` (on its own photo), ranked
+  together by :func:`core.search.objects.rank_objects`, the only other code that orders photos.
 
 Without a prompt every method is the plain [CLS] feature of the whole photo (CBIR): there is nothing to
 point at.
@@ -24,7 +26,7 @@ import time
 import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 
@@ -42,6 +44,8 @@ from core.method.phs import (
 )
 from core.method.prompts import Prompt, Roi, prompt_pixel_mask
 from core.method.transforms import ImageLike
+from core.search.gallery import Gallery, MemoryGallery, SearchHit  # noqa: F401 (re-exported)
+from core.search.objects import OBJECT_CANDIDATES, ObjectQuery, ObjectSpec, check_objects, rank_objects
 
 PHS_METHODS = frozenset({"phs", "fa+phs", "crop+phs", "lvp+phs"})
 """Methods that select heads (and so give a head mask for Query-DB)."""
@@ -79,6 +83,12 @@ class QuerySpec:
         fallback: the method that answers when ``method`` needs a learned prompt and the model has none
             (the app falls back to ``phs`` and offers to train one); ``None``: refuse with the sentence that
             says how to train one (``phs search``, ``phs eval``).
+        objects: several objects instead of ``prompt`` (:class:`core.search.objects.ObjectSpec`, each its own
+            heads and score; the spec's method and head settings are their defaults). One wanted object on
+            the query photo ranks exactly as ``prompt`` would.
+        combine: ``and`` or ``or`` over the wanted objects.
+        object_candidates: nearest neighbours of each wanted object scored for every object; ``None`` scores
+            the whole gallery.
     """
 
     photo: ImageLike | None = None
@@ -96,10 +106,18 @@ class QuerySpec:
     candidates: int | None = DEFAULT_CANDIDATES
     with_maps: bool = False
     fallback: str | None = None
+    objects: tuple[ObjectSpec, ...] = ()
+    combine: str = "and"
+    object_candidates: int | None = OBJECT_CANDIDATES
 
     def __post_init__(self) -> None:
-        if self.method not in METHODS:
-            raise PromptError(f"Unknown method '{self.method}'; choose one of {', '.join(METHODS)}.")
+        object.__setattr__(self, "objects", tuple(self.objects))
+        check_objects(self.objects, self.combine)
+        if self.objects and self.prompt is not None:
+            raise PromptError("A query has either one prompt or several objects, not both.")
+        for method in [self.method, *(o.method for o in self.objects if o.method is not None)]:
+            if method not in METHODS:
+                raise PromptError(f"Unknown method '{method}'; choose one of {', '.join(METHODS)}.")
         if self.fallback is not None and (self.fallback not in METHODS or self.fallback in LEARNED_METHODS):
             raise PromptError(f"A method without a learned prompt must be the fallback, not '{self.fallback}'.")
         if self.mode not in MODES:
@@ -112,6 +130,8 @@ class QuerySpec:
             raise PromptError(f"The number of results must be at least 1, not {self.k}.")
         if self.candidates is not None and int(self.candidates) < 1:
             raise PromptError(f"The number of Query-DB candidates must be at least 1, not {self.candidates}.")
+        if self.object_candidates is not None and int(self.object_candidates) < 1:
+            raise PromptError(f"The candidates per object must be at least 1, not {self.object_candidates}.")
         if self.itae_theta is not None and not np.isfinite(self.itae_theta):
             raise PromptError("The ITAE threshold must be a finite number.")
         object.__setattr__(self, "force_on", tuple(int(i) for i in self.force_on))
@@ -146,87 +166,6 @@ class QueryFeature:
     def head_mask(self) -> np.ndarray | None:
         """``(h,)`` the query's head mask ``m`` (``None`` for methods that keep every head)."""
         return None if self.selection is None else self.selection.head_mask
-
-
-@dataclass(frozen=True)
-class SearchHit:
-    """One result.
-
-    Attributes:
-        path: absolute path of the photo.
-        rel: path relative to the photo folder.
-        score: cosine similarity to the query (higher is better).
-        id: SQLite row id = FAISS id.
-    """
-
-    path: Any
-    rel: str
-    score: float
-    id: int
-
-    def as_dict(self) -> dict[str, Any]:
-        """``{"path": str, "score": float}`` for JSON output."""
-        return {"path": str(self.path), "score": round(float(self.score), 6)}
-
-
-class Gallery(Protocol):
-    """What :func:`rank` needs of a set of database photos (an on-disk index or arrays in memory)."""
-
-    @property
-    def size(self) -> int:
-        """Photos searchable now."""
-
-    def nearest(self, query: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """Query-Only: ``(scores, ids)`` of the ``k`` best plain features for a unit ``(F,)`` query, best first."""
-
-    def all_ids(self) -> np.ndarray:
-        """``(N,)`` int64 ids of every searchable photo."""
-
-    def states(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """The Query-DB cache of ``ids``: ``(n, D)`` ``X_cls`` and ``(n, h, d_h)`` ``O[CLS]``."""
-
-    def hits(self, scores: np.ndarray, ids: np.ndarray) -> Sequence[Any]:
-        """The ranked ``(n,)`` ``scores`` and ``ids`` as the gallery's results, best first (one per id)."""
-
-
-@dataclass(frozen=True, eq=False)
-class MemoryGallery:
-    """A gallery held in arrays (the evaluation's database).
-
-    Attributes:
-        features: ``(N, F)`` plain features as a gallery keeps them (:func:`core.method.phs.database_features`).
-        x_cls: ``(N, D)`` Query-DB cache ``X_cls``.
-        o_cls: ``(N, h, d_h)`` Query-DB cache ``O[CLS]``.
-    """
-
-    features: np.ndarray
-    x_cls: np.ndarray
-    o_cls: np.ndarray
-
-    @property
-    def size(self) -> int:
-        """Number of photos."""
-        return int(self.features.shape[0])
-
-    def nearest(self, query: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """Exact cosine top ``k`` (ids are row indices)."""
-        s = self.features @ query
-        kk = min(int(k), s.shape[0])
-        idx = np.argpartition(-s, kk - 1)[:kk]
-        idx = idx[np.argsort(-s[idx], kind="stable")]
-        return s[idx], idx.astype(np.int64)
-
-    def all_ids(self) -> np.ndarray:
-        """Row indices ``0 .. N-1``."""
-        return np.arange(self.size, dtype=np.int64)
-
-    def states(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Rows of the Query-DB cache."""
-        return self.x_cls[ids], self.o_cls[ids]
-
-    def hits(self, scores: np.ndarray, ids: np.ndarray) -> list[tuple[float, int]]:
-        """``(score, row index)`` pairs, best first."""
-        return list(zip(scores.tolist(), ids.tolist()))
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -466,6 +405,9 @@ class Outcome:
             :class:`SearchHit` for an index, ``(score, row index)`` for a :class:`MemoryGallery`.
         maps: ``(h, gh, gw)`` last-block [CLS]->patch attention (under FA for the FA methods) when asked.
         timings_ms: ``{"encode": ..., "query": ..., "search": ..., "total": ...}`` in milliseconds.
+        objects: with ``spec.objects``, each object's query feature and heads, in their order (``query`` is
+            the first's).
+        object_scores: with ``spec.objects``, ``(len(hits), J)`` each hit's cosine with each object.
     """
 
     spec: QuerySpec
@@ -473,6 +415,8 @@ class Outcome:
     hits: Sequence[Any] = ()
     maps: np.ndarray | None = None
     timings_ms: dict[str, float] = field(default_factory=dict)
+    objects: tuple[QueryFeature, ...] = ()
+    object_scores: np.ndarray | None = None
 
     @property
     def fell_back(self) -> bool:
@@ -528,6 +472,8 @@ class QueryService:
             NotReadyError: no photo given or set.
             PHSError: a prompt, option or index problem, as one sentence.
         """
+        if spec.objects:
+            return self._run_objects(spec)
         t0 = time.perf_counter()
         if spec.photo is not None:
             self.set_photo(spec.photo)
@@ -544,3 +490,42 @@ class QueryService:
         timings = {"encode": (t1 - t0) * 1000, "query": (t2 - t1) * 1000, "search": (t3 - t2) * 1000,
                    "total": (t3 - t0) * 1000}  # fmt: skip
         return Outcome(spec, query, hits, maps, timings)
+
+    def _run_objects(self, spec: QuerySpec) -> Outcome:
+        """Several objects: each its own query feature (on its own photo), one combined ranking."""
+        objs = spec.objects
+        single = [replace(spec, prompt=o.prompt, objects=(), method=o.method or spec.method,
+                          h_on=o.h_on if o.h_on is not None else spec.h_on, force_on=o.force_on or spec.force_on,
+                          force_off=o.force_off or spec.force_off) for o in objs]  # fmt: skip
+        if len(objs) == 1 and not objs[0].excluded and objs[0].photo is None:
+            out = self.run(single[0])  # one object is the one-prompt search, bit for bit
+            scores = np.array([h.score if isinstance(h, SearchHit) else h[0] for h in out.hits], np.float32)
+            return replace(out, spec=spec, objects=(out.query,), object_scores=scores[:, None])
+        t0 = time.perf_counter()
+        if spec.photo is not None:
+            self.set_photo(spec.photo)
+        main = getattr(self.engine, "_source", None)
+        t1 = time.perf_counter()
+        queries: list[QueryFeature | None] = [None] * len(objs)
+        for j in sorted(range(len(objs)), key=lambda i: objs[i].photo is not None):  # the query photo's first
+            if objs[j].photo is not None:
+                self.engine.set_image(objs[j].photo)
+            queries[j] = query_feature(self.engine, single[j])
+        if any(o.photo is not None for o in objs) and main is not None:
+            self.engine.set_image(main)  # back to the query photo (from the engine's cache)
+        feats = tuple(q for q in queries if q is not None)
+        t2 = time.perf_counter()
+        hits: Sequence[Any] = ()
+        per = np.zeros((0, len(objs)), np.float32)
+        if self.gallery is not None:
+            r = rank_objects(self.engine, self.gallery, [ObjectQuery(q.feature, q.head_mask, o.excluded)
+                             for q, o in zip(feats, objs)], k=spec.k, combine=spec.combine, mode=spec.mode,
+                             candidates=spec.object_candidates, strategy=spec.strategy)  # fmt: skip
+            hits = self.gallery.hits(r.scores, r.ids)
+            row = {int(i): j for j, i in enumerate(r.ids.tolist())}
+            per = r.object_scores[[row[int(h.id if isinstance(h, SearchHit) else h[1])] for h in hits]]
+        t3 = time.perf_counter()
+        maps = attention_maps(self.engine, single[0], feats[0]) if spec.with_maps and objs[0].photo is None else None
+        timings = {"encode": (t1 - t0) * 1000, "query": (t2 - t1) * 1000, "search": (t3 - t2) * 1000,
+                   "total": (t3 - t0) * 1000}  # fmt: skip
+        return Outcome(spec, feats[0], hits, maps, timings, feats, per)

@@ -12,6 +12,7 @@ from core.cli import plural
 NAME = "eval"
 HELP = "Benchmark visual-prompt retrieval (MP@k, MAP@k) on synthetic scenes, COCO or PASCAL VOC."
 
+DEFAULT_METHODS = "cbir,crop,mask,attn-mask,fa,phs-qo,phs-qd,fa+phs"
 _METHOD_HELP = (
     "comma-separated methods: cbir, crop, mask, attn-mask, fa, phs-qo, phs-qd (the shipped two-stage "
     "Query-DB, always reported with phs-qd-exact and their overlap), fa+phs, crop+phs, lvp (the model's "
@@ -47,7 +48,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     m.add_argument("--weights", type=Path, help="local weights file (.safetensors / .pth)")
     m.add_argument("--device", default="auto")
     m.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16", "fp16"))
-    m.add_argument("--methods", default="cbir,crop,mask,attn-mask,fa,phs-qo,phs-qd,fa+phs", help=_METHOD_HELP)
+    m.add_argument("--methods", default=DEFAULT_METHODS, help=_METHOD_HELP)
     m.add_argument("--roi", choices=("sum", "max"), default="sum", help="ROI attention (Table A4)")
     m.add_argument("--strategy", default="before+scale",
                    choices=("identity", "after", "before", "after+scale", "before+scale"),
@@ -69,6 +70,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     m.add_argument("--fa-alpha", type=float, default=FA_ALPHA, help="FA strength alpha")
     m.add_argument("--fa-sigma", type=float, default=FA_SIGMA, help="FA Gaussian width sigma")
     m.add_argument("--k", type=int, default=100, help="cut-off of MP@k and MAP@k")
+    m.add_argument("--objects", type=int, default=None, metavar="N",
+                   help="prompt N objects of different categories per query (methods cbir, phs-qo, phs-objects, "
+                        "phs-objects-qd; default cbir,phs-qo,phs-objects)")
+    m.add_argument("--combine", choices=("and", "or", "not"), default="and",
+                   help="with --objects: correct photos hold every prompted category (and), any (or), or the "
+                        "first and none of the others (not)")
+    m.add_argument("--object-candidates", type=int, default=200, metavar="K",
+                   help="with --objects: nearest neighbours of each object scored for every object (default 200)")
     m.add_argument("--localize", action="store_true",
                    help="also measure the proposed boxes on the correct top-k results: kept heads (phs) vs all heads")
     m.add_argument("--batch-size", type=int, default=64)
@@ -95,6 +104,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.objects is not None:
+        return _run_objects(args)
     methods = list(METHODS) if args.methods.strip() == "all" else [m.strip() for m in args.methods.split(",") if m.strip()]
     min_objects = args.min_objects if args.min_objects is not None else (2 if args.dataset == "synthetic" else 1)
     t0 = time.time()
@@ -135,4 +146,36 @@ def run(args: argparse.Namespace) -> int:
     print(markdown_table(result, args.dataset))
     print(f"Report: {out} ({', '.join(p.name for p in paths.values())}); {result.info['seconds']} s",
           file=sys.stderr)
+    return 0
+
+
+def _run_objects(args: argparse.Namespace) -> int:
+    """``--objects N``: the several-object protocol of :mod:`core.evaluation.objects`."""
+    from core.evaluation.objects import ObjectsConfig, evaluate_objects, markdown_table, write_objects_report
+    from core.evaluation.protocol import load_split
+    from core.method.engine import load_engine
+
+    text = "cbir,phs-qo,phs-objects" if args.methods == DEFAULT_METHODS else args.methods
+    config = ObjectsConfig(methods=[m.strip() for m in text.split(",") if m.strip()], objects=args.objects,
+                           combine=args.combine, k=args.k, h_on=args.h_on, candidates=args.object_candidates,
+                           batch_size=args.batch_size)  # fmt: skip
+    config.validate(10**6)  # the options, before loading anything; h_on is checked again against the model
+    t0 = time.time()
+    min_objects = max(args.min_objects or 0, args.objects)
+    queries, database = load_split(
+        args.dataset, args.queries, args.database, seed=args.seed, min_query_objects=min_objects,
+        annotations=args.annotations, images=args.images, image_set=args.image_set, size=args.scene_size,
+    )  # fmt: skip
+    engine = load_engine(args.model, weights=args.weights, device=args.device, precision=args.precision,
+                         itae_theta=args.itae)  # fmt: skip
+    result = evaluate_objects(engine, queries, database, config, progress=not args.quiet,
+                              info={"dataset": args.dataset, "seed": args.seed})  # fmt: skip
+    result.info["seconds"] = round(time.time() - t0, 1)
+    out = args.out or Path(f"eval-objects-{args.combine}-{args.dataset}-{args.model}-s{args.seed}")
+    paths = write_objects_report(result, out)
+    if args.json is not None:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(paths["json"].read_text())
+    print(markdown_table(result))
+    print(f"Report: {out} ({', '.join(p.name for p in paths.values())}); {result.info['seconds']} s", file=sys.stderr)
     return 0

@@ -4,6 +4,10 @@ Coordinates are in pixels of the query photo as displayed (EXIF orientation appl
 ``y`` down; a box is ``x0,y0,x1,y1`` (XYXY); a mask is an image of the query's size, white inside.
 Without a point, box or mask the whole photo is the query (plain [CLS], CBIR). Identical files are listed
 once, with the others as its copies (``+N copies``; ``copies`` in JSON), as the app shows them.
+
+Several objects (``--object`` and ``--exclude``, each ``box:X0,Y0,X1,Y1``, ``point:X,Y`` or ``mask:FILE``,
+optionally ``@PHOTO`` for a mark on another photo) each get their own heads and a score per photo, combined
+with ``--combine and|or``; an excluded object lowers the photos that hold it.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ HELP = "Search an indexed folder with a query photo and a point, box or mask on 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``phs search`` (the app's search options, named as in the app)."""
-    from core.defaults import DEFAULT_CANDIDATES, FA_ALPHA, FA_BLOCKS, FA_SIGMA, METHODS
+    from core.defaults import DEFAULT_CANDIDATES, FA_ALPHA, FA_BLOCKS, FA_SIGMA, METHODS, OBJECT_CANDIDATES
 
     parser.add_argument("--folder", type=Path, required=True, help="the indexed photo folder")
     parser.add_argument("--image", type=Path, required=True, help="the query photo")
@@ -43,6 +47,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    help="a click on what is not wanted (repeatable)")
     p.add_argument("--box", metavar="X0,Y0,X1,Y1", help="a box around the object (XYXY pixels; may be negative)")
     p.add_argument("--mask", type=Path, help="a mask image, white (non-zero) on the object")
+    o = parser.add_argument_group("several objects (instead of --point/--box/--mask)")
+    o.add_argument("--object", action="append", default=[], metavar="SPEC",
+                   help="a wanted object, each with its own heads (repeatable): box:X0,Y0,X1,Y1, point:X,Y or "
+                        "mask:FILE, optionally followed by @PHOTO for a mark on another photo")
+    o.add_argument("--exclude", action="append", default=[], metavar="SPEC",
+                   help="an object whose photos are lowered (repeatable; same SPEC as --object)")
+    o.add_argument("--combine", choices=("and", "or"), default="and",
+                   help="and: photos holding every wanted object (default); or: any of them")
+    o.add_argument("--object-candidates", type=int, default=OBJECT_CANDIDATES, metavar="K",
+                   help=f"nearest neighbours of each object scored for every object (default {OBJECT_CANDIDATES})")
     m = parser.add_argument_group("method")
     m.add_argument("--method", choices=METHODS, default="phs",
                    help="how the prompt shapes the query (default phs; fa+phs = heads scored under FA)")
@@ -103,6 +117,36 @@ def build_prompt(args: argparse.Namespace):  # -> core.method.prompts.Prompt | N
     return Prompt(points=tuple(points), box=box, mask=mask)
 
 
+def parse_object(text: str, excluded: bool = False):  # -> core.search.objects.ObjectSpec
+    """An object from ``KIND:VALUE[@PHOTO]`` (``box:X0,Y0,X1,Y1``, ``point:X,Y``, ``mask:FILE``).
+
+    The last ``@`` starts the photo the mark is on (default: ``--image``); coordinates are its pixels.
+
+    Raises:
+        PromptError: a malformed SPEC, or a mask or photo file that cannot be read (one sentence).
+    """
+    import numpy as np
+
+    from core.imageio import load_image, read_photo_bytes
+    from core.method.prompts import Box, Mask, Point, Prompt
+    from core.search.objects import ObjectSpec
+
+    flag = "--exclude" if excluded else "--object"
+    kind, sep, rest = str(text).partition(":")
+    value, at, photo = rest.rpartition("@") if "@" in rest else (rest, "", "")
+    if not sep or kind not in ("box", "point", "mask") or not value or (at and not photo):
+        raise PromptError(f"{flag} expects box:X0,Y0,X1,Y1, point:X,Y or mask:FILE, optionally @PHOTO, not '{text}'.")
+    if photo:
+        read_photo_bytes(Path(photo))  # a missing photo is one sentence, before the model loads
+    if kind == "box":
+        prompt = Prompt(box=Box(*_numbers(value, 4, f"{flag} box")))
+    elif kind == "point":
+        prompt = Prompt(points=(Point(*_numbers(value, 2, f"{flag} point")),))
+    else:
+        prompt = Prompt(mask=Mask(np.asarray(load_image(Path(value)).convert("L")) > 127))
+    return ObjectSpec(prompt, photo=Path(photo) if photo else None, excluded=excluded)
+
+
 def indexed_model(folder: Path) -> str:
     """The name of the model that ``folder`` was indexed with.
 
@@ -132,14 +176,18 @@ def run(args: argparse.Namespace) -> int:
     from core.method.engine import FAParams
 
     prompt = build_prompt(args)  # validate everything cheap before loading anything heavy
-    if prompt is None and (args.force_on or args.force_off):
+    objects = [parse_object(t) for t in args.object] + [parse_object(t, True) for t in args.exclude]
+    if objects and prompt is not None:
+        raise PromptError("Mark with either --point/--box/--mask or --object/--exclude, not both.")
+    if prompt is None and not objects and (args.force_on or args.force_off):
         print("phs search: --force-on/--force-off choose heads for a prompt; without a point, box or mask the "
               "whole photo is the query and they have no effect.", file=sys.stderr)
     spec = QuerySpec(
         photo=args.image, prompt=prompt, method=method, h_on=args.h_on, roi=args.roi, strategy=args.strategy,
         fa=FAParams(args.fa_alpha, args.fa_sigma, args.fa_layers), itae_theta=args.itae,
         force_on=tuple(args.force_on), force_off=tuple(args.force_off), mode=args.mode, k=args.k,
-        candidates=args.candidates,
+        candidates=args.candidates, objects=tuple(objects), combine=args.combine,
+        object_candidates=args.object_candidates,
     )  # fmt: skip
     if not args.folder.is_dir():
         raise PromptError(f"The photo folder {args.folder} does not exist (moved, renamed or unplugged?).")
@@ -157,8 +205,13 @@ def run(args: argparse.Namespace) -> int:
     engine = load_engine(model, weights=args.weights, device=args.device, download=args.model is not None)
     with Searcher(args.folder, engine) as searcher:
         outcome = QueryService(engine, searcher).run(spec)
+        hits = list(outcome.hits)
         rows = [{"path": r.path, "score": round(float(r.score), 6), "copies": list(r.copies), "is_query": r.is_query}
-                for r in group_hits(list(outcome.hits), str(args.image))]  # fmt: skip
+                for r in group_hits(hits, str(args.image))]  # fmt: skip
+        if objects and outcome.object_scores is not None:
+            at = {str(h.path): i for i, h in enumerate(hits)}
+            for row in rows:
+                row["objects"] = [round(float(v), 6) for v in outcome.object_scores[at[row["path"]]].tolist()]
         if args.propose:
             _add_proposals(engine, outcome, rows)
     if args.json:
@@ -168,7 +221,9 @@ def run(args: argparse.Namespace) -> int:
             notes = ([f"+{plural(len(row['copies']), 'copy', 'copies')}"] if row["copies"] else []) + (
                 ["the query photo"] if row["is_query"] else [])
             box = f"  box {','.join(f'{v:.0f}' for v in row['box'])}" if "box" in row else ""
-            print(f"{rank:4d}  {row['score']:.4f}  {row['path']}{box}" + (f"  ({'; '.join(notes)})" if notes else ""))
+            each = "  [" + " ".join(f"{v:.4f}" for v in row["objects"]) + "]" if "objects" in row else ""
+            print(f"{rank:4d}  {row['score']:.4f}  {row['path']}{box}{each}"
+                  + (f"  ({'; '.join(notes)})" if notes else ""))
     return 0
 
 
