@@ -222,8 +222,8 @@ def run(args: argparse.Namespace) -> int:
                 ["the query photo"] if row["is_query"] else [])
             box = f"  box {','.join(f'{v:.0f}' for v in row['box'])}" if "box" in row else ""
             each = "  [" + " ".join(f"{v:.4f}" for v in row["objects"]) + "]" if "objects" in row else ""
-            print(f"{rank:4d}  {row['score']:.4f}  {row['path']}{box}{each}"
-                  + (f"  ({'; '.join(notes)})" if notes else ""))
+            note = f"  ({'; '.join(notes)})" if notes else ""
+            print(f"{rank:4d}  {row['score']:.4f}  {row['path']}{box}{note}{each}")
     return 0
 
 
