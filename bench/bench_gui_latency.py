@@ -110,6 +110,7 @@ def bench_drag(app: QApplication, args: argparse.Namespace, work: Path) -> dict[
     """Drag a box across an object for about two seconds in Query-DB mode; the GUI thread's longest stall."""
     from phs_gui.canvas import Tool
     from phs_gui.main_window import MainWindow
+    from phs_gui.session import SearchOptions
     from phs_gui.settings import Preferences
 
     engine = load_engine(args.drag_model, pretrained=False, device="cpu")
@@ -118,7 +119,7 @@ def bench_drag(app: QApplication, args: argparse.Namespace, work: Path) -> dict[
     query = work / "drag-query.jpg"
     Image.fromarray(generate_scene(13, 0, (1600, 1200)).image).save(query, quality=92)
     prefs = Preferences(model=args.drag_model, folders=[str(folder)], current_folder=str(folder),
-                        last_photo=str(query), mode="qd", top_k=50)
+                        last_photo=str(query), search=SearchOptions(mode="qd", top_k=50))
     w = MainWindow(prefs, engine_loader=lambda _n, _d: engine, check_weights=False)
     w.resize(1280, 720)
     w.show()
@@ -131,8 +132,8 @@ def bench_drag(app: QApplication, args: argparse.Namespace, work: Path) -> dict[
     W, H = w.canvas.state.image_size
     a = w.canvas.mapFromScene(QPointF(W * 0.2, H * 0.2))
     hb = Heartbeat()
-    shown = {w._shown_gen}
-    requests0 = w._query_gen
+    shown = {w.query._shown_gen}
+    requests0 = w.query._query_gen
     hb.start()
     t0 = time.perf_counter()
     QTest.mousePress(vp, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier, a)
@@ -144,7 +145,7 @@ def bench_drag(app: QApplication, args: argparse.Namespace, work: Path) -> dict[
         t_next = time.perf_counter() + 0.016
         while time.perf_counter() < t_next:
             app.processEvents()
-            shown.add(w._shown_gen)
+            shown.add(w.query._shown_gen)
             time.sleep(0.001)
     drag_s = time.perf_counter() - t0
     QTest.mouseRelease(vp, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier, b)
@@ -153,9 +154,9 @@ def bench_drag(app: QApplication, args: argparse.Namespace, work: Path) -> dict[
     final_ms = (time.perf_counter() - t_rel) * 1000
     st = hb.stop()
     answered = len(shown) - 1  # answers drawn while the button was down
-    requests = w._query_gen - requests0
+    requests = w.query._query_gen - requests0
     n_results = w.docks.results.count()
-    rerank_ms = w.last_prompt_ms or 0.0
+    rerank_ms = w.query.last_prompt_ms or 0.0
     w.shutdown()
     label = f"{engine.spec.label} (random weights), {engine.num_heads} heads, {engine.device.type}"
     return {"label": label, "build_s": build_s, "drag_s": drag_s, "moves": steps, "answered": answered, "requests": requests,
@@ -223,8 +224,8 @@ def bench_encode_index(app: QApplication, args: argparse.Namespace, work: Path) 
 
     hb.start()
     t0 = time.perf_counter()
-    w.open_photo(str(query))
-    wait(app, lambda: w.photo_path == str(query) and w._encoding is None)
+    w.query.open_photo(str(query))
+    wait(app, lambda: w.photo_path == str(query) and w.query._encoding is None)
     enc = hb.stop()
     enc_s = time.perf_counter() - t0
 
@@ -232,7 +233,7 @@ def bench_encode_index(app: QApplication, args: argparse.Namespace, work: Path) 
     w.prefs.current_folder = str(folder)
     hb.start()
     t0 = time.perf_counter()
-    w.start_indexing(str(folder))
+    w.library.start_indexing(str(folder))
     wait(app, lambda: not w.indexing)
     idx = hb.stop()
     idx_s = time.perf_counter() - t0
@@ -245,7 +246,7 @@ def bench_encode_index(app: QApplication, args: argparse.Namespace, work: Path) 
         b = (W * (0.1 + k * 0.005), H * 0.2, W * (0.5 + k * 0.005), H * 0.7)
         t = time.perf_counter()
         w.canvas.set_state(st.with_box(b))
-        w.rescore()
+        w.query.rescore()
         ms.append((time.perf_counter() - t) * 1000)
     w.shutdown()
 

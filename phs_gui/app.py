@@ -11,7 +11,7 @@ import os
 import sys
 import time
 
-from phs_gui.platform_check import problem
+from phs_gui.platform_check import import_failure, problem
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -21,17 +21,35 @@ def main(argv: list[str] | None = None) -> int:
     if text:  # Qt would abort with its generic plugin message: say what to install instead
         print(text, file=sys.stderr)
         return 2
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    from PySide6.QtWidgets import QApplication
+    # Warnings and errors on the console; what the app and its libraries say along the way only with --verbose.
+    verbose = "--verbose" in argv or "-v" in argv
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    from core.errors import PHSError
+    from core.paths import data_dir
 
-    from phs_gui.main_window import MainWindow
+    try:
+        data_dir()  # preferences, indexes and the demo gallery live there: a sentence now, not a traceback later
+    except PHSError as err:
+        print(f"phs-gui: {err}", file=sys.stderr)
+        return 2
+    try:
+        from PySide6.QtWidgets import QApplication
+
+        from phs_gui.main_window import MainWindow
+    except ImportError as err:  # Qt itself cannot load: a system library (libEGL, libGL, ...) is missing
+        text = import_failure(err)
+        if text is None:
+            raise
+        print(text, file=sys.stderr)
+        return 2
 
     t0 = time.perf_counter()
     app = QApplication.instance() or QApplication(argv)
     app.setApplicationName("PHS desktop")
     app.setOrganizationName("phs-desktop")
     window = MainWindow()
-    photo = next((a for a in argv[1:] if not a.startswith("-")), None)
+    photo = next((a for a in argv[1:] if not a.startswith("-")), None)  # options such as --verbose are skipped
     if photo:
         window.prefs.last_photo = photo
     window.show()

@@ -1,8 +1,8 @@
 """The query photo and the prompt tools: the canvas only shows the prompt and emits what the user did.
 
-Tools are an :class:`Tool` enum with lookup tables (label, shortcut, tip, cursor, press/move/release
-handlers); the geometry lives in :mod:`phs_gui.geometry` (pure functions). The canvas edits a
-:class:`phs_gui.prompt_state.PromptState` in image pixels and emits
+Tools are an :class:`Tool` enum with lookup tables (:mod:`phs_gui.canvas_items`; press/move/release handlers
+here); the geometry lives in :mod:`phs_gui.geometry`. The canvas edits a :class:`PromptState` in image
+pixels and emits
 
 * ``prompt_preview(state)`` while a box or handle is dragged (the window re-scores, throttled),
 * ``prompt_changed(state)`` when an edit is complete (one undo step),
@@ -18,9 +18,6 @@ so ``mapToScene`` turns a mouse position into prompt coordinates directly.
 
 from __future__ import annotations
 
-from enum import Enum
-from pathlib import Path
-
 import numpy as np
 from PySide6.QtCore import QPoint, QPointF, QRectF, Qt, Signal
 from PySide6.QtGui import (
@@ -30,98 +27,38 @@ from PySide6.QtGui import (
     QKeyEvent,
     QMouseEvent,
     QPainter,
-    QPen,
     QPixmap,
     QWheelEvent,
 )
-from PySide6.QtWidgets import QGraphicsItem, QGraphicsPixmapItem, QGraphicsScene, QGraphicsView, QWidget
+from PySide6.QtWidgets import QGraphicsPixmapItem, QGraphicsScene, QGraphicsView, QWidget
 
+from phs_gui.canvas_items import (  # noqa: F401 - the tools are part of the canvas's interface
+    HANDLE_PX,
+    MARKER_SHAPES,
+    MASK_RGBA,
+    MAX_BRUSH,
+    MIN_BRUSH,
+    TOOL_CURSORS,
+    TOOL_LABELS,
+    TOOL_SHORTCUTS,
+    TOOL_TIPS,
+    BrushStrokes,
+    Tool,
+    _ImageItem,
+    dropped_file,
+    paint_prompt,
+)
 from phs_gui.geometry import (
     Handle,
     clamp_zoom,
     drag_box,
-    handle_points,
     hit_box,
     normalize_box,
-    stamp_segment,
 )
 from phs_gui.prompt_state import PromptState
 
 
-class Tool(Enum):
-    """The prompt tools."""
-
-    POINT = "point"
-    BOX = "box"
-    BRUSH = "brush"
-    ERASER = "eraser"
-    PAN = "pan"
-
-
-TOOL_LABELS: dict[Tool, str] = {
-    Tool.POINT: "Point",
-    Tool.BOX: "Box",
-    Tool.BRUSH: "Brush",
-    Tool.ERASER: "Eraser",
-    Tool.PAN: "Pan",
-}
-TOOL_SHORTCUTS: dict[Tool, str] = {Tool.POINT: "P", Tool.BOX: "B", Tool.BRUSH: "M", Tool.ERASER: "E", Tool.PAN: "H"}
-TOOL_TIPS: dict[Tool, str] = {
-    Tool.POINT: "Click on the object; Shift+click marks what you do not want",
-    Tool.BOX: "Drag a box around the object; drag its handles to adjust it",
-    Tool.BRUSH: "Paint over the object; wheel or [ ] change the brush size",
-    Tool.ERASER: "Erase painted areas; wheel or [ ] change the size",
-    Tool.PAN: "Drag to move the photo (middle button pans with any tool)",
-}
-TOOL_CURSORS: dict[Tool, Qt.CursorShape] = {
-    Tool.POINT: Qt.CursorShape.CrossCursor,
-    Tool.BOX: Qt.CursorShape.CrossCursor,
-    Tool.BRUSH: Qt.CursorShape.CrossCursor,
-    Tool.ERASER: Qt.CursorShape.CrossCursor,
-    Tool.PAN: Qt.CursorShape.OpenHandCursor,
-}
-
-HANDLE_PX = 7.0  # handle size on screen
-POINT_PX = 6.0  # point radius on screen
-MASK_RGBA = (64, 156, 255, 110)
-BOX_COLOR = QColor(255, 214, 0)
-POS_COLOR = QColor(40, 220, 90)
-NEG_COLOR = QColor(240, 60, 60)
-MARKER_COLOR = QColor(255, 70, 200)
-MARKER_SHAPES = ("ellipse", "circle", "square")
-MIN_BRUSH, MAX_BRUSH = 2, 400
-
-
-class _ImageItem(QGraphicsItem):
-    """Paints a ``QImage`` that wraps a numpy RGBA buffer (the mask overlay), so edits show without copies."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._rgba: np.ndarray | None = None
-        self._image: QImage | None = None
-
-    def set_array(self, rgba: np.ndarray | None) -> None:
-        self.prepareGeometryChange()
-        self._rgba = rgba
-        if rgba is None:
-            self._image = None
-        else:
-            h, w = rgba.shape[:2]
-            self._image = QImage(rgba.data, w, h, rgba.strides[0], QImage.Format.Format_RGBA8888)
-        self.update()
-
-    def boundingRect(self) -> QRectF:  # noqa: N802 - Qt API
-        if self._rgba is None:
-            return QRectF()
-        h, w = self._rgba.shape[:2]
-        return QRectF(0, 0, w, h)
-
-    def paint(self, painter: QPainter, option: object, widget: QWidget | None = None) -> None:
-        if self._image is not None:
-            painter.drawImage(QPointF(0, 0), self._image)
-
-
-class Canvas(QGraphicsView):
+class Canvas(BrushStrokes, QGraphicsView):
     """Shows the query photo and the prompt; zoom (Ctrl+wheel at the cursor), pan, fit."""
 
     prompt_changed = Signal(object)
@@ -153,7 +90,6 @@ class Canvas(QGraphicsView):
         self._drag: dict | None = None
         self._hover: QPointF | None = None
         self._mask_work: np.ndarray | None = None
-        self._rgba: np.ndarray | None = None
         self._pan_from: QPoint | None = None
         self._placeholder = "Open a photo (Ctrl+O) or drop one here"
         self._marker: tuple[str, tuple[float, float, float, float]] | None = None
@@ -216,7 +152,7 @@ class Canvas(QGraphicsView):
         if image is None:
             self._photo.setPixmap(QPixmap())
             self._state = None
-            self._set_mask_overlay(None)
+            self._overlay.set_mask(None)
             self.viewport().update()
             return
         if isinstance(image, np.ndarray):
@@ -228,14 +164,14 @@ class Canvas(QGraphicsView):
         self._photo.setScale(w / max(image.width(), 1))  # scene units stay original-image pixels
         self.scene().setSceneRect(QRectF(0, 0, w, h))
         self._state = PromptState((w, h))
-        self._set_mask_overlay(None)
+        self._overlay.set_mask(None)
         self.fit_to_window()
 
     def set_state(self, state: PromptState) -> None:
         """Show ``state`` (undo, redo, programmatic edits); emits nothing."""
         self._state = state
         self._drag = None
-        self._set_mask_overlay(state.mask)
+        self._overlay.set_mask(state.mask)
         self.viewport().update()
 
     def set_tool(self, tool: Tool) -> None:
@@ -246,7 +182,7 @@ class Canvas(QGraphicsView):
         self.viewport().update()
 
     def set_brush_size(self, px: int) -> None:
-        """Brush diameter in image pixels (clamped)."""
+        """Brush diameter in screen pixels (clamped): a stroke looks the same size at any zoom."""
         px = int(min(max(px, MIN_BRUSH), MAX_BRUSH))
         if px != self._brush:
             self._brush = px
@@ -294,27 +230,6 @@ class Canvas(QGraphicsView):
             self.fit_to_window()
 
     # ------------------------------------------------------------------------------------- overlays
-    def _set_mask_overlay(self, mask: np.ndarray | None) -> None:
-        if mask is None:
-            self._rgba = None
-            self._overlay.set_array(None)
-            return
-        h, w = mask.shape
-        rgba = np.zeros((h, w, 4), np.uint8)
-        rgba[mask] = MASK_RGBA
-        self._rgba = rgba
-        self._overlay.set_array(rgba)
-
-    def _update_overlay_region(self, mask: np.ndarray, region: tuple[int, int, int, int]) -> None:
-        if self._rgba is None or self._rgba.shape[:2] != mask.shape:
-            self._set_mask_overlay(mask)
-            return
-        x0, y0, x1, y1 = region
-        sub = self._rgba[y0:y1, x0:x1]
-        sub[:] = 0
-        sub[mask[y0:y1, x0:x1]] = MASK_RGBA
-        self._overlay.update(QRectF(x0, y0, x1 - x0, y1 - y0))
-
     def drawBackground(self, painter: QPainter, rect: QRectF) -> None:  # noqa: N802 - Qt API
         super().drawBackground(painter, rect)
         if self._state is None:
@@ -325,46 +240,9 @@ class Canvas(QGraphicsView):
             painter.restore()
 
     def drawForeground(self, painter: QPainter, rect: QRectF) -> None:  # noqa: N802 - Qt API
-        st = self._state
-        if st is None:
-            return
-        z = max(self.zoom, 1e-6)
-        painter.setRenderHint(QPainter.RenderHint.Antialiasing)
-        if self._marker is not None:
-            shape, (cx, cy, mw, mh) = self._marker
-            r = QRectF(cx - mw / 2, cy - mh / 2, mw, mh)
-            painter.setBrush(Qt.BrushStyle.NoBrush)
-            pen = QPen(MARKER_COLOR, 2.0 / z, Qt.PenStyle.DashLine)
-            painter.setPen(pen)
-            if shape == "square":
-                painter.drawRect(r)
-            else:
-                painter.drawEllipse(r)
-        if st.box is not None:
-            x0, y0, x1, y1 = st.box
-            painter.setBrush(Qt.BrushStyle.NoBrush)
-            painter.setPen(QPen(QColor(0, 0, 0, 160), 4.0 / z))
-            painter.drawRect(QRectF(x0, y0, x1 - x0, y1 - y0))
-            painter.setPen(QPen(BOX_COLOR, 2.0 / z))
-            painter.drawRect(QRectF(x0, y0, x1 - x0, y1 - y0))
-            if self._tool is Tool.BOX:
-                s = HANDLE_PX / z
-                painter.setBrush(QBrush(BOX_COLOR))
-                painter.setPen(QPen(QColor(0, 0, 0), 1.0 / z))
-                for hx, hy in handle_points(st.box).values():
-                    painter.drawRect(QRectF(hx - s / 2, hy - s / 2, s, s))
-        r = POINT_PX / z
-        for x, y, pos in st.points:
-            painter.setPen(QPen(QColor(0, 0, 0), 1.5 / z))
-            painter.setBrush(QBrush(POS_COLOR if pos else NEG_COLOR))
-            painter.drawEllipse(QPointF(x, y), r, r)
-            if not pos:
-                painter.setPen(QPen(QColor(255, 255, 255), 1.5 / z))
-                painter.drawLine(QPointF(x - r * 0.5, y), QPointF(x + r * 0.5, y))
-        if self._tool in (Tool.BRUSH, Tool.ERASER) and self._hover is not None:
-            painter.setBrush(Qt.BrushStyle.NoBrush)
-            painter.setPen(QPen(QColor(255, 255, 255, 200), 1.0 / z))
-            painter.drawEllipse(self._hover, self._brush / 2, self._brush / 2)
+        if self._state is not None:
+            paint_prompt(painter, self._state, max(self.zoom, 1e-6), self._marker, self._tool, self._hover,
+                         self._brush)
 
     # ------------------------------------------------------------------------------------------ mouse
     def _image_pos(self, event: QMouseEvent) -> QPointF:
@@ -457,35 +335,6 @@ class Canvas(QGraphicsView):
         self._commit(new)
 
     # brush and eraser
-    def _press_brush(self, pos: QPointF, mods: Qt.KeyboardModifier) -> None:
-        st = self._state
-        assert st is not None
-        w, h = st.image_size
-        work = np.zeros((h, w), bool) if st.mask is None else st.mask.copy()
-        self._mask_work = work
-        self._drag = {"kind": "paint", "last": (pos.x(), pos.y()), "value": self._tool is Tool.BRUSH}
-        self._paint_to(pos)
-
-    def _paint_to(self, pos: QPointF) -> None:
-        d, work = self._drag, self._mask_work
-        assert d is not None and work is not None
-        p = (pos.x(), pos.y())
-        region = stamp_segment(work, d["last"], p, self._brush / 2, d["value"])
-        d["last"] = p
-        if region is not None:
-            self._update_overlay_region(work, region)
-
-    def _move_brush(self, pos: QPointF) -> None:
-        self._paint_to(pos)
-
-    def _release_brush(self, pos: QPointF) -> None:
-        self._paint_to(pos)
-        work = self._mask_work
-        self._drag = None
-        self._mask_work = None
-        assert self._state is not None and work is not None
-        self._commit(self._state.with_mask(work if work.any() else None))
-
     def _noop_press(self, pos: QPointF, mods: Qt.KeyboardModifier) -> None:
         return
 
@@ -514,54 +363,30 @@ class Canvas(QGraphicsView):
 
     # ------------------------------------------------------------------------------------ drag & drop
     def dragEnterEvent(self, event) -> None:  # noqa: N802, ANN001 - Qt API
-        if _dropped_file(event) is not None:
+        if dropped_file(event) is not None:
             event.acceptProposedAction()
         else:
             event.ignore()
 
-    def dragMoveEvent(self, event) -> None:  # noqa: N802, ANN001 - Qt API
-        if _dropped_file(event) is not None:
-            event.acceptProposedAction()
-        else:
-            event.ignore()
+    dragMoveEvent = dragEnterEvent  # noqa: N815 - Qt API
 
     def dropEvent(self, event) -> None:  # noqa: N802, ANN001 - Qt API
-        path = _dropped_file(event)
+        path = dropped_file(event)
         if path is not None:
             event.acceptProposedAction()
             self.file_dropped.emit(path)
 
 
-def _dropped_file(event) -> str | None:  # noqa: ANN001 - Qt drag events of several types
-    md = event.mimeData()
-    if md is None or not md.hasUrls():
-        return None
-    for url in md.urls():
-        if url.isLocalFile() and Path(url.toLocalFile()).is_file():
-            return url.toLocalFile()
-    return None
-
-
-_PRESS = {
-    Tool.POINT: Canvas._press_point,
-    Tool.BOX: Canvas._press_box,
-    Tool.BRUSH: Canvas._press_brush,
-    Tool.ERASER: Canvas._press_brush,
-    Tool.PAN: Canvas._noop_press,
+_NOOP = (Canvas._noop_press, Canvas._noop, Canvas._noop)
+_HANDLERS = {  # tool -> (press, move, release)
+    Tool.POINT: (Canvas._press_point, Canvas._noop, Canvas._noop),
+    Tool.BOX: (Canvas._press_box, Canvas._move_box, Canvas._release_box),
+    Tool.BRUSH: (Canvas._press_brush, Canvas._move_brush, Canvas._release_brush),
+    Tool.ERASER: (Canvas._press_brush, Canvas._move_brush, Canvas._release_brush),
+    Tool.PAN: _NOOP,
 }
-_MOVE = {
-    Tool.POINT: Canvas._noop,
-    Tool.BOX: Canvas._move_box,
-    Tool.BRUSH: Canvas._move_brush,
-    Tool.ERASER: Canvas._move_brush,
-    Tool.PAN: Canvas._noop,
-}
-_RELEASE = {
-    Tool.POINT: Canvas._noop,
-    Tool.BOX: Canvas._release_box,
-    Tool.BRUSH: Canvas._release_brush,
-    Tool.ERASER: Canvas._release_brush,
-    Tool.PAN: Canvas._noop,
-}
+_PRESS = {t: h[0] for t, h in _HANDLERS.items()}
+_MOVE = {t: h[1] for t, h in _HANDLERS.items()}
+_RELEASE = {t: h[2] for t, h in _HANDLERS.items()}
 
 __all__ = ["Canvas", "Handle", "Tool", "TOOL_LABELS", "TOOL_SHORTCUTS", "TOOL_TIPS"]

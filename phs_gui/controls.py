@@ -10,8 +10,7 @@ Signals (emitted only for user edits; :meth:`Controls.set_options` and the other
 from __future__ import annotations
 
 import numpy as np
-from PySide6.QtCore import QModelIndex, QRectF, Qt, Signal
-from PySide6.QtGui import QColor, QMouseEvent, QPainter, QPaintEvent, QPen
+from PySide6.QtCore import QModelIndex, Qt, Signal
 from PySide6.QtWidgets import (
     QButtonGroup,
     QCheckBox,
@@ -30,6 +29,7 @@ from PySide6.QtWidgets import (
 )
 
 from core.defaults import MARKER_METHODS
+from phs_gui.histogram import NormHistogram
 from phs_gui.session import METHOD_LABELS, SearchOptions
 
 DEVICES = ("auto", "cpu")  # until :meth:`Controls.set_devices` lists what the machine has
@@ -39,85 +39,6 @@ METHOD_TIPS: dict[str, str] = {
     "red-circle": "Draw a red ellipse around the marked object and search with the marked photo",
     "lvp+phs": "Paste the learned prompt, then choose heads on the marked photo",
 }
-
-
-class NormHistogram(QWidget):
-    """A histogram of the query photo's last-block patch query norms with the ITAE threshold as a line.
-
-    Clicking on it moves the threshold there (``theta_picked``).
-    """
-
-    theta_picked = Signal(float)
-
-    def __init__(self, parent: QWidget | None = None) -> None:
-        super().__init__(parent)
-        self.setMinimumHeight(70)
-        self._counts: np.ndarray | None = None
-        self._edges: np.ndarray | None = None
-        self._theta: float | None = None
-        self._active = False
-        self.setToolTip("Patch query norms of the query photo; click to set the ITAE threshold there")
-
-    def set_norms(self, norms: np.ndarray | None) -> None:
-        """New norms (``(N,)``), or ``None`` to clear."""
-        if norms is None or len(norms) == 0:
-            self._counts = self._edges = None
-        else:
-            self._counts, self._edges = np.histogram(np.asarray(norms, dtype=np.float64), bins=32)
-        self.update()
-
-    def set_theta(self, theta: float, active: bool) -> None:
-        """Where the threshold line is and whether ITAE is on."""
-        self._theta, self._active = float(theta), active
-        self.update()
-
-    @property
-    def range(self) -> tuple[float, float] | None:
-        """``(min, max)`` norm, or ``None`` without data."""
-        if self._edges is None:
-            return None
-        return float(self._edges[0]), float(self._edges[-1])
-
-    def paintEvent(self, event: QPaintEvent) -> None:  # noqa: N802 - Qt API
-        p = QPainter(self)
-        r = QRectF(self.rect()).adjusted(4, 4, -4, -14)
-        p.fillRect(self.rect(), self.palette().base())
-        if self._counts is None or self._edges is None:
-            p.setPen(self.palette().placeholderText().color())
-            p.drawText(self.rect(), Qt.AlignmentFlag.AlignCenter, "open a photo to see query norms")
-            p.end()
-            return
-        lo, hi = float(self._edges[0]), float(self._edges[-1])
-        span = max(hi - lo, 1e-9)
-        top = max(int(self._counts.max()), 1)
-        n = len(self._counts)
-        bw = r.width() / n
-        for i, c in enumerate(self._counts):
-            above = self._theta is not None and self._edges[i] >= self._theta
-            col = QColor(235, 110, 60) if (above and self._active) else QColor(90, 140, 210)
-            bh = r.height() * c / top
-            p.fillRect(QRectF(r.x() + i * bw + 0.5, r.bottom() - bh, bw - 1, bh), col)
-        p.setPen(self.palette().windowText().color())
-        f = p.font()
-        f.setPointSizeF(max(f.pointSizeF() - 1.5, 6))
-        p.setFont(f)
-        p.drawText(QRectF(r.x(), r.bottom() + 1, r.width(), 12), Qt.AlignmentFlag.AlignLeft, f"{lo:.1f}")
-        p.drawText(QRectF(r.x(), r.bottom() + 1, r.width(), 12), Qt.AlignmentFlag.AlignRight, f"{hi:.1f}")
-        if self._theta is not None:
-            x = r.x() + (self._theta - lo) / span * r.width()
-            if r.x() <= x <= r.right():
-                pen = QPen(QColor(220, 40, 40) if self._active else QColor(150, 150, 150), 2)
-                p.setPen(pen)
-                p.drawLine(int(x), int(r.top()), int(x), int(r.bottom()))
-        p.end()
-
-    def mousePressEvent(self, event: QMouseEvent) -> None:  # noqa: N802 - Qt API
-        rng = self.range
-        if rng is None:
-            return
-        r = QRectF(self.rect()).adjusted(4, 4, -4, -14)
-        t = (event.position().x() - r.x()) / max(r.width(), 1)
-        self.theta_picked.emit(rng[0] + min(max(t, 0.0), 1.0) * (rng[1] - rng[0]))
 
 
 NOTE_ROLE = Qt.ItemDataRole.UserRole + 1
@@ -152,6 +73,28 @@ class Controls(QWidget):
         lay = QVBoxLayout(self)
         lay.setContentsMargins(6, 6, 6, 6)
 
+        self._build_model(lay)
+        self._build_method(lay)
+        self._build_heads(lay)
+        self._build_advanced(lay)
+
+        for w in (self.h_on, self.top_k, self.fa_blocks):
+            w.valueChanged.connect(self._emit)
+        for w in (self.fa_alpha, self.fa_sigma, self.itae_theta):
+            w.valueChanged.connect(self._emit)
+        for b in (self.qo, self.qd, self.roi_sum, self.roi_max):
+            b.toggled.connect(self._on_radio)
+        self.method.currentIndexChanged.connect(self._emit)
+        self.fa_box.toggled.connect(self._emit)
+        self.itae_box.toggled.connect(self._emit)
+        self.fa_box.toggled.connect(self.fa_body.setVisible)
+        self.itae_box.toggled.connect(self.itae_body.setVisible)
+        self.histogram.theta_picked.connect(self._on_theta_picked)
+        self.model.activated.connect(self._on_model)
+        self.device.activated.connect(self._on_model)
+
+    def _build_model(self, lay: QVBoxLayout) -> None:
+        """The model and the device, with a note on the model loaded."""
         model_box = QGroupBox("Model")
         mf = _form(model_box)
         self.model = QComboBox()
@@ -169,6 +112,8 @@ class Controls(QWidget):
         mf.addRow(self.model_note)
         lay.addWidget(model_box)
 
+    def _build_method(self, lay: QVBoxLayout) -> None:
+        """The query method."""
         method_box = QGroupBox("Method")
         mtf = _form(method_box)
         self.method = QComboBox()
@@ -180,6 +125,8 @@ class Controls(QWidget):
         mtf.addRow(self.method)
         lay.addWidget(method_box)
 
+    def _build_heads(self, lay: QVBoxLayout) -> None:
+        """PHS's knobs: h_on, Query-Only or Query-DB, Sum or Max, top-k."""
         phs_box = QGroupBox("Head selection")
         pf = _form(phs_box)
         self.h_on = QSpinBox()
@@ -198,6 +145,10 @@ class Controls(QWidget):
         mode_row.addStretch(1)
         self.roi_sum = QRadioButton("Sum")
         self.roi_max = QRadioButton("Max")
+        self.roi_sum.setToolTip("A head's ROI score: its [CLS] attention summed over the marked patches (weighted "
+                                "by how much of each a painted mask covers), less the sum over negative marks")
+        self.roi_max.setToolTip("A head's ROI score: its largest [CLS] attention on one marked patch, less the "
+                                "largest on a negative mark")
         self._roi_group = QButtonGroup(self)
         self._roi_group.addButton(self.roi_sum)
         self._roi_group.addButton(self.roi_max)
@@ -214,6 +165,8 @@ class Controls(QWidget):
         pf.addRow("Top-k", self.top_k)
         lay.addWidget(phs_box)
 
+    def _build_advanced(self, lay: QVBoxLayout) -> None:
+        """FA and ITAE, each a check box whose settings fold away while it is off."""
         # FA and ITAE are advanced: a check box each, their settings fold away while they are off.
         self.fa_box = QCheckBox("Foveal attention (FA)")
         self.fa_box.setToolTip("FALIP: bias the [CLS] attention of the last blocks towards the marked region")
@@ -251,21 +204,6 @@ class Controls(QWidget):
         self.fa_body.hide()
         self.itae_body.hide()
         lay.addStretch(1)
-
-        for w in (self.h_on, self.top_k, self.fa_blocks):
-            w.valueChanged.connect(self._emit)
-        for w in (self.fa_alpha, self.fa_sigma, self.itae_theta):
-            w.valueChanged.connect(self._emit)
-        for b in (self.qo, self.qd, self.roi_sum, self.roi_max):
-            b.toggled.connect(self._on_radio)
-        self.method.currentIndexChanged.connect(self._emit)
-        self.fa_box.toggled.connect(self._emit)
-        self.itae_box.toggled.connect(self._emit)
-        self.fa_box.toggled.connect(self.fa_body.setVisible)
-        self.itae_box.toggled.connect(self.itae_body.setVisible)
-        self.histogram.theta_picked.connect(self._on_theta_picked)
-        self.model.activated.connect(self._on_model)
-        self.device.activated.connect(self._on_model)
 
     # --------------------------------------------------------------------------------------- options
     def options(self) -> SearchOptions:

@@ -69,7 +69,10 @@ class HeadTile(QWidget):
             self.setToolTip(f"Head {self.index}: used (no object marked, every head counts).")
             return
         state = "kept" if self.selected else "dropped"
-        score = "" if self.score is None else f", ROI score {format_score(self.score)}"
+        # What the score is: the head's [CLS] attention summed over the marked patches (mask-weighted, less
+        # over negative marks) with ROI Sum, the largest patch's with Max; not a share: it may pass 1 or 0.
+        score = "" if self.score is None else (f", ROI score {format_score(self.score)} (its [CLS] attention "
+                                               "on the marked patches)")
         if self.forced:
             action = "Click to let PHS choose it again."
             state += f" (forced {self.forced} by hand)"
@@ -172,6 +175,7 @@ class HeadsPanel(QWidget):
         lay = QVBoxLayout(self)
         lay.setContentsMargins(6, 6, 6, 6)
         self.caption = QLabel(COMBINED_CAPTION)
+        self.caption.setWordWrap(True)  # a longer caption (a marker method) must not widen the panel
         lay.addWidget(self.caption)
         lay.addWidget(self.combined)
         lay.addLayout(top)
@@ -235,6 +239,19 @@ class HeadsPanel(QWidget):
             return
         tiles, big = render_maps(self._grey_tile, self._grey_big, maps, combined)
         self.show_rendered(tiles, big, scores, selected, force_on, force_off)
+
+    def show_answer(self, ans: object) -> None:
+        """Draw a :class:`phs_gui.jobs.QueryAnswer`'s maps (already coloured), scores and kept heads."""
+        sel = ans.outcome.selection  # type: ignore[attr-defined]
+        if ans.combined is not None:  # type: ignore[attr-defined]
+            self.show_rendered(ans.tiles, ans.combined, None if sel is None else sel.scores,  # type: ignore[attr-defined]
+                               None if sel is None else sel.selected, ans.force_on, ans.force_off,  # type: ignore[attr-defined]
+                               ans.outcome.query.method)  # type: ignore[attr-defined]
+        if ans.idle_forced:  # type: ignore[attr-defined]
+            on, off = ans.idle_forced  # type: ignore[attr-defined]
+            heads = ", ".join([f"H{i} on" for i in on] + [f"H{i} off" for i in off])
+            self.summary.setText(self.summary.text() + f" Forced by hand ({heads}): not in effect until an "
+                                 "object is marked.")
 
     @property
     def backdrops(self) -> tuple[np.ndarray, np.ndarray] | None:

@@ -21,6 +21,7 @@ from PySide6.QtWidgets import (
 )
 
 from core.library import IndexProgress
+from phs_gui.result_rows import shown
 
 
 def format_eta(seconds: float | None) -> str:
@@ -46,15 +47,16 @@ def progress_text(p: IndexProgress) -> str:
 class LibraryPanel(QWidget):
     """Choose the folder to search, index it, see what failed."""
 
-    folder_selected = Signal(str)
+    folder_selected = Signal(object)  # folder paths: str, possibly not UTF-8 (never through Qt's text)
     add_folder_requested = Signal()
-    index_requested = Signal(str)
+    index_requested = Signal(object)
     cancel_requested = Signal()
-    remove_requested = Signal(str)
+    remove_requested = Signal(object)
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.folder = QComboBox()
+        self._folders: list[str] = []  # the real paths, in the order of the list
         self.folder.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
         self.folder.setMinimumContentsLength(14)
         self.folder.setToolTip("The photo folder searched now")
@@ -104,17 +106,19 @@ class LibraryPanel(QWidget):
     @property
     def current_folder(self) -> str:
         """The folder selected, or ``""``."""
-        return str(self.folder.currentData() or "")
+        i = self.folder.currentIndex()
+        return self._folders[i] if 0 <= i < len(self._folders) else ""
 
     def set_folders(self, folders: list[str], current: str, labels: dict[str, str] | None = None) -> None:
         """List the known folders and select ``current`` (no signal)."""
         b = self.folder.blockSignals(True)
         self.folder.clear()
+        self._folders = list(folders)
         for f in folders:
             name = (labels or {}).get(f) or Path(f).name or f
-            self.folder.addItem(name, f)
-            self.folder.setItemData(self.folder.count() - 1, f, Qt.ItemDataRole.ToolTipRole)
-        self.folder.setCurrentIndex(max(self.folder.findData(current), 0))
+            self.folder.addItem(shown(name))
+            self.folder.setItemData(self.folder.count() - 1, shown(f), Qt.ItemDataRole.ToolTipRole)
+        self.folder.setCurrentIndex(folders.index(current) if current in folders else 0)
         self.folder.blockSignals(b)
         self.index_button.setEnabled(bool(folders))
         self.remove_button.setEnabled(bool(folders))
@@ -128,6 +132,14 @@ class LibraryPanel(QWidget):
         self.folder.setEnabled(not running)
         if running:
             self.progress.setRange(0, 0)  # busy until the first progress report
+
+    def show_any_progress(self, p: IndexProgress | tuple[int, int]) -> None:
+        """An indexing run's progress, or ``(done, total)`` scenes while the demo gallery is written."""
+        if isinstance(p, tuple):
+            self.progress.setRange(0, p[1])
+            self.progress.setValue(p[0])
+        else:
+            self.show_progress(p)
 
     def show_progress(self, p: IndexProgress) -> None:
         """Update the bar and the rate/ETA line."""
@@ -143,7 +155,7 @@ class LibraryPanel(QWidget):
         """List ``(rel, reason)`` failures (hidden when there are none)."""
         self.failures.clear()
         for rel, reason in failures:
-            self.failures.addItem(f"{rel}: {reason}")
+            self.failures.addItem(f"{shown(rel)}: {reason}")
             self.failures.item(self.failures.count() - 1).setToolTip(reason)
         self.failures.setVisible(bool(failures))
         self.failures_label.setVisible(bool(failures))

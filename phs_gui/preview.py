@@ -8,7 +8,7 @@ Right step through the results, Escape closes it.
 from __future__ import annotations
 
 import numpy as np
-from PySide6.QtCore import QSize, Qt, Signal
+from PySide6.QtCore import QEvent, QObject, QSize, Qt, Signal
 from PySide6.QtGui import QKeyEvent, QPixmap, QResizeEvent
 from PySide6.QtWidgets import (
     QCheckBox,
@@ -28,7 +28,7 @@ class PreviewDialog(QDialog):
     """One result photo, large, optionally with the attention of the query's kept heads over it."""
 
     step_requested = Signal(int)  # -1 previous, +1 next
-    use_as_query = Signal(str)
+    use_as_query = Signal(object)  # a path (str, possibly not UTF-8)
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -63,6 +63,14 @@ class PreviewDialog(QDialog):
         lay.addWidget(self.caption)
         lay.addLayout(row)
         self.resize(900, 700)
+        for child in (self.where_box, prev_b, next_b, use_b):  # Left/Right step whichever of them has the focus
+            child.installEventFilter(self)
+
+    def eventFilter(self, obj: QObject, event: QEvent) -> bool:  # noqa: N802 - Qt API
+        if event.type() == QEvent.Type.KeyPress and event.key() in (Qt.Key.Key_Left, Qt.Key.Key_Right):
+            self.step_requested.emit(-1 if event.key() == Qt.Key.Key_Left else 1)
+            return True
+        return super().eventFilter(obj, event)
 
     def set_photo(self, path: str, rgb: np.ndarray | None, caption: str) -> None:
         """Show a photo (``(H, W, 3)`` uint8, display-sized) and its caption; the map follows."""

@@ -7,6 +7,8 @@ it talks to the engine (:meth:`PromptState.to_prompt`). Every committed edit is 
 
 from __future__ import annotations
 
+import base64
+import zlib
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -25,12 +27,16 @@ class PromptState:
         points: ``(x, y, positive)`` clicks in image pixels.
         box: XYXY box in image pixels, or ``None``.
         mask: ``(H, W)`` bool painted region (never modified after construction), or ``None``.
+        force_on, force_off: heads forced on or off by hand (head indices of the last block); they belong to
+            the state so that undo and redo take a forced head back like any other edit.
     """
 
     image_size: tuple[int, int]
     points: tuple[tuple[float, float, bool], ...] = ()
     box: XYXY | None = None
     mask: np.ndarray | None = None
+    force_on: frozenset[int] = frozenset()
+    force_off: frozenset[int] = frozenset()
 
     def __post_init__(self) -> None:
         if self.mask is not None:
@@ -68,14 +74,25 @@ class PromptState:
         return replace(self, mask=mask)
 
     def cleared(self) -> PromptState:
-        """An empty prompt on the same photo."""
-        return PromptState(self.image_size)
+        """An empty prompt on the same photo (heads forced by hand stay forced)."""
+        return PromptState(self.image_size, force_on=self.force_on, force_off=self.force_off)
+
+    def with_forced(self, on: set[int] | frozenset[int], off: set[int] | frozenset[int]) -> PromptState:
+        """A copy with these heads forced on and off by hand."""
+        return replace(self, force_on=frozenset(on), force_off=frozenset(off))
+
+    @property
+    def forced(self) -> bool:
+        """Some head is forced by hand."""
+        return bool(self.force_on or self.force_off)
 
     def same_as(self, other: PromptState | None) -> bool:
         """Whether two states mark the same thing (masks compared by content)."""
         if other is None or other.image_size != self.image_size:
             return False
         if other.points != self.points or other.box != self.box:
+            return False
+        if other.force_on != self.force_on or other.force_off != self.force_off:
             return False
         if (self.mask is None) != (other.mask is None):
             return False
@@ -151,3 +168,34 @@ class History:
             return None
         self._pos += 1
         return self._states[self._pos]
+
+
+def state_to_dict(state: PromptState) -> dict:
+    """A JSON-able copy of ``state`` (the mask bit-packed, zlib-compressed, base64)."""
+    d: dict = {"size": list(state.image_size), "points": [list(p) for p in state.points],
+               "box": None if state.box is None else [float(v) for v in state.box],
+               "force_on": sorted(state.force_on), "force_off": sorted(state.force_off)}
+    if state.mask is not None:
+        d["mask"] = base64.b64encode(zlib.compress(np.packbits(state.mask).tobytes())).decode("ascii")
+    return d
+
+
+def state_from_dict(d: dict, image_size: tuple[int, int], num_heads: int) -> PromptState | None:
+    """The state :func:`state_to_dict` wrote, on a photo of ``image_size``; ``None`` when it does not fit
+    (another photo size, a damaged entry). Heads past ``num_heads`` are dropped."""
+    try:
+        if "size" in d and tuple(d["size"]) != tuple(image_size):
+            return None
+        w, h = image_size
+        mask = None
+        if d.get("mask"):
+            bits = np.frombuffer(zlib.decompress(base64.b64decode(d["mask"])), np.uint8)
+            mask = np.unpackbits(bits)[: w * h].reshape(h, w).astype(bool)
+        heads = range(num_heads)
+        return PromptState(
+            (w, h), tuple((float(x), float(y), bool(p)) for x, y, p in d.get("points", [])),
+            None if d.get("box") is None else clamp_box(tuple(float(v) for v in d["box"]), w, h), mask,
+            frozenset(int(i) for i in d.get("force_on", []) if int(i) in heads),
+            frozenset(int(i) for i in d.get("force_off", []) if int(i) in heads))
+    except (KeyError, TypeError, ValueError, zlib.error):
+        return None

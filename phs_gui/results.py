@@ -8,15 +8,12 @@ system viewer, reveals it, copies the selected paths and exports the list (text 
 
 from __future__ import annotations
 
-import csv
 import sys
-import time
-from collections import OrderedDict
 from pathlib import Path
 
 import numpy as np
 from PySide6.QtCore import QEvent, QPoint, QProcess, QSize, Qt, QUrl, Signal
-from PySide6.QtGui import QColor, QDesktopServices, QGuiApplication, QIcon, QPainter, QPixmap
+from PySide6.QtGui import QColor, QDesktopServices, QGuiApplication, QIcon, QPainter
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QCheckBox,
@@ -28,120 +25,42 @@ from PySide6.QtWidgets import (
     QListWidget,
     QListWidgetItem,
     QMenu,
+    QPushButton,
     QSlider,
     QVBoxLayout,
     QWidget,
 )
 
-from core.errors import ImageLoadError
-from core.imageio import load_image
-from core.search.copies import ResultRow, group_hits  # noqa: F401 (the app's rows)
-from phs_gui.render import format_score, to_qimage
+from phs_gui.render import format_score
+from phs_gui.result_rows import (  # noqa: F401 - re-exported for the window's jobs
+    THUMB_MAX,
+    THUMB_MIN,
+    ResultRow,
+    ThumbnailCache,
+    _placeholder,
+    export_list,
+    file_url_bytes,
+    group_hits,
+    load_thumbnail,
+    photo_facts,
+    shown,
+    square_thumbnail,
+)
 from phs_gui.workers import Worker, WorkerPool
 
 THUMB_PX = 132  # default thumbnail side; the slider goes from THUMB_MIN to THUMB_MAX
-THUMB_MIN, THUMB_MAX = 64, 256
 CAPTION_PX = 38  # two caption lines under every thumbnail
 PATH_ROLE = Qt.ItemDataRole.UserRole + 1
-
-
-def photo_facts(path: str) -> str:
-    """Pixel size, file size and date taken (EXIF, else the file's date) of a photo, one line."""
-    parts = []
-    try:
-        from PIL import Image
-
-        with Image.open(path) as im:
-            parts.append(f"{im.width}x{im.height} px")
-            exif = im.getexif()
-            taken = exif.get_ifd(0x8769).get(0x9003) or exif.get(0x0132)
-    except Exception:  # noqa: BLE001 - facts are best effort
-        taken = None
-    try:
-        st = Path(path).stat()
-        parts.append(f"{st.st_size / 1e6:.1f} MB" if st.st_size >= 1e5 else f"{st.st_size / 1e3:.0f} kB")
-        if not taken:
-            taken = time.strftime("%Y-%m-%d %H:%M", time.localtime(st.st_mtime)) + " (file date)"
-    except OSError:
-        pass
-    if taken:
-        taken = str(taken).strip()
-        if len(taken) >= 10 and taken[4] == ":" and taken[7] == ":":
-            taken = taken[:4] + "-" + taken[5:7] + "-" + taken[8:]
-        parts.append(f"taken {taken}")
-    return " · ".join(parts)
-
-
-def load_thumbnail(path: str, *, report: object = None, cancel: object = None) -> tuple[str, np.ndarray | None, str]:
-    """Decode a photo small (``(h, w, 3)`` uint8, longer side :data:`THUMB_MAX`), or ``None`` if it fails;
-    and its facts for the tooltip."""
-    facts = photo_facts(path)
-    try:
-        img = load_image(path, draft_size=THUMB_MAX)
-    except ImageLoadError:
-        return path, None, facts
-    img.thumbnail((THUMB_MAX, THUMB_MAX))
-    return path, np.asarray(img), facts
-
-
-def export_list(rows: list[ResultRow], path: str | Path) -> None:
-    """Write results to ``path``: CSV (rank, score, path, copies, query) for ``.csv``, else one path a line."""
-    path = Path(path)
-    if path.suffix.lower() == ".csv":
-        with path.open("w", newline="", encoding="utf-8") as f:
-            w = csv.writer(f)
-            w.writerow(["rank", "score", "path", "copies", "is_query"])
-            for i, r in enumerate(rows, 1):
-                w.writerow([i, f"{r.score:.6f}", r.path, ";".join(r.copies), int(r.is_query)])
-    else:
-        path.write_text("".join(f"{r.path}\n" for r in rows), encoding="utf-8")
-
-
-class ThumbnailCache:
-    """An LRU of decoded thumbnails keyed by path and modification time."""
-
-    def __init__(self, capacity: int = 512) -> None:
-        self._items: OrderedDict[tuple[str, int], QPixmap] = OrderedDict()
-        self.capacity = capacity
-
-    @staticmethod
-    def key(path: str) -> tuple[str, int]:
-        """``(path, mtime_ns)`` (0 when the file cannot be read)."""
-        try:
-            return path, Path(path).stat().st_mtime_ns
-        except OSError:
-            return path, 0
-
-    def get(self, path: str) -> QPixmap | None:
-        """The cached thumbnail, or ``None``."""
-        k = self.key(path)
-        pm = self._items.get(k)
-        if pm is not None:
-            self._items.move_to_end(k)
-        return pm
-
-    def put(self, path: str, pm: QPixmap) -> None:
-        """Remember a thumbnail."""
-        self._items[self.key(path)] = pm
-        while len(self._items) > self.capacity:
-            self._items.popitem(last=False)
-
-    def __len__(self) -> int:
-        return len(self._items)
-
-
-def _placeholder() -> QPixmap:
-    pm = QPixmap(THUMB_MAX, THUMB_MAX)
-    pm.fill(QColor(60, 62, 66))
-    return pm
 
 
 class ResultsGrid(QListWidget):
     """Ranked photos as an icon grid."""
 
-    use_as_query = Signal(str)
-    preview_requested = Signal(str)
+    use_as_query = Signal(object)  # a path (str, possibly not UTF-8: never through Qt's text)
+    preview_requested = Signal(object)
     message = Signal(str)
+    notice = Signal(str)
+    min_height_changed = Signal(int, int)
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -156,8 +75,8 @@ class ResultsGrid(QListWidget):
         self.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
         self.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
         self.customContextMenuRequested.connect(self._context_menu)
-        self.itemActivated.connect(lambda it: self.preview_requested.emit(it.data(PATH_ROLE)))
-        self.itemDoubleClicked.connect(lambda it: self.preview_requested.emit(it.data(PATH_ROLE)))
+        self.itemActivated.connect(lambda it: self.preview_requested.emit(self.path_of(it)))
+        self.itemDoubleClicked.connect(lambda it: self.preview_requested.emit(self.path_of(it)))
         self.cache = ThumbnailCache()
         self.facts: dict[str, str] = {}
         self._pool = WorkerPool(max_threads=2)
@@ -165,6 +84,7 @@ class ResultsGrid(QListWidget):
         self._empty_text = "Results appear here"
         self._placeholder = _placeholder()
         self.rows: list[ResultRow] = []
+        self._shown: list[ResultRow] = []  # the rows of the tiles, in order
         self.hide_query = False
         self.min_score: float | None = None
         self.set_thumb_size(THUMB_PX)
@@ -178,8 +98,12 @@ class ResultsGrid(QListWidget):
         """Show thumbnails ``px`` pixels wide, captions (two lines) under them."""
         px = int(min(max(px, THUMB_MIN), THUMB_MAX))
         self.setIconSize(QSize(px, px))
-        self.setGridSize(QSize(px + 24, px + CAPTION_PX + 8))
+        caption = 2 * self.fontMetrics().lineSpacing() + 10  # two whole lines, descenders included
+        old = self.minimumHeight()
+        self.setGridSize(QSize(px + 24, px + max(caption, CAPTION_PX) + 8))
         self.setMinimumHeight(self.min_height())  # a whole row of thumbnails always shows
+        if old != self.minimumHeight():
+            self.min_height_changed.emit(old, self.minimumHeight())
         self.relayout()
 
     def min_height(self) -> int:
@@ -191,6 +115,11 @@ class ResultsGrid(QListWidget):
         self.setGridSize(self.gridSize())
         self.doItemsLayout()
         self.viewport().update()
+
+    def show_library_size(self, n: int, folder: str) -> None:
+        """What the empty grid says, from the library: no folder open, or an empty index."""
+        self.set_empty_text("No results yet: add a photo folder and index it (Library, left)." if not folder
+                            else ("The index is empty." if n == 0 else "No results."))
 
     def set_empty_text(self, text: str) -> None:
         """What the empty grid says."""
@@ -205,6 +134,7 @@ class ResultsGrid(QListWidget):
         """Show grouped results (see :func:`group_hits`), filtered by the minimum score and the query setting."""
         self.rows = list(rows)
         self._fill()
+        self.scrollToTop()  # a new answer starts at its best result
 
     def set_filters(self, hide_query: bool | None = None, min_score: float | None | bool = False) -> None:
         """Hide the query photo or not; show only scores at least ``min_score`` (``None``: no minimum)."""
@@ -224,16 +154,17 @@ class ResultsGrid(QListWidget):
         self.setUpdatesEnabled(False)
         try:
             self.clear()
-            for rank, row in enumerate(self.visible_rows(), 1):
+            self._shown = self.visible_rows()
+            for rank, row in enumerate(self._shown, 1):
                 path = row.path
                 if row.is_query:
                     second = "query photo"
                 elif row.copies:
                     second = f"+{len(row.copies)} {'copy' if len(row.copies) == 1 else 'copies'}"
                 else:
-                    second = Path(path).name
+                    second = shown(Path(path).name)
                 item = QListWidgetItem(f"#{rank}  {format_score(row.score)}\n{second}")
-                item.setData(PATH_ROLE, path)
+                item.setData(PATH_ROLE, rank - 1)  # the real path stays in Python: Qt's text may not hold it
                 item.setToolTip(self._tooltip(row))
                 item.setTextAlignment(Qt.AlignmentFlag.AlignHCenter | Qt.AlignmentFlag.AlignTop)
                 if row.is_query:
@@ -247,24 +178,44 @@ class ResultsGrid(QListWidget):
             self.setUpdatesEnabled(True)
 
     def _tooltip(self, row: ResultRow) -> str:
-        lines = [row.path]
+        lines = [shown(row.path)]
         if row.path in self.facts:
             lines.append(self.facts[row.path])
         if row.is_query:
             lines.append("This is the query photo itself.")
         if row.copies:
-            lines.append(f"Identical copies ({len(row.copies)}): " + ", ".join(row.copies))
+            lines.append(f"Identical copies ({len(row.copies)}): " + ", ".join(shown(c) for c in row.copies))
         return "\n".join(lines)
 
     def selected_paths(self) -> list[str]:
         """The selected photos in rank order (all shown ones when none is selected)."""
         items = [self.item(i) for i in range(self.count())]
         chosen = [it for it in items if it.isSelected()] or items
-        return [it.data(PATH_ROLE) for it in chosen]
+        return [self.path_of(it) for it in chosen]
 
     def paths(self) -> list[str]:
         """The photos shown, best first."""
-        return [self.item(i).data(PATH_ROLE) for i in range(self.count())]
+        return [self.path_of(self.item(i)) for i in range(self.count())]
+
+    def path_of(self, item: QListWidgetItem) -> str:
+        """The real path of a result tile (not Qt's text of it)."""
+        return self._shown[int(item.data(PATH_ROLE))].path
+
+    def caption(self, path: str) -> str:
+        """The preview's caption of a result: its path, score and photo facts."""
+        row = next((r for r in self.rows if r.path == path), None)
+        score = "" if row is None else f"score {row.score:.3f}"
+        return " · ".join(x for x in (shown(path), score, self.facts.get(path, "")) if x)
+
+    def step_from(self, path: str, step: int) -> None:
+        """Select the result ``step`` places from ``path`` (clamped) and ask for its preview."""
+        paths = self.paths()
+        if not paths:
+            return
+        i = paths.index(path) if path in paths else -1
+        j = min(max(i + step, 0), len(paths) - 1)
+        self.setCurrentRow(j)
+        self.preview_requested.emit(paths[j])
 
     def _request(self, path: str) -> None:
         if path in self._pending:
@@ -285,12 +236,12 @@ class ResultsGrid(QListWidget):
             p.drawText(pm.rect(), Qt.AlignmentFlag.AlignCenter, "cannot read")
             p.end()
         else:
-            pm = QPixmap.fromImage(to_qimage(arr))
+            pm = square_thumbnail(arr)
         self.cache.put(path, pm)
         rows = {r.path: r for r in self.rows}
         for i in range(self.count()):
             it = self.item(i)
-            if it.data(PATH_ROLE) == path:
+            if self.path_of(it) == path:
                 it.setIcon(QIcon(pm))
                 if path in rows:
                     it.setToolTip(self._tooltip(rows[path]))
@@ -298,8 +249,8 @@ class ResultsGrid(QListWidget):
     # ------------------------------------------------------------------------------------- actions
     def open_photo(self, path: str) -> None:
         """Open a photo in the system's viewer."""
-        if not QDesktopServices.openUrl(QUrl.fromLocalFile(path)):
-            self.message.emit(f"Could not open {path} in the system viewer.")
+        if not QDesktopServices.openUrl(QUrl.fromEncoded(file_url_bytes(path))):
+            self.message.emit(f"Could not open {shown(path)} in the system viewer.")
 
     def reveal(self, path: str) -> None:
         """Show the photo in the file manager (selected where the platform allows it)."""
@@ -308,36 +259,42 @@ class ResultsGrid(QListWidget):
         elif sys.platform.startswith("win"):
             ok = QProcess.startDetached("explorer", [f"/select,{Path(path)}"])[0]
         else:
-            ok = QDesktopServices.openUrl(QUrl.fromLocalFile(str(Path(path).parent)))
+            ok = QDesktopServices.openUrl(QUrl.fromEncoded(file_url_bytes(str(Path(path).parent))))
         if not ok:
-            self.message.emit(f"Could not open the folder of {path}.")
+            self.message.emit(f"Could not open the folder of {shown(path)}.")
 
     @staticmethod
     def copy_path(path: str) -> None:
-        """Put the path on the clipboard."""
-        QGuiApplication.clipboard().setText(path)
+        """Put the path on the clipboard (bytes that are not UTF-8 and control characters escaped)."""
+        QGuiApplication.clipboard().setText(shown(path))
 
     def copy_selected_paths(self) -> None:
         """Put the selected photos' paths on the clipboard, one a line."""
-        QGuiApplication.clipboard().setText("\n".join(self.selected_paths()))
+        QGuiApplication.clipboard().setText("\n".join(shown(p) for p in self.selected_paths()))
 
     def export_dialog(self) -> None:
-        """Ask for a file and write the selected results (all when none is selected) as text or CSV."""
-        path, _ = QFileDialog.getSaveFileName(self, "Export the result list", str(Path.home() / "results.csv"),
+        """Ask for a file and write the results shown as text or CSV: the selected ones when several are
+        selected (one selected tile is where a click landed, not a choice), else all; says where it wrote."""
+        rows = self.visible_rows()
+        picked = {self.path_of(it) for it in self.selectedItems()}
+        chosen = [r for r in rows if r.path in picked] if len(picked) > 1 else rows
+        what = f"the {len(chosen)} selected results" if len(picked) > 1 else f"all {len(chosen)} results"
+        path, _ = QFileDialog.getSaveFileName(self, f"Export {what}", str(Path.home() / "results.csv"),
                                               "CSV (*.csv);;Text, one path a line (*.txt)")
         if not path:
             return
-        chosen = set(self.selected_paths())
         try:
-            export_list([r for r in self.visible_rows() if r.path in chosen], path)
+            export_list(chosen, path, ranks=[rows.index(r) + 1 for r in chosen])
         except OSError as err:
             self.message.emit(f"Could not write {path}: {err.strerror or err}.")
+            return
+        self.notice.emit(f"Exported {what} to {path}.")
 
     def _context_menu(self, pos: QPoint) -> None:
         item = self.itemAt(pos)
         if item is None:
             return
-        path = item.data(PATH_ROLE)
+        path = self.path_of(item)
         menu = self.build_menu(path)
         menu.exec(self.viewport().mapToGlobal(pos))
 
@@ -351,7 +308,8 @@ class ResultsGrid(QListWidget):
         n = len(self.selectedItems())
         if n > 1:
             menu.addAction(f"Copy {n} paths", self.copy_selected_paths)
-        menu.addAction("Export list…", self.export_dialog)
+        n_sel = len(self.selectedItems())
+        menu.addAction(f"Export the {n_sel} selected…" if n_sel > 1 else "Export all results…", self.export_dialog)
         menu.addSeparator()
         menu.addAction("Use as the new query", lambda: self.use_as_query.emit(path))
         return menu
@@ -415,6 +373,11 @@ class ResultsPanel(QWidget):
         bar.addSpacing(12)
         bar.addWidget(self.hide_query)
         bar.addStretch(1)
+        self.export_button = QPushButton("Export…")
+        self.export_button.setToolTip("Write the results (the selected ones when several are, else all) to a CSV "
+                                      "or text file (Ctrl+E)")
+        self.export_button.clicked.connect(self.grid.export_dialog)
+        bar.addWidget(self.export_button)
         lay = QVBoxLayout(self)
         lay.setContentsMargins(0, 0, 0, 0)
         lay.setSpacing(2)

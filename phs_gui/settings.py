@@ -9,13 +9,13 @@ falls back to its default.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from core.defaults import DEFAULT_H_ON
 from core.library.store import atomic_write_bytes
 from core.paths import data_dir
+from phs_gui.session import SearchOptions
 
 SETTINGS_FILE = "settings.json"
 MAX_RECENT = 10
@@ -28,40 +28,29 @@ class Preferences:
     Attributes:
         model: registry name of the backbone (:func:`core.models.backbones.list_models`).
         device: ``auto``, ``cpu``, ``cuda`` or ``mps``.
-        method: the query method, ``phs``, ``lvp`` (learned prompt), ``red-circle`` or ``lvp+phs``.
-        h_on: heads kept by PHS.
-        mode: ``qo`` (Query-Only) or ``qd`` (Query-DB).
-        roi: ``sum`` or ``max``.
-        fa_on, fa_blocks, fa_alpha, fa_sigma: FALIP foveal attention and its parameters.
-        itae_on, itae_theta: ITAE artifact suppression and its query-norm threshold.
-        top_k: number of results shown.
+        search: the search options (method, h_on, mode, roi, FA, ITAE, top_k), their one home.
         folders: photo folders the person added (absolute paths).
         current_folder: the folder searched now, or ``""``.
         recent_files: query photos opened recently, newest first.
         last_photo: the query photo open when the app was closed.
         hide_query: leave the query photo itself out of the results (else it is marked "query photo").
         thumb_px: side of the result thumbnails.
+        brush_px: brush diameter in screen pixels.
+        marks: the last photo's prompt (``points``, ``box``, ``mask_png`` base64, ``force_on``, ``force_off``),
+            restored with it on the next launch; ``{}`` when nothing was marked.
     """
 
     model: str = "dinov2-b14"
     device: str = "auto"
-    method: str = "phs"
-    h_on: int = DEFAULT_H_ON
-    mode: str = "qo"
-    roi: str = "sum"
-    fa_on: bool = False
-    fa_blocks: int = 4
-    fa_alpha: float = 0.2
-    fa_sigma: float = 100.0
-    itae_on: bool = False
-    itae_theta: float = 0.0
-    top_k: int = 24
+    search: SearchOptions = field(default_factory=SearchOptions)
     folders: list[str] = field(default_factory=list)
     current_folder: str = ""
     recent_files: list[str] = field(default_factory=list)
     last_photo: str = ""
     hide_query: bool = False
     thumb_px: int = 132
+    brush_px: int = 24
+    marks: dict = field(default_factory=dict)
 
     def add_recent(self, path: str | Path) -> None:
         """Put a photo at the top of the recent files (at most :data:`MAX_RECENT`)."""
@@ -108,24 +97,33 @@ def _coerce(name: str, default: Any, value: Any) -> Any:
     return default
 
 
+def _coerced(cls: type, raw: dict) -> dict:
+    """The fields of the dataclass ``cls`` found in ``raw``, each converted to its default's type."""
+    default = cls()
+    return {f.name: _coerce(f.name, getattr(default, f.name), raw[f.name]) for f in fields(cls) if f.name in raw}
+
+
 def load_preferences(path: Path | None = None) -> Preferences:
-    """Read the preferences file; anything missing or wrong takes its default."""
-    prefs = Preferences()
+    """Read the preferences file; anything missing or wrong takes its default.
+
+    Search options are read from ``"search"``, or from the top level where files of earlier versions kept
+    them."""
     try:
         raw = json.loads((path or settings_path()).read_text("utf-8"))
     except (OSError, ValueError):
-        return prefs
+        return Preferences()
     if not isinstance(raw, dict):
-        return prefs
-    for f in fields(Preferences):
-        if f.name in raw:
-            setattr(prefs, f.name, _coerce(f.name, getattr(prefs, f.name), raw[f.name]))
-    prefs.h_on = max(1, prefs.h_on)
-    prefs.top_k = min(max(1, prefs.top_k), 500)
-    prefs.fa_blocks = max(1, prefs.fa_blocks)
+        return Preferences()
+    top = {k: v for k, v in _coerced(Preferences, raw).items() if k not in ("search", "marks")}
+    prefs = Preferences(**top)
+    nested = raw.get("search") if isinstance(raw.get("search"), dict) else raw
+    o = SearchOptions(**_coerced(SearchOptions, nested))
+    sigma = o.fa_sigma if o.fa_sigma > 0 else SearchOptions.fa_sigma
+    prefs.search = replace(o, h_on=max(1, o.h_on), top_k=min(max(1, o.top_k), 500), fa_blocks=max(1, o.fa_blocks),
+                           fa_sigma=sigma)
+    prefs.marks = raw["marks"] if isinstance(raw.get("marks"), dict) else {}
     prefs.thumb_px = min(max(64, prefs.thumb_px), 256)
-    if prefs.fa_sigma <= 0:
-        prefs.fa_sigma = Preferences.fa_sigma
+    prefs.brush_px = min(max(2, prefs.brush_px), 200)
     return prefs
 
 

@@ -1,22 +1,25 @@
-"""Take the README's screenshots: the app on the demo gallery with a prompt drawn, saved to ``docs/``.
+"""Take the README's screenshots by playing a newcomer's journey in the real window, on a real X screen.
 
-    python scripts/screenshots.py                 # offscreen; needs the shipped demo model
-    python scripts/screenshots.py --random-model  # layout preview with a random ViT when the demo is missing
+    python scripts/screenshots.py --photos DIR            # Xvfb + openbox at 1280x720 and 1366x768
+    python scripts/screenshots.py --photos DIR --size 1280x720
 
-    xvfb-run -s "-screen 0 1920x1080x24" python scripts/screenshots.py   # real X11 rendering
+For each screen size it starts ``Xvfb`` with the ``openbox`` window manager (both from Debian: ``apt-get
+install xvfb openbox imagemagick``), runs the window in a fresh data directory with the shipped demo model
+and plays: first launch (the demo gallery, its first query with a box already drawn), add the photo folder
+``DIR`` (real photos of mixed sizes beside the demo), open one of its photos and drag a box with real mouse
+events, preview a result and step with the Right key, quit, relaunch. The whole X screen is captured at each
+step (``import -window root``), window frame and all, into ``docs/``:
 
-It runs the real window (offscreen Qt, or under Xvfb when ``DISPLAY`` is set), lets it build and index the
-demo gallery in a temporary data directory, drags a box over an object of the first demo photo with real
-mouse events, and grabs the window at two sizes, each a first launch (default layout):
-
-* ``docs/screenshot-1280x720.png``: a box prompt, the heads panel with the selected heads, the results;
-* ``docs/screenshot-1920x1080.png``: a painted mask, Query-DB, one head forced off by hand.
+* ``docs/first-launch-WxH.png``, ``docs/screenshot-WxH.png`` (a box on a real photo, results from both
+  folders), ``docs/preview-WxH.png``, ``docs/relaunch-WxH.png``.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -24,124 +27,117 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-if not os.environ.get("DISPLAY"):
-    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--out", type=Path, default=ROOT / "docs")
-    ap.add_argument("--random-model", action="store_true", help="a random ViT-S/14 instead of the demo model")
-    ap.add_argument("--data-dir", type=Path, default=None, help="app data directory (default: a temporary one)")
-    args = ap.parse_args()
-    os.environ["PHS_DATA_DIR"] = str(args.data_dir or tempfile.mkdtemp(prefix="phs-shots-"))
+def with_xvfb(size: str, argv: list[str]) -> int:
+    """Run this script for one ``size`` inside a new Xvfb display with openbox."""
+    for tool in ("Xvfb", "openbox", "import"):
+        if shutil.which(tool) is None:
+            print(f"screenshots: {tool} is missing: apt-get install xvfb openbox imagemagick", file=sys.stderr)
+            return 2
+    display = f":{90 + int(size.split('x')[0]) % 7}"
+    xvfb = subprocess.Popen(["Xvfb", display, "-screen", "0", f"{size}x24", "-nolisten", "tcp"])
+    time.sleep(1.0)
+    env = dict(os.environ, DISPLAY=display, QT_QPA_PLATFORM="xcb")
+    wm = subprocess.Popen(["openbox"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(1.0)
+    try:
+        return subprocess.run([sys.executable, __file__, *argv, "--size", size, "--inside"], env=env).returncode
+    finally:
+        wm.terminate()
+        xvfb.terminate()
 
+
+def journey(size: str, photos: Path, out: Path) -> int:
+    """Play the journey in this process (``DISPLAY`` set) and capture the screen at each step."""
+    os.environ["PHS_DATA_DIR"] = tempfile.mkdtemp(prefix="phs-shots-")
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from PySide6.QtCore import QPoint, QPointF, Qt
     from PySide6.QtTest import QTest
     from PySide6.QtWidgets import QApplication
 
-    from core.method.engine import load_engine
-    from core.synthetic.gallery import demo_gallery_dir
-    from phs_gui.canvas import Tool
     from phs_gui.main_window import MainWindow
-    from phs_gui.settings import Preferences
 
     app = QApplication.instance() or QApplication(sys.argv)
-    app.setStyle("Fusion")
 
-    def loader(name: str, device: str):
-        if args.random_model:
-            return load_engine("dinov2-s14", pretrained=False, device="cpu")
-        return load_engine(name, device=device)
-
-    def wait(cond, timeout_s: float = 600) -> None:
+    def wait(cond, timeout_s: float = 900) -> None:
         t0 = time.perf_counter()
         while not cond():
             app.processEvents()
             time.sleep(0.005)
             if time.perf_counter() - t0 > timeout_s:
-                raise TimeoutError("the app did not get ready in time")
+                raise TimeoutError("the app did not get there in time")
 
-    def settle(ms: int = 400) -> None:
+    def pause(ms: int) -> None:
         t0 = time.perf_counter()
         while (time.perf_counter() - t0) * 1000 < ms:
             app.processEvents()
             time.sleep(0.01)
 
-    import json
+    def shot(name: str) -> None:
+        pause(1200)  # thumbnails, repaints
+        path = out / f"{name}-{size}.png"
+        subprocess.run(["import", "-window", "root", str(path)], check=True)
+        print(path)
 
-    from core.paths import data_dir
-
-    def launch(size: tuple[int, int]) -> MainWindow:
-        (data_dir() / "window.ini").unlink(missing_ok=True)  # each size starts from the default layout
-        w = MainWindow(Preferences(model="dinov2-b14"), engine_loader=loader)
-        w.resize(*size)
+    def launch() -> MainWindow:
+        w = MainWindow()  # the real first launch: preferences from the (fresh) data folder, the demo fallback
         w.show()
         w.start()
-        wait(lambda: w.session is not None and w.photo_path is not None and not w.indexing
-             and w.outcome is not None and w.session.indexed_count > 0 and w.settled)
-        if w.banner.level == "error":
-            print("error shown:", w.banner.text)
+        wait(lambda: w.session is not None and w.photo_path is not None and not w.indexing and w.settled
+             and w.docks.results.count() > 0)
         return w
 
-    def box_of_largest_object(w: MainWindow) -> tuple[float, float, float, float, str, str]:
-        coco = json.loads((demo_gallery_dir() / "annotations.json").read_text("utf-8"))
-        name = Path(w.photo_path).name
-        image_id = next(im["id"] for im in coco["images"] if im["file_name"] == name)
-        anns = sorted((a for a in coco["annotations"] if a["image_id"] == image_id), key=lambda a: -a["area"])
-        x, y, bw, bh = anns[0]["bbox"]
-        cat = next(c["name"] for c in coco["categories"] if c["id"] == anns[0]["category_id"])
-        return x, y, bw, bh, cat, name
-
-    def drag_box(w: MainWindow, x: float, y: float, bw: float, bh: float) -> None:
-        vp = w.canvas.viewport()
-        a = w.canvas.mapFromScene(QPointF(x - 2, y - 2))
-        b = w.canvas.mapFromScene(QPointF(x + bw + 2, y + bh + 2))
-        w.set_tool(Tool.BOX)
-        QTest.mousePress(vp, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier, a)
-        QTest.mouseMove(vp, QPoint((a.x() + b.x()) // 2, (a.y() + b.y()) // 2))
-        QTest.mouseMove(vp, b)
-        QTest.mouseRelease(vp, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier, b)
-        wait(lambda: w.settled)
-
-    args.out.mkdir(parents=True, exist_ok=True)
-    w = launch((1280, 720))
-    x, y, bw, bh, cat, name = box_of_largest_object(w)
-    drag_box(w, x, y, bw, bh)
-    w.banner.hide()
-    settle(1500)  # thumbnails
-    small_png = args.out / "screenshot-1280x720.png"
-    w.grab().save(str(small_png))
-    print(f"{small_png}: box around a {cat} in {name}; top results:",
-          [Path(p).name for p in w.docks.results.paths()[:5]])
-    w.close()
-
-    w = launch((1920, 1080))
+    w = launch()
+    shot("first-launch")
+    w.library.add_folder(str(photos), select=True)
+    w.library.select_folder(str(photos))
+    wait(lambda: not w.indexing and w.settled)
+    query = photos / "chelsea.png"
+    w.query.open_photo(str(query))
+    wait(lambda: w.photo_path == str(query) and w.settled)
+    W, H = w.canvas.state.image_size
     vp = w.canvas.viewport()
-    w.set_tool(Tool.BRUSH)
-    w.canvas.set_brush_size(max(int(min(bw, bh) * 0.45), 6))
-    cx, cy = x + bw / 2, y + bh / 2
-    pts = [w.canvas.mapFromScene(QPointF(cx + dx * bw * 0.3, cy + dy * bh * 0.3))
-           for dx, dy in ((-1, -1), (1, -0.5), (-1, 0.2), (1, 0.8))]
-    QTest.mousePress(vp, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier, pts[0])
-    for p in pts[1:]:
-        QTest.mouseMove(vp, p)
-    QTest.mouseRelease(vp, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier, pts[-1])
-    wait(lambda: w.settled)
-    w.docks.controls.qd.click()
-    wait(lambda: w.settled)
-    kept = w.outcome.selection.indices
-    w.toggle_head(kept[-1])
+    a = w.canvas.mapFromScene(QPointF(W * 0.33, H * 0.12))  # the cat's head and body in chelsea.png
+    b = w.canvas.mapFromScene(QPointF(W * 0.72, H * 0.95))
+    QTest.mousePress(vp, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier, a)
+    QTest.mouseMove(vp, QPoint((a.x() + b.x()) // 2, (a.y() + b.y()) // 2))
+    QTest.mouseMove(vp, b)
+    QTest.mouseRelease(vp, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier, b)
     wait(lambda: w.settled)
     w.banner.hide()
-    settle(1500)
-    big_png = args.out / "screenshot-1920x1080.png"
-    w.grab().save(str(big_png))
-    print(f"{big_png}: painted mask on the {cat}, Query-DB, head {kept[-1]} forced off; top results:",
-          [Path(p).name for p in w.docks.results.paths()[:5]])
-    w.shutdown()
+    shot("screenshot")
+    grid = w.docks.results
+    grid.setCurrentRow(1)
+    grid.preview_requested.emit(grid.paths()[1])
+    dlg = w.previews.dialog
+    wait(lambda: dlg is not None and dlg.isVisible() and dlg.showing_where)
+    QTest.keyClick(dlg.findChildren(type(dlg.where_box))[0], Qt.Key.Key_Right)
+    wait(lambda: dlg.path == grid.paths()[2] and dlg.showing_where)
+    shot("preview")
+    dlg.close()
+    w.close()
+    w2 = launch()
+    wait(lambda: w2.photo_path == str(query) and w2.canvas.state is not None and w2.canvas.state.box is not None)
+    shot("relaunch")
+    w2.close()
     return 0
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--photos", type=Path, required=True, help="a folder of real photos (with chelsea.png)")
+    ap.add_argument("--out", type=Path, default=ROOT / "docs")
+    ap.add_argument("--size", action="append", help="screen size WxH (default 1280x720 and 1366x768)")
+    ap.add_argument("--inside", action="store_true", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    if args.inside:
+        return journey(args.size[-1], args.photos.resolve(), args.out)
+    code = 0
+    for size in args.size or ["1280x720", "1366x768"]:
+        code = with_xvfb(size, ["--photos", str(args.photos.resolve()), "--out", str(args.out)]) or code
+    return code
 
 
 if __name__ == "__main__":

@@ -514,7 +514,7 @@ def sub_album_trial(work: Path, n: int = 40, at: int = 10) -> Outcome:
 
 
 # -------------------------------------------------------------------------------------- stuck worker
-_STUCK_CHILD = """
+STUCK_CHILD = """
 import signal, sys, threading
 signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a terminal, even when started in the background
 from tests.index_fakes import FakeEngine
@@ -526,6 +526,7 @@ class Stuck(FakeEngine):
 try:
     index_folder(sys.argv[1], Stuck(), batch_size=2, workers=2)
 except KeyboardInterrupt:
+    print("interrupted", flush=True)
     sys.exit(130)
 """
 
@@ -539,7 +540,7 @@ def stuck_worker_trial(work: Path, sig_name: str) -> tuple[Outcome, float]:
     folder = work / "photos"
     make_folder(folder, 8)
     env = {**os.environ, "PYTHONPATH": str(REPO), "PHS_DATA_DIR": str(work / "data")}
-    proc = subprocess.Popen([sys.executable, "-c", _STUCK_CHILD, str(folder)], cwd=REPO, env=env,
+    proc = subprocess.Popen([sys.executable, "-c", STUCK_CHILD, str(folder)], cwd=REPO, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
     out = Outcome()
     proc.stdout.readline()

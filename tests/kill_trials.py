@@ -174,7 +174,7 @@ def check_settings_file(path: Path) -> str:
     if not prefs.folders or not all(f.startswith(prefix) for f in prefs.folders):
         return "mixes two saves"
     i = int(prefix.split("/")[2])
-    if prefs.top_k != i % 400 + 1:
+    if prefs.search.top_k != i % 400 + 1:
         return "top_k does not belong to the save"
     return ""
 

@@ -121,12 +121,13 @@ def act_settings_loop(args: dict[str, Any]) -> None:
     """Save the preferences in a tight loop (until killed); each save is internally consistent."""
     from pathlib import Path
 
+    from phs_gui.session import SearchOptions
     from phs_gui.settings import Preferences, save_preferences
 
     path = Path(args["path"])
     i = int(args.get("start", 0))
     while True:
-        prefs = Preferences(top_k=i % 400 + 1, current_folder=f"/photos/{i}/0",
+        prefs = Preferences(search=SearchOptions(top_k=i % 400 + 1), current_folder=f"/photos/{i}/0",
                             folders=[f"/photos/{i}/{j}" for j in range(int(args.get("folders", 60)))])  # fmt: skip
         save_preferences(prefs, path)
         i += 1
@@ -182,13 +183,13 @@ def act_gui_readonly(args: dict[str, Any]) -> None:
         drop_privileges()
     folder = args["folder"]
     w.prefs.folders = [folder]
-    w.select_folder(folder)
+    w.library.select_folder(folder)
     wait(lambda: not w.indexing)
-    w.open_photo(args["photo"])
+    w.query.open_photo(args["photo"])
     wait(lambda: w.photo_path == args["photo"] and w.settled and w.outcome is not None)
     hits = w.docks.results.paths()  # what the results grid shows
     searched_banner = w.banner.text
-    w.start_indexing(folder)
+    w.library.start_indexing(folder)
     wait(lambda: not w.indexing)
     app.processEvents()
     _result({"uid": os.geteuid(), "hits": [str(h) for h in hits], "banner_after_search": searched_banner,

@@ -16,15 +16,17 @@ from PIL import Image, ImageEnhance
 
 pytest.importorskip("pytestqt")
 
-from PySide6.QtCore import QPoint, QPointF, Qt  # noqa: E402
+from PySide6.QtCore import QPointF, Qt  # noqa: E402
 
 from core.library import PhotoIndex  # noqa: E402
 from core.method.engine import load_engine  # noqa: E402
 from core.synthetic.scenes import generate_scene  # noqa: E402
 from phs_gui.canvas import Tool  # noqa: E402
 from phs_gui.main_window import MainWindow  # noqa: E402
+from phs_gui.session import SearchOptions  # noqa: E402
 from phs_gui.settings import Preferences  # noqa: E402
 from tests.conftest import perturb_  # noqa: E402
+from tests.gui_driver import drag_box, settle  # noqa: E402
 
 pytestmark = pytest.mark.gui
 
@@ -85,32 +87,13 @@ def start_with_folder(qtbot, w: MainWindow, folder: Path, query: Path) -> None:
     w.prefs.folders = [str(folder)]
     w.prefs.current_folder = str(folder)
     w.prefs.last_photo = str(query)
-    w._refresh_folders()
-    w.is_demo = False
+    w.library.refresh()
     w.load_model("tiny", "cpu")
     qtbot.waitUntil(lambda: w.session is not None, timeout=WAIT_MS)
-    w.select_folder(str(folder))
+    w.library.select_folder(str(folder))
     qtbot.waitUntil(lambda: not w.indexing and w.session.indexed_count > 0, timeout=WAIT_MS)
-    w.open_photo(str(query))
+    w.query.open_photo(str(query))
     qtbot.waitUntil(lambda: w.photo_path == str(query) and w.settled, timeout=WAIT_MS)
-
-
-def drag_box(qtbot, w: MainWindow, box: list[int]) -> None:
-    """Press, move and release the left button on the canvas viewport from one corner to the other."""
-    vp = w.canvas.viewport()
-    a = w.canvas.mapFromScene(QPointF(box[0], box[1]))
-    b = w.canvas.mapFromScene(QPointF(box[2], box[3]))
-    mid = QPoint((a.x() + b.x()) // 2, (a.y() + b.y()) // 2)
-    qtbot.mousePress(vp, Qt.MouseButton.LeftButton, pos=a)
-    qtbot.mouseMove(vp, mid)
-    qtbot.mouseMove(vp, b)
-    qtbot.mouseRelease(vp, Qt.MouseButton.LeftButton, pos=b)
-    settle(qtbot, w)
-
-
-def settle(qtbot, w: MainWindow) -> None:
-    """Wait, through the event loop, until the window shows the answer to the latest request."""
-    qtbot.waitUntil(lambda: w.settled, timeout=WAIT_MS)
 
 
 def ranking(w: MainWindow) -> list[tuple[str, float]]:
@@ -130,8 +113,8 @@ def test_box_drag_selects_heads_outlines_them_and_ranks_the_object_first(qtbot, 
     names = window.docks.results.paths()
     assert len(names) == 17
     assert {Path(p).name for p in names[:3]} == {"dup_a.jpg", "dup_b.jpg", "dup_c.jpg"}
-    assert "prompt→results" in window.status_timing.text()
-    assert "17 photos indexed" in window.status_indexed.text()
+    assert "prompt→results" in window.status.timing.text()
+    assert "17 photos indexed" in window.status.indexed.text()
 
 
 def test_toggling_a_head_changes_the_ranking_and_undo_redo_restore_results(qtbot, window, tmp_path):
@@ -162,11 +145,11 @@ def test_toggling_a_head_changes_the_ranking_and_undo_redo_restore_results(qtbot
     drag_box(qtbot, window, other)
     second, second_scores = ranking(window), window.outcome.selection.scores.copy()
     assert not np.allclose(second_scores, first_scores)
-    window.undo()
+    window.query.undo()
     settle(qtbot, window)
     assert np.allclose(window.canvas.state.box, box, atol=3) and ranking(window) == first
     assert np.allclose(window.outcome.selection.scores, first_scores)
-    window.redo()
+    window.query.redo()
     settle(qtbot, window)
     assert np.allclose(window.canvas.state.box, other, atol=3) and ranking(window) == second
     assert np.allclose(window.outcome.selection.scores, second_scores)
@@ -194,7 +177,7 @@ def test_qo_qd_fa_and_itae_switches_re_rank(qtbot, window, tmp_path):
     c.fa_box.setChecked(True)
     c.fa_alpha.setValue(3.0)
     settle(qtbot, window)
-    assert window.prefs.fa_on and not np.allclose(window.outcome.maps, maps)
+    assert window.prefs.search.fa_on and not np.allclose(window.outcome.maps, maps)
     assert ranking(window) != qo
     c.fa_box.setChecked(False)
     settle(qtbot, window)
@@ -247,13 +230,14 @@ def test_indexing_shows_progress_cancels_resumes_and_reports_a_broken_photo(qtbo
     qtbot.waitUntil(lambda: window.session is not None, timeout=WAIT_MS)
     window.prefs.folders = [str(folder)]
     window.prefs.current_folder = str(folder)
-    window._refresh_folders()
+    window.library.refresh()
     seen = []
 
     def cancel_after_a_batch(p):
         seen.append(p)
-        if p.done > 8:  # the first batch of 8 is committed
-            window.cancel_indexing()
+        if p.done > 8:  # the first batch of 8 is committed; the run after this one goes to the end
+            window.library.cancel_indexing()
+            window.library.progress.disconnect(cancel_after_a_batch)
 
     engine = window.session.index_engine
     encode = engine.encode_batch
@@ -263,9 +247,8 @@ def test_indexing_shows_progress_cancels_resumes_and_reports_a_broken_photo(qtbo
         return encode(batch)
 
     engine.encode_batch = slow_encode
-    window.start_indexing(str(folder))
-    worker = window._indexing
-    worker.signals.progress.connect(cancel_after_a_batch)
+    window.library.start_indexing(str(folder))
+    window.library.progress.connect(cancel_after_a_batch)
     assert not window.docks.library.index_button.isEnabled() and window.docks.library.cancel_button.isEnabled()
     qtbot.waitUntil(lambda: not window.indexing, timeout=WAIT_MS)
     assert seen, "no progress was shown"
@@ -288,7 +271,7 @@ def test_a_photo_that_cannot_be_opened_is_one_sentence(qtbot, window, tmp_path):
     bad.write_bytes(b"\x89PNG\r\n\x1a\n garbage")
     window.load_model("tiny", "cpu")
     qtbot.waitUntil(lambda: window.session is not None, timeout=WAIT_MS)
-    window.open_photo(str(bad))
+    window.query.open_photo(str(bad))
     qtbot.waitUntil(lambda: bool(window.banner.text), timeout=WAIT_MS)
     text = window.banner.text
     assert "bad.png" in text and "Traceback" not in text and text.count("\n") == 0
@@ -299,7 +282,7 @@ def test_first_launch_without_weights_says_so_and_runs_the_demo_gallery(qtbot, t
     from core.paths import data_dir
     from core.synthetic.gallery import demo_gallery_dir
 
-    w = MainWindow(Preferences(model="dinov2-b14", h_on=1), engine_loader=tiny_loader, demo_count=12)
+    w = MainWindow(Preferences(model="dinov2-b14", search=SearchOptions(h_on=1)), engine_loader=tiny_loader, demo_count=12)
     qtbot.addWidget(w)
     w.show()
     try:
@@ -311,11 +294,11 @@ def test_first_launch_without_weights_says_so_and_runs_the_demo_gallery(qtbot, t
         gallery = demo_gallery_dir()
         assert gallery.parent == data_dir() and len(list(gallery.glob("*.jpg"))) == 12
         assert w.prefs.current_folder == str(gallery)
-        assert w.status_demo.isVisible() and "demo" in w.windowTitle()
+        assert w.status.demo.isVisible() and "demo" in w.windowTitle()
         assert len(w.outcome.hits) == 12
         # Another model was loaded than the preferences were made for: its recommended h_on applies.
         recommended = w.session.engine.recommended_h_on
-        assert recommended != 1 and w.prefs.h_on == w.docks.controls.h_on.value() == recommended
+        assert recommended != 1 and w.prefs.search.h_on == w.docks.controls.h_on.value() == recommended
         w.close()  # saves the preferences
         saved = (data_dir() / "settings.json").read_text("utf-8")
         assert '"model": "demo"' in saved and str(gallery) in saved
@@ -397,8 +380,8 @@ def test_full_disk_or_damaged_index_while_indexing_is_a_banner_and_the_window_st
     window.load_model("tiny", "cpu")
     qtbot.waitUntil(lambda: window.session is not None, timeout=WAIT_MS)
     window.prefs.folders = [str(folder)]
-    window._refresh_folders()
-    window.select_folder(str(folder))  # not indexed yet: indexes it
+    window.library.refresh()
+    window.library.select_folder(str(folder))  # not indexed yet: indexes it
     qtbot.waitUntil(lambda: not window.indexing and window.session.indexed_count == 8, timeout=WAIT_MS)
 
     for i in range(3):  # new photos, and the disk holding the index is full when their rows are written

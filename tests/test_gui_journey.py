@@ -15,72 +15,43 @@ from PIL import Image
 
 pytest.importorskip("pytestqt")
 
-from PySide6.QtCore import QPoint, QPointF, Qt  # noqa: E402
+from PySide6.QtCore import QPointF, Qt  # noqa: E402
 from PySide6.QtWidgets import QApplication, QFileDialog, QScrollArea  # noqa: E402
 
 from core.method.engine import load_engine  # noqa: E402
 from core.synthetic.scenes import generate_scene  # noqa: E402
 from phs_gui.canvas import Tool  # noqa: E402
 from phs_gui.main_window import MainWindow  # noqa: E402
+from tests.gui_driver import (  # noqa: E402
+    WAIT_MS,
+    demo_loader,
+    drag_box,
+    first_launch,
+    heads_shown,
+    other_scene,
+    settle,
+    tile_images,
+)
 
 pytestmark = pytest.mark.gui
-WAIT_MS = 60000
-
-
-def demo_loader(name: str, device: str):
-    return load_engine("demo", device="cpu")
-
-
-def settle(qtbot, w: MainWindow) -> None:
-    qtbot.waitUntil(lambda: w.settled, timeout=WAIT_MS)
-
-
-def drag_box(qtbot, w: MainWindow, box) -> None:
-    vp = w.canvas.viewport()
-    a = w.canvas.mapFromScene(QPointF(box[0], box[1]))
-    b = w.canvas.mapFromScene(QPointF(box[2], box[3]))
-    qtbot.mousePress(vp, Qt.MouseButton.LeftButton, pos=a)
-    qtbot.mouseMove(vp, QPoint((a.x() + b.x()) // 2, (a.y() + b.y()) // 2))
-    qtbot.mouseMove(vp, b)
-    qtbot.mouseRelease(vp, Qt.MouseButton.LeftButton, pos=b)
-    settle(qtbot, w)
-
-
-def first_launch(qtbot, n: int = 12, size: tuple[int, int] = (1280, 720)) -> MainWindow:
-    w = MainWindow(engine_loader=demo_loader, demo_count=n)
-    qtbot.addWidget(w)
-    w.resize(*size)
-    w.show()
-    w.start()
-    qtbot.waitUntil(lambda: w.session is not None and not w.indexing and w.photo_path is not None
-                    and w.session.indexed_count == n and w.docks.results.count() >= n - 1 and w.settled,
-                    timeout=WAIT_MS)
-    return w
-
-
-def heads_shown(w: MainWindow) -> tuple[str, list]:
-    """The heads panel's label and its tiles' (selected, pixmap key) as drawn."""
-    return w.docks.heads.summary.text(), [(t.selected, t.pixmap.cacheKey()) for t in w.docks.heads.tiles]
-
-
-def tile_images(w: MainWindow) -> list[bytes]:
-    return [bytes(t.pixmap.toImage().constBits()) for t in w.docks.heads.tiles]
-
-
-def other_scene(tmp_path: Path) -> Path:
-    p = tmp_path / "another.jpg"
-    Image.fromarray(generate_scene(77, 3, (320, 240), min_objects=2).image).save(p, quality=92)
-    return p
 
 
 def test_journey_first_launch_box_open_use_result_quit_relaunch_qd(qtbot, tmp_path, monkeypatch):
-    # 1. First launch: the demo model, the demo gallery, the query photo with its heads and results.
-    w = first_launch(qtbot)
+    # 1. First launch: the demo model, the demo gallery, the query photo with a box around one of its objects
+    #    (the method by example): kept heads outlined, a region search, a one-line hint on marking one's own.
+    w = first_launch(qtbot, marked=True)
     n_heads = w.session.engine.num_heads
     text, tiles = heads_shown(w)
-    assert len(tiles) == n_heads and "Mark the object" in text
-    assert "encode" in w.status_timing.text() and "…" not in w.status_timing.text()
-    assert "12 photos indexed" in w.status_indexed.text()
+    h_on = w.docks.controls.h_on.value()
+    assert len(tiles) == n_heads and text.startswith(f"Kept {h_on} of {n_heads}") and w.canvas.state.box
+    assert sum(s for s, _ in tiles) == h_on and w.outcome.selection is not None
+    hint = w.banner.text
+    assert "This first search starts from a box around the " in hint and "drag a box" in hint
+    qtbot.keyClick(w.canvas, Qt.Key.Key_Delete)  # start over from the plain photo
+    settle(qtbot, w)
+    assert "Mark the object" in w.docks.heads.summary.text() and "first search" not in w.banner.text
+    assert "encode" in w.status.timing.text() and "…" not in w.status.timing.text()
+    assert "12 photos indexed" in w.status.indexed.text()
     first_photo = w.photo_path
 
     # 2. A box: heads chosen, outlined, results re-ranked.
@@ -89,7 +60,7 @@ def test_journey_first_launch_box_open_use_result_quit_relaunch_qd(qtbot, tmp_pa
     text, tiles = heads_shown(w)
     h_on = w.docks.controls.h_on.value()
     assert text.startswith(f"Kept {h_on} of {n_heads}") and sum(s for s, _ in tiles) == h_on
-    assert "prompt→results" in w.status_timing.text()
+    assert "prompt→results" in w.status.timing.text()
     boxed = w.docks.results.paths()
     before = tile_images(w)
 
@@ -102,7 +73,7 @@ def test_journey_first_launch_box_open_use_result_quit_relaunch_qd(qtbot, tmp_pa
     assert "Mark the object" in text and len(tiles) == n_heads  # no prompt yet: not the old "Kept ..."
     assert tile_images(w) != before
     assert w.docks.results.count() >= 11 and w.docks.results.paths() != boxed
-    assert "opening" not in w.status_timing.text() and "encode" in w.status_timing.text()
+    assert "opening" not in w.status.timing.text() and "encode" in w.status.timing.text()
 
     # 4. Right-click a result > "Use as the new query".
     target = w.docks.results.paths()[2]
@@ -110,7 +81,7 @@ def test_journey_first_launch_box_open_use_result_quit_relaunch_qd(qtbot, tmp_pa
     next(a for a in menu.actions() if a.text() == "Use as the new query").trigger()
     qtbot.waitUntil(lambda: w.photo_path == target and w.settled, timeout=WAIT_MS)
     grid = w.docks.results
-    assert grid.item(0).data(Qt.ItemDataRole.UserRole + 1) == target  # itself, first, and marked as such
+    assert grid.path_of(grid.item(0)) == target  # itself, first, and marked as such
     assert "query photo" in grid.item(0).text()
     assert "Mark the object" in w.docks.heads.summary.text()
 
@@ -129,8 +100,8 @@ def test_journey_first_launch_box_open_use_result_quit_relaunch_qd(qtbot, tmp_pa
                         timeout=WAIT_MS)
         assert len(w2.docks.heads.tiles) == n_heads and all(not t.pixmap.isNull() for t in w2.docks.heads.tiles)
         assert "query photo" in w2.docks.results.item(0).text()
-        assert "encode" in w2.status_timing.text()
-        assert w2.first_results_s is not None
+        assert "encode" in w2.status.timing.text()
+        assert w2.query.first_results_s is not None
 
         # 7. Query-DB, then a box.
         w2.docks.controls.qd.click()
@@ -149,8 +120,8 @@ def test_defect1_a_new_photo_while_one_encodes_shows_only_the_newest(qtbot, tmp_
     try:
         a, b = other_scene(tmp_path), tmp_path / "b.jpg"
         Image.fromarray(generate_scene(78, 1, (300, 220)).image).save(b)
-        w.open_photo(str(a))
-        w.open_photo(str(b))  # before a's heads arrived
+        w.query.open_photo(str(a))
+        w.query.open_photo(str(b))  # before a's heads arrived
         qtbot.waitUntil(lambda: w.settled and w.photo_path == str(b), timeout=WAIT_MS)
         assert len(w.docks.heads.tiles) == w.session.engine.num_heads and w.docks.results.count() > 0
         assert "Mark the object" in w.docks.heads.summary.text()
@@ -168,7 +139,7 @@ def test_defect3_offline_model_choice_fails_fast_in_the_apps_words_and_can_be_ca
         monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
         monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # no network: nothing answers there
         monkeypatch.setenv("HF_HUB_CACHE", str(Path(os.environ["PHS_DATA_DIR"]) / "empty-hf-cache"))
-        w._loader = mw.default_engine_loader
+        w.model.loader = mw.default_engine_loader
         c = w.docks.controls
         i = c.model.findData("dinov2-s14")
         c.model.setCurrentIndex(i)
@@ -181,7 +152,7 @@ def test_defect3_offline_model_choice_fails_fast_in_the_apps_words_and_can_be_ca
         assert elapsed < 8.0, elapsed
         text = w.banner.text
         assert "--" not in text and "`" not in text and "under Model" in text
-        assert "no model" not in w.status_model.text() and "demo" in w.status_model.text().lower()
+        assert "no model" not in w.status.model.text() and "demo" in w.status.model.text().lower()
 
         release = threading.Event()
 
@@ -189,12 +160,12 @@ def test_defect3_offline_model_choice_fails_fast_in_the_apps_words_and_can_be_ca
             release.wait(20)
             return demo_loader(name, device)
 
-        w._loader = stuck
+        w.model.loader = stuck
         c.model.activated.emit(i)
-        qtbot.waitUntil(lambda: w.cancel_load_button.isVisible(), timeout=5000)
-        assert "loading" in w.status_model.text()
-        qtbot.mouseClick(w.cancel_load_button, Qt.MouseButton.LeftButton)
-        assert not w.cancel_load_button.isVisible() and "demo" in w.status_model.text().lower()
+        qtbot.waitUntil(lambda: w.status.cancel_load.isVisible(), timeout=5000)
+        assert "loading" in w.status.model.text()
+        qtbot.mouseClick(w.status.cancel_load, Qt.MouseButton.LeftButton)
+        assert not w.status.cancel_load.isVisible() and "demo" in w.status.model.text().lower()
         release.set()
     finally:
         w.shutdown()
@@ -233,12 +204,12 @@ def test_defects_4_7_8_10_13_panels_menus_devices_brush_keys_layout(qtbot):
         assert devices == available_devices()
         # 10: [ and ] change the brush wherever the focus is.
         w.docks.results.setFocus()
-        before = w.brush_spin.value()
+        before = w.actions_.brush_spin.value()
         qtbot.keyClick(w.docks.results, "]")
-        qtbot.waitUntil(lambda: w.brush_spin.value() > before, timeout=3000)
-        up = w.brush_spin.value()
+        qtbot.waitUntil(lambda: w.actions_.brush_spin.value() > before, timeout=3000)
+        up = w.actions_.brush_spin.value()
         qtbot.keyClick(w.docks.results, "[")
-        qtbot.waitUntil(lambda: w.brush_spin.value() < up, timeout=3000)
+        qtbot.waitUntil(lambda: w.actions_.brush_spin.value() < up, timeout=3000)
         # 4: float and re-dock the results: thumbnails keep their size and captions.
         grid = w.docks.results
         item_h = grid.visualItemRect(grid.item(0)).height()
@@ -324,19 +295,19 @@ def test_defects_5_6_index_summary_adds_up_and_failures_belong_to_the_folder(qtb
         (folder / "broken.jpg").write_bytes(b"\xff\xd8 not a photo")
         lib = w.docks.library
         w.prefs.add_folder(str(folder))
-        w.select_folder(str(folder))
+        w.library.select_folder(str(folder))
         qtbot.waitUntil(lambda: not w.indexing and "searchable" in lib.status.text(), timeout=WAIT_MS)
         text = lib.status.text()
         assert text.startswith("7 photos searchable; of 8 photos in the folder: 6 new, 1 identical")
         assert "1 failed" in text and lib.failures.count() == 1
         assert lib.failures.height() >= 3 * lib.fontMetrics().lineSpacing()
-        w.select_folder(w.prefs.folders[0])  # the demo gallery: re-indexing it starts with an empty list
+        w.library.select_folder(w.prefs.folders[0])  # the demo gallery: re-indexing it starts with an empty list
         lib.index_button.click()
         assert lib.failures.count() == 0
         qtbot.waitUntil(lambda: not w.indexing, timeout=WAIT_MS)
         assert lib.failures.count() == 0
         # remove a folder
-        w.select_folder(str(folder))
+        w.library.select_folder(str(folder))
         qtbot.waitUntil(lambda: not w.indexing, timeout=WAIT_MS)
         qtbot.mouseClick(lib.remove_button, Qt.MouseButton.LeftButton)
         assert str(folder) not in [lib.folder.itemData(i) for i in range(lib.folder.count())]
@@ -365,7 +336,7 @@ def test_defect12_results_copies_query_preview_where_export(qtbot, tmp_path, mon
         (gallery / "zz_copy_of_query.jpg").write_bytes(q.read_bytes())
         w.docks.library.index_button.click()
         qtbot.waitUntil(lambda: not w.indexing and w.settled, timeout=WAIT_MS)
-        w.rescore()
+        w.query.rescore()
         settle(qtbot, w)
         grid = w.docks.results
         first = grid.item(0)
@@ -385,9 +356,9 @@ def test_defect12_results_copies_query_preview_where_export(qtbot, tmp_path, mon
         grid.setFocus()
         grid.setCurrentRow(1)
         qtbot.keyClick(grid, Qt.Key.Key_Return)
-        qtbot.waitUntil(lambda: w.preview is not None and w.preview.isVisible() and w.preview.showing_where,
+        qtbot.waitUntil(lambda: w.previews.dialog is not None and w.previews.dialog.isVisible() and w.previews.dialog.showing_where,
                         timeout=WAIT_MS)
-        assert w.preview.path == grid.paths()[1] and not w.preview.image.pixmap().isNull()
+        assert w.previews.dialog.path == grid.paths()[1] and not w.previews.dialog.image.pixmap().isNull()
         # Export the list as CSV.
         out = tmp_path / "list.csv"
         monkeypatch.setattr(QFileDialog, "getSaveFileName", lambda *a, **k: (str(out), ""))
@@ -397,7 +368,7 @@ def test_defect12_results_copies_query_preview_where_export(qtbot, tmp_path, mon
         assert lines[0].startswith("rank,score,path") and len(lines) == grid.count() + 1
         grid.copy_selected_paths()
         assert QApplication.clipboard().text().splitlines() == grid.paths()
-        w.preview.close()
+        w.previews.dialog.close()
         w.activateWindow()
         qtbot.waitUntil(w.isActiveWindow, timeout=3000)
         qtbot.keyClick(grid, Qt.Key.Key_F1)
@@ -412,12 +383,13 @@ def test_defect2_missing_xcb_libraries_give_one_install_command(tmp_path, capsys
 
     osr = tmp_path / "os-release"
     osr.write_text('ID=ubuntu\nID_LIKE=debian\n')
-    text = platform_check.problem(env={"DISPLAY": ":0"}, platform="linux",
+    nowhere = tmp_path / "no-plugin" / "libqxcb.so"  # no plugin to ask ldd about: the usual culprits are loaded
+    text = platform_check.problem(env={"DISPLAY": ":0"}, platform="linux", plugin=nowhere,
                                   loads=lambda so: "cursor" not in so, os_release=osr)
     assert text is not None and "sudo apt-get install -y libxcb-cursor0" in text
     osr.write_text('ID=fedora\n')
     assert "sudo dnf install -y xcb-util-cursor" in platform_check.problem(
-        env={}, platform="linux", loads=lambda so: "cursor" not in so, os_release=osr)
+        env={}, platform="linux", plugin=nowhere, loads=lambda so: "cursor" not in so, os_release=osr)
     assert platform_check.problem(env={"QT_QPA_PLATFORM": "offscreen"}, platform="linux",
                                   loads=lambda so: False) is None
     monkeypatch.setattr(app, "problem", lambda: text)

@@ -5,6 +5,8 @@ The real MainWindow, its real worker threads and the demo model, driven through 
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 pytest.importorskip("pytestqt")
@@ -15,7 +17,7 @@ from core.method import lvp  # noqa: E402
 from core.method.lvp_train import checkpoint_path  # noqa: E402
 from phs_gui.main_window import MainWindow  # noqa: E402
 from phs_gui.settings import load_preferences, save_preferences  # noqa: E402
-from tests.test_gui_journey import WAIT_MS, demo_loader, drag_box, first_launch, settle  # noqa: E402
+from tests.gui_driver import WAIT_MS, demo_loader, drag_box, first_launch, settle  # noqa: E402
 
 pytestmark = pytest.mark.gui
 N = 12
@@ -54,7 +56,7 @@ def test_learned_prompt_and_red_circle_show_their_placement_maps_and_results(qtb
     assert len(heads.tiles) == w.session.engine.num_heads and tiles(w) != phs_tiles
     lvp_results = w.docks.results.paths()
     assert len(lvp_results) >= N - 1
-    assert w.prefs.method == "lvp"
+    assert w.prefs.search.method == "lvp"
 
     # Red circle: an ellipse through the box's edges.
     choose(qtbot, w, "red-circle")
@@ -81,14 +83,14 @@ def test_learned_prompt_and_red_circle_show_their_placement_maps_and_results(qtb
     choose(qtbot, w, "red-circle")
     assert w.canvas.marker is not None
     target = w.docks.results.paths()[1]
-    w.open_photo(target)
+    w.query.open_photo(target)
     qtbot.waitUntil(lambda: w.photo_path == target and w.settled, timeout=WAIT_MS)
     assert w.canvas.marker is None and "Mark the object" in heads.summary.text()
 
 
 def test_method_choice_is_remembered(qtbot, tmp_path):
     prefs = load_preferences()
-    prefs.method = "red-circle"
+    prefs.search = replace(prefs.search, method="red-circle")
     save_preferences(prefs)
     w = MainWindow(engine_loader=demo_loader, demo_count=N)
     qtbot.addWidget(w)
@@ -101,7 +103,7 @@ def test_method_choice_is_remembered(qtbot, tmp_path):
 def no_demo_prompt(monkeypatch, tmp_path):
     """The demo model without its shipped learned prompt (and none trained in the fresh data directory)."""
     monkeypatch.setattr(lvp, "demo_prompt_path", lambda: tmp_path / "no-prompt.safetensors")
-    monkeypatch.setattr(MainWindow, "_ask_training_source", lambda self: "synthetic")
+    monkeypatch.setattr("phs_gui.main_window.ask_training_source", lambda *_a: "synthetic")
 
 
 def test_no_learned_prompt_says_so_and_training_from_the_app_makes_it_work(qtbot, no_demo_prompt):
@@ -115,13 +117,13 @@ def test_no_learned_prompt_says_so_and_training_from_the_app_makes_it_work(qtbot
     assert w.outcome.query.method == "phs" and w.canvas.marker is None  # PHS answered meanwhile
     assert len(w.docks.results.paths()) >= N - 1
 
-    w.train_settings = {"steps": 4, "batch": 2, "scenes": 6, "gain_images": 0}
+    w.training_.settings = {"steps": 4, "batch": 2, "scenes": 6, "gain_images": 0}
     qtbot.mouseClick(w.banner.action_button, Qt.MouseButton.LeftButton)
-    assert w.training and w.cancel_train_button.isVisible()
+    assert w.training and w.status.cancel_train.isVisible()
     qtbot.waitUntil(lambda: not w.training, timeout=WAIT_MS)
     assert "learned prompt is trained (4 steps" in w.banner.text
     assert lvp.prompt_path(w.session.engine).is_file()
-    assert not w.cancel_train_button.isVisible() and w.train_action.isEnabled()
+    assert not w.status.cancel_train.isVisible() and w.actions_.train.isEnabled()
     settle(qtbot, w)
     assert w.outcome.query.method == "lvp" and w.canvas.marker is not None
     assert "learned prompt pasted" in w.docks.heads.summary.text()
@@ -130,13 +132,13 @@ def test_no_learned_prompt_says_so_and_training_from_the_app_makes_it_work(qtbot
 
 def test_training_can_be_cancelled_from_the_status_bar(qtbot, no_demo_prompt):
     w = launch(qtbot)
-    w.train_settings = {"steps": 100000, "batch": 2, "scenes": 6, "gain_images": 0, "checkpoint_every": 100000}
-    w.train_action.trigger()
-    qtbot.waitUntil(lambda: "step" in w.status_train.text(), timeout=WAIT_MS)
-    assert w.train_progress.isVisible() and not w.train_action.isEnabled()
-    qtbot.mouseClick(w.cancel_train_button, Qt.MouseButton.LeftButton)
+    w.training_.settings = {"steps": 100000, "batch": 2, "scenes": 6, "gain_images": 0, "checkpoint_every": 100000}
+    w.actions_.train.trigger()
+    qtbot.waitUntil(lambda: "step" in w.status.train.text(), timeout=WAIT_MS)
+    assert w.status.train_progress.isVisible() and not w.actions_.train.isEnabled()
+    qtbot.mouseClick(w.status.cancel_train, Qt.MouseButton.LeftButton)
     qtbot.waitUntil(lambda: not w.training, timeout=WAIT_MS)
     assert "Training stopped at step" in w.banner.text
     out = lvp.prompt_path(w.session.engine)
     assert not out.is_file() and checkpoint_path(out).is_file()  # the progress is kept for the next run
-    assert not w.status_train.isVisible() and w.train_action.isEnabled()
+    assert not w.status.train.isVisible() and w.actions_.train.isEnabled()

@@ -9,6 +9,7 @@ import pytest
 
 from phs_gui.geometry import Handle, clamp_box, drag_box, fit_scale, hit_box, stamp_segment
 from phs_gui.prompt_state import History, PromptState
+from phs_gui.session import SearchOptions
 from phs_gui.settings import Preferences, load_preferences, save_preferences
 
 
@@ -80,16 +81,16 @@ def test_history_undo_redo_and_branching():
 
 
 def test_preferences_round_trip_and_bad_values_fall_back(tmp_path):
-    p = Preferences(model="demo", h_on=3, mode="qd", fa_on=True)
+    p = Preferences(model="demo", search=SearchOptions(h_on=3, mode="qd", fa_on=True))
     p.add_recent("/a.jpg")
     p.add_recent("/b.jpg")
     p.add_recent("/a.jpg")
     path = tmp_path / "settings.json"
     save_preferences(p, path)
     q = load_preferences(path)
-    assert (q.model, q.h_on, q.mode, q.fa_on, q.recent_files) == ("demo", 3, "qd", True, ["/a.jpg", "/b.jpg"])
+    assert (q.model, q.search.h_on, q.search.mode, q.search.fa_on, q.recent_files) == ("demo", 3, "qd", True, ["/a.jpg", "/b.jpg"])
     path.write_text(json.dumps({"mode": "sideways", "h_on": "many", "top_k": -4, "fa_sigma": 0}), "utf-8")
     r = load_preferences(path)
-    assert (r.mode, r.h_on, r.top_k, r.fa_sigma) == ("qo", 5, 1, 100.0)
+    assert (r.search.mode, r.search.h_on, r.search.top_k, r.search.fa_sigma) == ("qo", 5, 1, 100.0)
     path.write_text("{not json", "utf-8")
     assert load_preferences(path) == Preferences()

@@ -29,6 +29,7 @@ from core.imageio import decode_image_bytes, load_image, read_photo_bytes
 from core.library import IndexDamagedError, PhotoIndex, index_folder, repair
 from core.library import store as st
 from core.search.searcher import Searcher
+from tests.fs_faults import STUCK_CHILD
 from tests.index_fakes import FakeEngine, check_consistency, colour_image, make_folder
 from tests.search_helpers import search
 
@@ -345,27 +346,10 @@ def test_cancel_ends_a_run_within_a_second_whatever_a_worker_is_stuck_on(photos)
     engine.release.set()
 
 
-_STUCK_CHILD = """
-import signal, sys, threading
-signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a terminal, even when started in the background
-from tests.index_fakes import FakeEngine
-from core.library import index_folder
-class Stuck(FakeEngine):
-    def preprocess(self, img):
-        print("stuck", flush=True)
-        threading.Event().wait()
-try:
-    index_folder(sys.argv[1], Stuck(), batch_size=2, workers=2)
-except KeyboardInterrupt:
-    print("interrupted", flush=True)
-    sys.exit(130)
-"""
-
-
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_ctrl_c_and_sigterm_end_a_run_within_two_seconds_whatever_a_worker_is_stuck_on(photos, sig):
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    proc = subprocess.Popen([sys.executable, "-c", _STUCK_CHILD, str(photos)], cwd=REPO, env=env,
+    proc = subprocess.Popen([sys.executable, "-c", STUCK_CHILD, str(photos)], cwd=REPO, env=env,
                             stdout=subprocess.PIPE, text=True)  # fmt: skip
     assert proc.stdout.readline().startswith("stuck")  # two threads may print at once
     t0 = time.monotonic()

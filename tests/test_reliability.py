@@ -175,12 +175,12 @@ def test_gui_open_index_box_search_leaves_the_folder_byte_identical(qtbot, tmp_p
         w.load_model("tiny", "cpu")
         qtbot.waitUntil(lambda: w.session is not None, timeout=30000)
         w.prefs.folders = [str(folder)]
-        w.select_folder(str(folder))  # not indexed yet: the window indexes it
+        w.library.select_folder(str(folder))  # not indexed yet: the window indexes it
         qtbot.waitUntil(lambda: not w.indexing and w.session.indexed_count > 0, timeout=30000)
         assert w.session.indexed_count == sum(e.expect == INDEXED for e in corpus.entries)
         photo = str(folder / "rotated" / "orient6.jpg")
-        w.open_photo(photo)
-        qtbot.waitUntil(lambda: w.photo_path == photo and w._encoding is None, timeout=30000)
+        w.query.open_photo(photo)
+        qtbot.waitUntil(lambda: w.photo_path == photo and w.query._encoding is None, timeout=30000)
         drag_box(qtbot, w, [5, 5, 40, 60])
         qtbot.waitUntil(lambda: w.outcome is not None and w.outcome.selection is not None, timeout=30000)
         assert w.outcome.hits and Path(w.outcome.hits[0].path).name in ("orient6.jpg", "twin_of_orient6.png")

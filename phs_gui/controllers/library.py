@@ -1,0 +1,317 @@
+"""The library: the photo folders, opening a folder's index (a worker job, never the GUI thread), indexing,
+and the demo gallery."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from PySide6.QtCore import QObject, Signal
+
+from core.library import IndexProgress, IndexReport
+from core.synthetic.gallery import demo_gallery_dir, demo_gallery_ready, gallery_categories
+from phs_gui.jobs import OpenedFolder, demo_job, index_job, index_summary, open_index_job
+from phs_gui.result_rows import shown
+from phs_gui.session import SearchSession
+from phs_gui.settings import Preferences
+from phs_gui.workers import SerialLane, Worker, WorkerPool
+
+DEMO_LABEL = "Demo gallery (synthetic)"
+REOPEN_S = 3.0
+"""While the folder searched is indexed, what the run has committed is opened for searching this often."""
+
+
+def demo_first_marks(photo: str) -> dict:
+    """The first query's marks on a demo scene: a box around its largest object, from the gallery's COCO
+    annotations (``{}`` when they cannot be read), with the object's category as ``label``."""
+    import json
+
+    try:
+        coco = json.loads((Path(photo).parent / "annotations.json").read_text("utf-8"))
+        image = next(im for im in coco["images"] if im["file_name"] == Path(photo).name)
+        objs = [a for a in coco["annotations"] if a["image_id"] == image["id"]]
+        best = max(objs, key=lambda a: a["bbox"][2] * a["bbox"][3])
+        x, y, w, h = (float(v) for v in best["bbox"])
+        label = next((c["name"] for c in coco["categories"] if c["id"] == best["category_id"]), "object")
+    except (OSError, ValueError, KeyError, TypeError, StopIteration):
+        return {}
+    return {"photo": photo, "box": [x, y, x + w, y + h], "label": str(label)}
+
+
+def demo_query_photo() -> str:
+    """A demo scene with several objects, as the first query photo (``""`` without the gallery)."""
+    folder = demo_gallery_dir()
+    cats = gallery_categories(folder)
+    for name in sorted(cats):
+        if len(cats[name]) >= 3 and (folder / name).is_file():
+            return str(folder / name)
+    files = sorted(folder.glob("*.jpg"))
+    return str(files[0]) if files else ""
+
+
+class LibraryController(QObject):
+    """Owns the folder list (in the preferences, the one home of the folder searched) and the runs over it.
+
+    Signals:
+        folders_changed(list, str, dict): folders, the current one, and labels for special ones.
+        status(str): the library panel's one line.
+        progress(object): an :class:`IndexProgress`, or ``(done, total)`` while the demo gallery is written.
+        finished_bar(): the bar is full (the folder is searchable as a whole).
+        running(bool): an indexing or demo-gallery run starts or ends.
+        failures(list): the failed files of the folder searched.
+        count(int, str): photos searchable now and the folder's name (``""`` when none is open).
+        searchable_changed(): what a search sees changed: ask again.
+        first_photo(str, dict): a photo to open when none is shown (the demo gallery's query) and the marks it
+            opens with (a box around one of its objects).
+        message(str, str, object, str): a sentence, its level, an optional ``(label, slot)``, its kind.
+    """
+
+    folders_changed = Signal(list, str, dict)
+    status = Signal(str)
+    progress = Signal(object)
+    finished_bar = Signal()
+    running = Signal(bool)
+    failures = Signal(list)
+    count = Signal(int, str)
+    searchable_changed = Signal()
+    first_photo = Signal(object, dict)
+    message = Signal(str, str, object, str)
+
+    def __init__(self, prefs: Preferences, pool: WorkerPool, lane: SerialLane, demo_count: int,
+                 parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.prefs = prefs
+        self.pool = pool
+        self.lane = lane
+        self.demo_count = demo_count
+        self.session: SearchSession | None = None
+        self._indexing: Worker | None = None
+        self._indexing_folder = ""
+        self._report: IndexReport | None = None  # the run whose summary waits for the folder to reopen
+        self._reopening = False  # a run ended; its folder is being opened again
+        self._added_seen, self._reopened_at = 0, 0.0  # photos a run added, when they were last opened
+        self._opening = 0  # open jobs submitted and not answered
+        self._open_seq = 0
+        self._demo: Worker | None = None
+        self._searched: tuple[str, int] | None = None  # (folder, photos) the last answer searched
+
+    @property
+    def indexing(self) -> bool:
+        """An indexing run is in progress, or its folder is being opened again to search what it added."""
+        return self._indexing is not None or self._reopening
+
+    @property
+    def busy(self) -> bool:
+        """Indexing, writing the demo gallery, or opening a folder's index."""
+        return self.indexing or self._demo is not None or self._opening > 0
+
+    def refresh(self) -> None:
+        """Tell the panel the folder list again."""
+        self.folders_changed.emit(list(self.prefs.folders), self.prefs.current_folder,
+                                  {str(demo_gallery_dir()): DEMO_LABEL})
+
+    def set_session(self, session: SearchSession, is_demo: bool) -> None:
+        """A model was loaded: open the current folder's index for it (the demo gallery on the demo model)."""
+        self.session = session
+        self._searched = None
+        if is_demo and not demo_gallery_ready():
+            self._make_demo_gallery()
+            return
+        if is_demo:
+            if str(demo_gallery_dir()) not in self.prefs.folders:
+                self.add_folder(str(demo_gallery_dir()), select=True)
+            if not self.prefs.last_photo or not Path(self.prefs.last_photo).is_file():
+                self._emit_first_photo()
+        self.open_current(index_if_missing=is_demo)
+
+    # ------------------------------------------------------------------------------------------ folders
+    def add_folder(self, folder: str, select: bool) -> None:
+        """Remember a folder (and search it from now on when ``select``)."""
+        self.prefs.add_folder(folder)
+        if select:
+            self.prefs.current_folder = folder
+        self.refresh()
+
+    def select_folder(self, folder: str) -> None:
+        """Search ``folder`` from now on (indexing it first if it has no index for this model)."""
+        self.prefs.current_folder = folder
+        self.refresh()
+        self.open_current(index_if_missing=True)
+
+    def remove_folder(self, folder: str) -> None:
+        """Take a folder off the list (its photos are never touched; its index stays on disk)."""
+        if self._indexing is not None and self._indexing_folder == folder:
+            self.message.emit("That folder is being indexed; cancel the run first, then remove it.", "info", None, "")
+            return
+        self.prefs.folders = [f for f in self.prefs.folders if f != folder]
+        if self.prefs.current_folder == folder:
+            self.prefs.current_folder = self.prefs.folders[0] if self.prefs.folders else ""
+            self.failures.emit([])
+            self.open_current(index_if_missing=False, during_run=True)
+            if not self.prefs.current_folder:
+                self.status.emit("No folder yet: add one to search your photos.")
+        self.refresh()
+
+    def open_current(self, index_if_missing: bool, during_run: bool = False) -> None:
+        """Open the current folder's index in the engine lane (no folder: close the one open); ``during_run``:
+        what a run has committed so far, for counts and results only."""
+        if self.session is None:
+            return
+        self._opening += 1
+        if self.prefs.current_folder and not self.indexing:
+            self.status.emit(f"Opening the index of {shown(Path(self.prefs.current_folder).name)}…")
+        w = Worker(open_index_job, self.session, self.prefs.current_folder, doing="opening the index")
+        w.signals.result.connect(lambda out, i=index_if_missing, r=during_run: self._on_opened(out, i, r))
+        w.signals.error.connect(lambda text, r=during_run: self._on_open_error(text, r))
+        self._open_seq += 1
+        self.lane.submit(f"open:{self._open_seq}", w)  # each its own kind: none replaces another
+
+    def _on_open_error(self, text: str, during_run: bool) -> None:
+        self._opening -= 1
+        if not during_run:
+            self._report, self._reopening = None, False
+        self.message.emit(text, "error", None, "")
+        self._emit_count()
+        self._maybe_idle()
+
+    def _on_opened(self, out: OpenedFolder, index_if_missing: bool, during_run: bool = False) -> None:
+        self._opening -= 1
+        if during_run:  # what the run committed so far: counts and results only
+            if out.folder == self.prefs.current_folder:
+                self._emit_count()
+                self._notify_searchable(out)
+            return
+        report, self._report, self._reopening = self._report, None, False
+        if out.folder != self.prefs.current_folder:
+            return  # another folder was chosen meanwhile; its own open follows
+        if out.missing and out.folder:
+            if index_if_missing:
+                self.start_indexing(out.folder)
+            else:
+                self.status.emit("This folder is not indexed with this model yet: press Index.")
+        elif out.error:
+            self.message.emit(out.error, "error", None, "")
+        elif out.folder:
+            self._show_opened(out, report)
+        self._emit_count()
+        self._maybe_idle()
+        self._notify_searchable(out)
+
+    def _notify_searchable(self, out: OpenedFolder) -> None:
+        if (out.folder, out.count) != self._searched:  # the same photos as before: the answer shown holds
+            self._searched = (out.folder, out.count)
+            self.searchable_changed.emit()
+
+    def _show_opened(self, out: OpenedFolder, report: IndexReport | None) -> None:
+        if report is None:
+            self.status.emit(f"{out.count} photos indexed. Press Index to add new or changed photos.")
+        elif report.cancelled:
+            self.status.emit(f"Cancelled after {report.indexed + report.reused} new photos; press Index to "
+                             "resume.")
+        else:
+            self.status.emit(index_summary(out.count, report))
+        if report is None or not report.cancelled:  # a cancelled run keeps its bar where it stopped
+            self.finished_bar.emit()
+        self.failures.emit(out.failures)
+
+    def _emit_count(self) -> None:
+        s = self.session
+        folder = s.folder if s is not None else None
+        self.count.emit(s.indexed_count if s is not None else 0, shown(folder.name) if folder else "")
+
+    # ----------------------------------------------------------------------------------------- indexing
+    def start_indexing(self, folder: str) -> None:
+        """Index ``folder`` in a worker (new and changed photos only; an interrupted run resumes)."""
+        if self.session is None or self._indexing is not None:
+            return
+        if not Path(folder).is_dir():
+            self.message.emit(f"The folder {folder} is not available (moved, deleted or on an unplugged drive).",
+                              "error", None, "")
+            return
+        self._indexing_folder = folder
+        self._added_seen, self._reopened_at = 0, time.monotonic()
+        self.failures.emit([])  # the list belongs to the folder being indexed now
+        self.running.emit(True)
+        self.status.emit("Scanning the folder…")
+        w = Worker(index_job, folder, self.session.index_engine, doing=f"indexing {folder}",
+                   progress_interval_s=0.1)
+        w.signals.progress.connect(self._on_progress)
+        w.signals.result.connect(self._on_indexed)
+        w.signals.error.connect(self._on_index_error)
+        w.signals.finished.connect(self._index_finished)
+        self._indexing = self.pool.start(w)
+
+    def cancel_indexing(self) -> None:
+        """Ask the indexing run to stop after the current photo (what it did is kept; Index resumes)."""
+        if self._indexing is not None:
+            self._indexing.cancel()
+            self.status.emit("Cancelling…")
+
+    def _on_progress(self, p: IndexProgress) -> None:
+        self.progress.emit(p)
+        added = p.indexed + p.reused
+        if (self.prefs.current_folder == self._indexing_folder and added > self._added_seen
+                and time.monotonic() - self._reopened_at >= REOPEN_S and self._opening == 0):
+            # What the run committed is searchable now: open it, so results and counts say so.
+            self._added_seen, self._reopened_at = added, time.monotonic()
+            self.open_current(index_if_missing=False)
+
+    def _on_indexed(self, report: IndexReport) -> None:
+        if report.failures:
+            first = report.failures[0]
+            more = f" ({len(report.failures)} photos could not be indexed; see Failed files)" \
+                if len(report.failures) > 1 else ""
+            self.message.emit(f"{first.reason.rstrip('.')}{more}.", "error", None, "")
+        elif report.notes:  # a repair the run made (a damaged index rebuilt): worth knowing, not an error
+            self.message.emit(report.notes[0], "info", None, "")
+        if report.cancelled:
+            self.status.emit(f"Cancelled after {report.indexed + report.reused} new photos; press Index to resume.")
+        if self.prefs.current_folder == self._indexing_folder:
+            self._report = report  # summarised once the folder is open again with what the run added
+            self._reopening = True
+            self.open_current(index_if_missing=False)
+
+    def _on_index_error(self, text: str) -> None:
+        # A full disk, a vanished folder, a locked or damaged index: what was committed stays searchable.
+        self.message.emit(text, "error", None, "")
+        self.status.emit("Indexing stopped.")
+        if self.prefs.current_folder == self._indexing_folder:
+            self._reopening = True
+            self.open_current(index_if_missing=False)
+
+    def _index_finished(self) -> None:
+        self._indexing = None
+        self._maybe_idle()
+
+    def _maybe_idle(self) -> None:
+        if not self.indexing and self._demo is None:
+            self.running.emit(False)
+
+    # ------------------------------------------------------------------------------------- demo gallery
+    def _make_demo_gallery(self) -> None:
+        self.running.emit(True)
+        self.status.emit("Writing the demo gallery of synthetic scenes…")
+        w = Worker(demo_job, self.demo_count, doing="writing the demo gallery")
+        w.signals.progress.connect(self._on_demo_progress)
+        w.signals.result.connect(self._on_demo_written)
+        w.signals.error.connect(lambda t: self.message.emit(t, "error", None, ""))
+        w.signals.finished.connect(self._demo_finished)
+        self._demo = self.pool.start(w)
+
+    def _demo_finished(self) -> None:
+        self._demo = None
+        self._maybe_idle()
+
+    def _on_demo_progress(self, p: tuple[int, int]) -> None:
+        self.progress.emit(p)
+        self.status.emit(f"Writing the demo gallery: {p[0]} of {p[1]} scenes")
+
+    def _emit_first_photo(self) -> None:
+        photo = demo_query_photo()
+        self.first_photo.emit(photo, demo_first_marks(photo) if photo else {})
+
+    def _on_demo_written(self, folder: Path) -> None:
+        self._demo = None
+        self.add_folder(str(folder), select=True)
+        self.start_indexing(str(folder))
+        self._emit_first_photo()

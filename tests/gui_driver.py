@@ -1,0 +1,147 @@
+"""A page object for the real window: what a person does (open a photo, drag a box, click a head, press a
+key) and what they read (the heads label, the result tiles, the status bar, the banner, the preview).
+
+GUI tests act and read through these helpers, so that a change in how the window is built inside changes
+this module only. Every action waits through the Qt event loop (``qtbot.waitUntil``) until the window shows
+the answer to it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from PIL import Image
+from PySide6.QtCore import QPoint, QPointF, Qt
+from PySide6.QtWidgets import QFileDialog
+
+from core.method.engine import load_engine
+from core.synthetic.scenes import generate_scene
+from phs_gui.main_window import MainWindow
+
+WAIT_MS = 60000
+
+
+def demo_loader(name: str, device: str):
+    """The shipped demo model, whatever model is asked for."""
+    return load_engine("demo", device="cpu")
+
+
+def settle(qtbot, w: MainWindow) -> None:
+    """Wait until the window shows the answer to the latest request."""
+    qtbot.waitUntil(lambda: w.settled, timeout=WAIT_MS)
+
+
+def drag_box(qtbot, w: MainWindow, box) -> None:
+    """Press, move and release the left button on the photo from one corner of ``box`` (XYXY image pixels)
+    to the other, then wait for the answer."""
+    vp = w.canvas.viewport()
+    a = w.canvas.mapFromScene(QPointF(box[0], box[1]))
+    b = w.canvas.mapFromScene(QPointF(box[2], box[3]))
+    qtbot.mousePress(vp, Qt.MouseButton.LeftButton, pos=a)
+    qtbot.mouseMove(vp, QPoint((a.x() + b.x()) // 2, (a.y() + b.y()) // 2))
+    qtbot.mouseMove(vp, b)
+    qtbot.mouseRelease(vp, Qt.MouseButton.LeftButton, pos=b)
+    settle(qtbot, w)
+
+
+def first_launch(qtbot, n: int = 12, size: tuple[int, int] = (1280, 720), marked: bool = False,
+                 **kwargs) -> MainWindow:
+    """A fresh first launch: demo model, demo gallery of ``n`` scenes indexed, its query photo answered.
+
+    The first query opens with a box around one of its objects; unless ``marked``, the box is then removed
+    (Delete, an undoable edit) so that a test starts from an unmarked photo."""
+    w = MainWindow(engine_loader=demo_loader, demo_count=n, **kwargs)
+    qtbot.addWidget(w)
+    w.resize(*size)
+    w.show()
+    w.start()
+    qtbot.waitUntil(lambda: w.session is not None and not w.indexing and w.photo_path is not None
+                    and w.session.indexed_count == n and w.docks.results.count() >= n - 1 and w.settled,
+                    timeout=WAIT_MS)
+    if not marked and w.canvas.state is not None and not w.canvas.state.is_empty:
+        qtbot.keyClick(w.canvas, Qt.Key.Key_Delete)
+        qtbot.waitUntil(lambda: w.canvas.state.is_empty and w.settled and w.outcome.selection is None,
+                        timeout=WAIT_MS)
+    return w
+
+
+def heads_shown(w: MainWindow) -> tuple[str, list]:
+    """The heads panel's label and its tiles' (selected, pixmap key) as drawn."""
+    return w.docks.heads.summary.text(), [(t.selected, t.pixmap.cacheKey()) for t in w.docks.heads.tiles]
+
+
+def tile_images(w: MainWindow) -> list[bytes]:
+    """The pixels of every head tile."""
+    return [bytes(t.pixmap.toImage().constBits()) for t in w.docks.heads.tiles]
+
+
+def other_scene(tmp_path: Path) -> Path:
+    """Another photo (a generated scene, 320x240) outside the gallery."""
+    p = tmp_path / "another.jpg"
+    Image.fromarray(generate_scene(77, 3, (320, 240), min_objects=2).image).save(p, quality=92)
+    return p
+
+
+class WindowDriver:
+    """Drives one window as a person would and reads what it shows."""
+
+    def __init__(self, qtbot, window: MainWindow) -> None:
+        self.qtbot = qtbot
+        self.w = window
+
+    def settle(self) -> None:
+        """Wait for the answer to the latest request."""
+        settle(self.qtbot, self.w)
+
+    def open_with_ctrl_o(self, path: Path | str, monkeypatch) -> None:
+        """File › Open (Ctrl+O), choosing ``path`` in the dialog, and wait for its heads and results."""
+        monkeypatch.setattr(QFileDialog, "getOpenFileName", lambda *a, **k: (str(path), ""))
+        self.qtbot.keyClick(self.w, Qt.Key.Key_O, Qt.KeyboardModifier.ControlModifier)
+        self.qtbot.waitUntil(lambda: self.w.photo_path == str(path) and self.w.settled, timeout=WAIT_MS)
+
+    def draw_box(self, box) -> None:
+        """Drag a box (XYXY image pixels) on the photo."""
+        drag_box(self.qtbot, self.w, box)
+
+    def image_size(self) -> tuple[int, int]:
+        """``(W, H)`` of the photo shown."""
+        return self.w.canvas.state.image_size
+
+    def click_head(self, i: int) -> None:
+        """Click head tile ``i`` and wait for the answer."""
+        self.qtbot.mouseClick(self.w.docks.heads.tiles[i], Qt.MouseButton.LeftButton)
+        self.settle()
+
+    def key(self, key: Qt.Key, mods: Qt.KeyboardModifier = Qt.KeyboardModifier.NoModifier) -> None:
+        """Press a key on the photo (where shortcuts such as Ctrl+Z apply) and wait."""
+        self.qtbot.keyClick(self.w.canvas, key, mods)
+        self.settle()
+
+    def heads_label(self) -> str:
+        """The sentence over the head tiles."""
+        return self.w.docks.heads.summary.text()
+
+    def kept_heads(self) -> list[int]:
+        """The heads drawn as kept."""
+        return [t.index for t in self.w.docks.heads.tiles if t.selected]
+
+    def forced(self) -> dict[int, str]:
+        """Heads drawn as forced: ``{index: "on" | "off"}``."""
+        return {t.index: t.forced for t in self.w.docks.heads.tiles if t.forced}
+
+    def box(self):
+        """The box drawn on the photo (XYXY image pixels) or ``None``."""
+        st = self.w.canvas.state
+        return None if st is None else st.box
+
+    def result_paths(self) -> list[str]:
+        """The result tiles' photos, best first."""
+        return self.w.docks.results.paths()
+
+    def status(self, name: str) -> str:
+        """A status bar label's text: ``model``, ``device``, ``indexed``, ``timing``, ``zoom``."""
+        return getattr(self.w.status, name).text()
+
+    def banner(self) -> str:
+        """The sentence above the photo (``""`` when hidden)."""
+        return self.w.banner.text
