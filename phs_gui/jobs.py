@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 from PySide6.QtGui import QImage
 
-from core.defaults import LEARNED_METHODS
 from core.imageio import load_image
 from core.library import IndexReport, index_folder
 from core.synthetic.gallery import write_demo_gallery
@@ -115,10 +114,8 @@ def query_job(session: SearchSession, gen: int, prompt: object, options: SearchO
     if cancel.is_set():  # type: ignore[attr-defined]
         return None
     t0 = time.perf_counter()
-    missing = options.method in LEARNED_METHODS and not session.has_learned_prompt()
-    if missing:  # nothing to paste yet: PHS answers, and the window offers to train a prompt
-        options = replace(options, method="phs")
     out = session.run(prompt, options, force_on, force_off)  # type: ignore[arg-type]
+    missing = out.fell_back  # no learned prompt to paste yet: PHS answered, the window offers to train one
     marker = session.marker_shape(out.query.method) if out.query.placement is not None else None
     tiles, big = ([], None) if backdrops is None else render_maps(backdrops[0], backdrops[1], out.maps,
                                                                  out.combined_map())
@@ -138,15 +135,8 @@ def train_job(name: str, device: str, source: str, settings: dict, *, report: Ca
     """
     from core.method import lvp
     from core.method.engine import load_engine
-    from core.method.lvp_train import (
-        EVAL_SCENE_SEED,
-        TRAIN_SCENE_SEED,
-        ImagePool,
-        TrainCancelled,
-        TrainConfig,
-        engine_resample,
-        train_prompt,
-    )
+    from core.method.lvp_train import TrainCancelled, TrainConfig, engine_resample, train_prompt
+    from core.synthetic.training_images import training_pools
 
     cfg = TrainConfig(**settings)
     cfg.check()
@@ -159,15 +149,8 @@ def train_job(name: str, device: str, source: str, settings: dict, *, report: Ca
                 raise TrainCancelled("Training stopped before the first step.")
             report(("scenes", done, total))
 
-        if source == "synthetic":
-            seed = TRAIN_SCENE_SEED + cfg.seed
-            pool = ImagePool.synthetic(s, cfg.scenes, seed, progress=scenes, resample=resample)
-            eval_pool = (ImagePool.synthetic(s, cfg.gain_images, EVAL_SCENE_SEED, resample=resample)
-                         if cfg.gain_images else None)
-            label = f"synthetic scenes, seed {seed}, {cfg.scenes} scenes"
-        else:
-            pool = ImagePool.folder(source, s, resample=resample)
-            eval_pool, label = None, f"photos in {Path(source).expanduser().resolve()}"
+        pool, eval_pool, label = training_pools(source, cfg, s, resample,
+                                                progress=scenes if source == "synthetic" else None)
         return train_prompt(engine, pool, cfg, lvp.prompt_path(engine),
                             progress=lambda p: report(p, force=p.step == p.steps),
                             cancel=cancel.is_set, eval_pool=eval_pool, images_label=label)  # type: ignore[attr-defined]

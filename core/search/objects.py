@@ -33,6 +33,7 @@ from typing import Any
 
 import numpy as np
 
+from core.defaults import OBJECT_CANDIDATES  # noqa: F401 (re-exported)
 from core.errors import PromptError
 from core.method.phs import HeadStrategy, l2_normalize
 from core.method.prompts import Prompt
@@ -51,8 +52,8 @@ EXCLUDE_WEIGHT = 0.5
 #: Library photos whose cosines give each object's mean and spread (the z-score of its scores).
 STATS_SAMPLE = 1024
 
-#: Query-Only neighbours taken per wanted object as candidates (each is then scored for every object).
-OBJECT_CANDIDATES = 200
+# OBJECT_CANDIDATES: Query-Only neighbours taken per wanted object as candidates (each is then scored for every
+# object); decided in core.defaults with the other defaults.
 
 
 @dataclass(frozen=True)
