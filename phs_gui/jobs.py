@@ -241,3 +241,30 @@ def open_index_job(session: SearchSession, folder: str, *, report: object, cance
         return OpenedFolder(folder, 0, error=str(err))
     failures = session.searcher.index.failures() if session.searcher is not None else []
     return OpenedFolder(folder, n, list(failures))
+
+
+def remove_index_job(session: SearchSession, folder: str, *, report: object, cancel: object) -> int:
+    """Worker body: delete ``folder``'s index for the session's model from disk (closing it first when it is
+    the one searched); returns the bytes freed, 0 for a folder that was never indexed with this model."""
+    from core.library import store as st
+    from core.library.catalog import remove_folder
+
+    model = st.model_label(st.normalize_fingerprint(session.index_engine.fingerprint()))
+    if not st.list_indexes(folder):
+        return 0
+    if session.folder is not None and st.folder_key(session.folder) == st.folder_key(folder):
+        session.close_folder()
+    return sum(e.bytes_on_disk for e in remove_folder(folder, model))
+
+
+def indexed_folders(session: SearchSession | None) -> list[str]:
+    """Every folder indexed with the session's model, whoever indexed it (the app or ``phs index``): read from
+    the index descriptions only, so it is cheap enough for the GUI thread."""
+    if session is None:
+        return []
+    from core.library import store as st
+
+    model = st.model_label(st.normalize_fingerprint(session.index_engine.fingerprint()))
+    return [str(side.get("folder")) for _, side in st.list_indexes()
+            if side.get("folder") and st.model_label(side.get("fingerprint", {})) == model]  # fmt: skip
+

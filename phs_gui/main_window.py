@@ -41,7 +41,7 @@ from phs_gui.result_rows import real_path, shown
 from phs_gui.session import SearchSession
 from phs_gui.settings import Preferences, load_preferences, save_preferences
 from phs_gui.wiring import wire
-from phs_gui.workers import SerialLane, WorkerPool
+from phs_gui.workers import MainThreadGC, SerialLane, WorkerPool
 
 if TYPE_CHECKING:
     from core.search import Outcome
@@ -65,6 +65,7 @@ class MainWindow(QMainWindow):
                  demo_count: int = DEMO_COUNT, check_weights: bool = True) -> None:
         super().__init__()
         self.prefs = prefs or load_preferences()
+        self.gc_guard = MainThreadGC(self)  # cycles are collected on this thread, never in a worker
         self.workers = WorkerPool(max_threads=3)
         self.lane = SerialLane()  # every use of the engine, one at a time
         self.model = ModelController(self.workers, engine_loader, check_weights, self)
@@ -283,6 +284,7 @@ class MainWindow(QMainWindow):
         stopped = self.workers.shutdown(left) and stopped
         self.docks.results.shutdown()
         self.model.close(stopped)
+        self.gc_guard.stop()
         self.stopped_cleanly = stopped
         return stopped
 
