@@ -7,6 +7,7 @@ import time
 from dataclasses import dataclass, replace
 
 from core.search.objects import ObjectSpec
+from core.search.service import attention_maps
 from phs_gui.heads import render_maps
 from phs_gui.jobs import QueryAnswer
 from phs_gui.result_rows import group_hits
@@ -34,14 +35,19 @@ def objects_job(session: SearchSession, gen: int, req: ObjectsRequest, options: 
                 backdrops: tuple | None, query_path: str | None, *, report: object,
                 cancel: object) -> QueryAnswer | None:
     """Worker body: run the objects through the query service; the answer's ``outcome.query`` is the shown
-    object's (its heads and kept-heads map), its rows carry every object's score."""
+    object's (its heads and kept-heads map), its rows carry every object's score. The heads panel's maps are
+    always of the photo shown (for an object of another photo: where its heads look on this one)."""
     if cancel.is_set():  # type: ignore[attr-defined]
         return None
     t0 = time.perf_counter()
     spec = replace(session.spec(None, options), objects=req.specs, combine=req.combine)
     with session.lock:
         out = session.service.run(spec)
-    j = req.heads_of if 0 <= req.heads_of < len(out.objects) else 0
+        j = req.heads_of if 0 <= req.heads_of < len(out.objects) else 0
+        here = next((i for i, o in enumerate(req.specs) if o.photo is None), None)
+        if out.maps is None and here is not None and backdrops is not None:  # the first object is on another photo
+            one = replace(spec, objects=(), prompt=req.specs[here].prompt)
+            out = replace(out, maps=attention_maps(session.engine, one, out.objects[here]))
     view = replace(out, query=out.objects[j]) if out.objects else out
     tiles, big = [], None
     if backdrops is not None and view.maps is not None:

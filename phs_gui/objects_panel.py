@@ -76,7 +76,6 @@ class ObjectsPanel(QGroupBox):
         lay = QVBoxLayout(self)
         self.list = QListWidget()
         self.list.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
-        self.list.setMaximumHeight(110)
         self.list.setToolTip("The objects of the query, each in its colour. Choose one to edit it (on this photo) "
                              "or to see its heads.")
         self.new = QPushButton("New object (N)")
@@ -92,15 +91,24 @@ class ObjectsPanel(QGroupBox):
         self.all.setChecked(True)
         self.all.setToolTip("Photos that hold every wanted object first")
         self.any.setToolTip("Photos that hold at least one wanted object first")
-        row1, row2, row3 = QHBoxLayout(), QHBoxLayout(), QHBoxLayout()
+        row1, self.more = QHBoxLayout(), QWidget()  # with one object, only the first row: the panel stays small
         row1.addWidget(self.new)
-        row1.addWidget(self.remove)
+        row1.addWidget(self.pin)
+        more = QVBoxLayout(self.more)
+        more.setContentsMargins(0, 0, 0, 0)
+        row2, row3 = QHBoxLayout(), QHBoxLayout()
         row2.addWidget(self.exclude)
-        row2.addWidget(self.pin)
+        row2.addWidget(self.remove)
         row3.addWidget(self.all)
         row3.addWidget(self.any)
-        for w in (self.list, row1, row2, row3):
-            lay.addWidget(w) if isinstance(w, QWidget) else lay.addLayout(w)
+        more.addLayout(row2)
+        more.addLayout(row3)
+        lay.setContentsMargins(6, 4, 6, 4)
+        lay.addWidget(self.list)
+        lay.addLayout(row1)
+        lay.addWidget(self.more)
+        self.list.hide()
+        self.more.hide()
         self.new.clicked.connect(self.new_requested.emit)
         self.list.currentRowChanged.connect(lambda r: r >= 0 and self.selected.emit(r))
         self.remove.clicked.connect(lambda: self._on_row(self.remove_requested))
@@ -133,7 +141,10 @@ class ObjectsPanel(QGroupBox):
         cur = items[shown_row] if 0 <= shown_row < len(items) else None
         self.exclude.setChecked(bool(cur and cur.excluded))
         self.pin.setChecked(bool(cur and cur.pinned))
+        self.list.setFixedHeight(max(min(len(items), 6), 1) * max(self.list.sizeHintForRow(0), 16) + 6)
         self.remove.setEnabled(len(items) > 1)
+        self.list.setVisible(len(items) > 1)
+        self.more.setVisible(len(items) > 1)
         self.setTitle(f"Objects ({len(items)})" if len(items) > 1 else "Objects")
 
 
@@ -169,6 +180,8 @@ def attach_objects(win: QMainWindow) -> object:
     grid.setItemDelegate(ObjectBarsDelegate(grid))
     win.objects_panel, win.object_marks = panel, marks  # type: ignore[attr-defined]
     install_actions(win, panel)
+    win.docks.heads.head_toggled.disconnect(q.toggle_head)  # a head is forced for the object shown
+    win.docks.heads.head_toggled.connect(ctl.toggle_head)
     panel.new_requested.connect(ctl.new_object)
     panel.selected.connect(ctl.select)
     panel.remove_requested.connect(ctl.remove)

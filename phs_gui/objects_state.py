@@ -137,6 +137,15 @@ def toggled(st: PromptState, photo: str, k: int, flag: str) -> PromptState | Non
     return compose(items, active, combine)
 
 
+def forced_of(st: PromptState, photo: str, k: int, on: set[int], off: set[int]) -> PromptState | None:
+    """Object ``k`` with these heads forced on and off by hand."""
+    items, active, combine = entries(st, photo)
+    if not 0 <= k < len(items):
+        return None
+    items[k] = replace(items[k], state=items[k].state.with_forced(on, off))
+    return compose(items, active, combine)
+
+
 def with_combine(st: PromptState, photo: str, combine: str) -> PromptState | None:
     """All wanted objects (``and``) or any (``or``)."""
     items, active, old = entries(st, photo)

@@ -124,6 +124,15 @@ def test_an_object_pinned_from_another_photo_is_searched_with_the_new_one_and_re
     monkeypatch.setattr(engine, "set_image", lambda img: (seen.append(img), real(img))[1])
     d.draw_box([60, 50, 200, 170])
     assert first not in [str(s) for s in seen] and w.outcome.spec.objects[0].feature is not None
+    # Its heads, chosen in the list, are its own; a head clicked there is forced for it.
+    d.choose_object(0)
+    assert d.chosen_object() == 0 and d.kept_heads() == list(np.flatnonzero(w.outcome.objects[0].selection.selected))
+    h = d.kept_heads()[0]
+    d.click_head(h)
+    assert w.outcome.spec.objects[0].force_off == (h,) and w.outcome.spec.objects[1].force_off == ()
+    assert d.forced() == {h: "off"} and d.chosen_object() == 0
+    d.key(Qt.Key.Key_Z, CTRL)
+    assert w.outcome.spec.objects[0].force_off == ()
     kept, box2 = d.result_paths(), d.box()
     qtbot.keyClick(w, Qt.Key.Key_Q, CTRL)
     qtbot.waitUntil(lambda: not w.isVisible(), timeout=5000)

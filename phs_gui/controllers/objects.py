@@ -22,6 +22,7 @@ from phs_gui.object_jobs import ObjectsRequest, objects_job
 from phs_gui.objects_state import (
     QueryObject,
     entries,
+    forced_of,
     new_object,
     remove,
     select,
@@ -118,6 +119,25 @@ class ObjectsController(QObject):
         """"Pin this object": the edited object stays when another photo is opened."""
         if self.view is not None:
             self.toggle_pinned(self.view.edited)
+
+    def toggle_head(self, i: int) -> None:
+        """A click on head ``i`` in the heads panel: forced for the object whose heads are shown."""
+        v, out = self.view, self.query.outcome
+        if v is None or v.shown == v.edited or out is None or out.selection is None:
+            self.query.toggle_head(i)
+            return
+        st = v.items[v.shown].state
+        on, off = set(st.force_on), set(st.force_off)
+        if i in on or i in off:
+            on.discard(i)
+            off.discard(i)
+        else:
+            (off if bool(out.selection.selected[i]) else on).add(i)
+        shown = self.shown
+        if self._edit(forced_of, v.shown, on, off):
+            self.shown = shown  # still the pinned object's heads
+            self.refresh()
+            self.query.rescore()
 
     def set_combine(self, combine: str) -> None:
         """All wanted objects (``and``) or any (``or``)."""
