@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
-from core.search.objects import ObjectSpec
-from core.search.service import attention_maps
 from phs_gui.heads import render_maps
 from phs_gui.jobs import QueryAnswer
 from phs_gui.result_rows import group_hits
 from phs_gui.session import SearchOptions, SearchSession
+
+if TYPE_CHECKING:  # torch loads in the worker that loads the model, so the window shows first
+    from core.search.objects import ObjectSpec
 
 
 @dataclass(frozen=True)
@@ -37,6 +39,8 @@ def objects_job(session: SearchSession, gen: int, req: ObjectsRequest, options: 
     """Worker body: run the objects through the query service; the answer's ``outcome.query`` is the shown
     object's (its heads and kept-heads map), its rows carry every object's score. The heads panel's maps are
     always of the photo shown (for an object of another photo: where its heads look on this one)."""
+    from core.search.service import attention_maps
+
     if cancel.is_set():  # type: ignore[attr-defined]
         return None
     t0 = time.perf_counter()

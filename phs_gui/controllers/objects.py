@@ -15,7 +15,6 @@ from dataclasses import dataclass
 
 from PySide6.QtCore import QObject, Signal
 
-from core.search.objects import ObjectSpec
 from phs_gui.controllers.query import QueryController
 from phs_gui.jobs import QueryAnswer
 from phs_gui.object_jobs import ObjectsRequest, objects_job
@@ -160,6 +159,8 @@ class ObjectsController(QObject):
     def request(self, st: PromptState, gen: int) -> Worker:
         """The worker of a search of every marked object of ``st`` (objects of other photos by their kept
         feature when there is one)."""
+        from core.search.objects import ObjectSpec
+
         photo = self.query.photo_path or ""
         items, edited, combine = entries(st, photo)
         shown = self.shown if self.shown is not None and self.shown < len(items) else edited
