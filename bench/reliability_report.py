@@ -14,7 +14,10 @@ Usage: ``python bench/reliability_report.py [--trials N] [--settings-trials N] [
   index filling up mid-run (a real small tmpfs when run as root, else an injected ENOSPC), byte-damaged
   SQLite files and a lost, truncated or scrambled Query-DB cache. A *crash* is a traceback, an exception
   that is not a one-sentence error or a killed process; *lost* counts photos searchable before the fault
-  and not after it; *recovered* means a later plain run indexed everything with a consistent index.
+  and not after it; *recovered* means a later plain run indexed everything with a consistent index. Also:
+  photos unreadable on a re-read (EACCES, EIO, ESTALE injected), a 64 GiB sparse photo, a lost or odd
+  sidecar, a folder or FIFO in place of an index file, finite scrambled Query-DB rows, a sub-album moved
+  away mid-run, and Ctrl+C or SIGTERM while every decode thread is stuck.
 """
 
 from __future__ import annotations
@@ -99,7 +102,14 @@ def run_faults(work: Path, n_trials: int) -> list[tuple[str, list, str]]:
             for i, at in enumerate(points)]  # fmt: skip
     damaged = [ff.damaged_db_trial(work / f"db-{k}", k) for k in ff.DAMAGE_KINDS]
     qd = [ff.qd_cache_trial(work / f"qd-{k}", k) for k in ff.QD_KINDS]
-    one = all(ff.one_sentence(o.sentence) for o in [*vanish, *full, *damaged, *qd])
+    reads = [ff.read_error_trial(work / f"read-{c}", c, n=n) for c in ff.READ_ERRORS]
+    huge = [ff.huge_file_trial(work / "huge", n=n)]
+    sidecar = [ff.sidecar_trial(work / f"side-{k}", k) for k in ff.SIDECAR_KINDS]
+    odd = [ff.odd_file_trial(work / f"odd-{name}-{kind}", name, kind) for name, kind in ff.ODD_FILES]
+    finite = [ff.qd_finite_trial(work / "qd-finite")]
+    album = [ff.sub_album_trial(work / f"album{i}", n=n, at=at) for i, at in enumerate(points)]
+    stuck = [ff.stuck_worker_trial(work / f"stuck-{s}", s) for s in ("SIGINT", "SIGTERM")]
+    one = all(ff.one_sentence(o.sentence) for o in [*vanish, *full, *damaged, *qd, *huge, *odd, *finite])
     said = "one sentence each" if one else "NOT always one sentence"
     disk = "a 2 MB tmpfs filled" if real else "an injected ENOSPC"
     return [
@@ -113,6 +123,24 @@ def run_faults(work: Path, n_trials: int) -> list[tuple[str, list, str]]:
          f"searching and --status name `phs index` ({said}); `phs index` moves the file aside and rebuilds"),
         ("Query-DB cache lost, truncated, scrambled", qd,
          f"searching says so ({said}) instead of NaN scores; `phs index` re-encodes exactly the damaged rows"),
+        (f"photos unreadable on re-read ({', '.join(ff.READ_ERRORS)}; 5 of {n} touched photos)", reads,
+         "the failing run keeps all 40 searchable, names the 5 and says they wait to be retried (exit 1 in the "
+         "CLI); the plain run after the error passed re-reads them, none left waiting"),
+        (f"a 64 GiB sparse .jpg among {n} photos", huge,
+         f"{n} indexed, the big file failed with \"{huge[0].sentence}\", nothing read into memory"),
+        ("index.json deleted, garbage, another program's, a folder, a FIFO", sidecar,
+         "readers say so (one sentence each, never a hang); `phs index` rebuilds it from the database: the same "
+         "database, nothing re-encoded"),
+        ("a folder or FIFO in place of the Query-DB cache, FAISS file or database", odd,
+         f"searching and --status name `phs index` ({said}); `phs index` moves it aside and repairs the index"),
+        ("Query-DB cache rows overwritten with finite values (3 rows)", finite,
+         "a Query-DB search leaves them out and says so; `phs index` re-encodes exactly those 3, each then its "
+         "own first hit in Query-DB mode with a score above 0.999"),
+        (f"a sub-album moved away mid-run ({n} touched photos)", album,
+         f"after {', '.join(map(str, points))} photos; the run completes and drops exactly that sub-album's "
+         "photos (no failure); once it is back, a plain run indexes them"),
+        ("Ctrl+C and SIGTERM while every decode thread is stuck", [o for o, _ in stuck],
+         f"the run ended {' and '.join(f'{t:.2f} s' for _, t in stuck)} after the signal (goal: within 2 s)"),
     ]  # fmt: skip
 
 

@@ -209,10 +209,23 @@ def load_image(
     _check_suffix(name, path.suffix.lower())
     try:
         with _open_regular(path, name) as fh:  # read-only, never anything else
-            if os.fstat(fh.fileno()).st_size == 0:
+            size = os.fstat(fh.fileno()).st_size
+            if size == 0:
                 raise ImageLoadError(f"Cannot open {name}: it is empty (0 bytes).")
-            with Image.open(fh) as img:
-                return _decode(img, draft_size)
+            if size > MAX_FILE_BYTES:
+                raise ImageLoadError(
+                    f"Cannot open {name}: it is {_megabytes(size)}, larger than the "
+                    f"{_megabytes(MAX_FILE_BYTES)} limit for a photo file."
+                )
+            try:
+                with Image.open(fh) as img:
+                    return _decode(img, draft_size)
+            except UnidentifiedImageError:
+                fh.seek(0)
+                if fh.read(4) not in (b"II*\x00", b"MM\x00*"):
+                    raise
+                fh.seek(0)
+                return _float64_tiff(fh.read(), name)  # a TIFF Pillow cannot identify: 64-bit float samples?
     except ImageLoadError:
         raise
     except MemoryError:
@@ -274,12 +287,80 @@ def decode_image_bytes(
     try:
         with Image.open(io.BytesIO(bytes(data))) as img:
             return _decode(img, draft_size)
+    except UnidentifiedImageError as err:
+        if bytes(data[:4]) in (b"II*\x00", b"MM\x00*"):  # a TIFF Pillow cannot identify: 64-bit float samples?
+            return _float64_tiff(bytes(data), name)
+        raise ImageLoadError(f"Cannot open {name}: {_reason(err)}.") from err
     except MemoryError:
         raise ImageLoadError(
             f"Cannot open {name}: it is too large to decode in the available memory."
         ) from None
     except Exception as err:
         raise ImageLoadError(f"Cannot open {name}: {_reason(err)}.") from err
+
+
+_TIFF_TYPES = {1: "B", 3: "H", 4: "I", 16: "Q"}  # BYTE, SHORT, LONG, LONG8
+
+
+def _tiff_tags(data: bytes) -> tuple[str, dict[int, tuple[int, ...]]]:
+    """The byte order and the tags of a TIFF's first IFD (integer tags only; others are skipped)."""
+    import struct
+
+    order = "<" if data[:2] == b"II" else ">"
+    (offset,) = struct.unpack_from(order + "I", data, 4)
+    (n,) = struct.unpack_from(order + "H", data, offset)
+    tags: dict[int, tuple[int, ...]] = {}
+    for i in range(n):
+        tag, typ, count = struct.unpack_from(order + "HHI", data, offset + 2 + 12 * i)
+        fmt = _TIFF_TYPES.get(typ)
+        if fmt is None or count > 1 << 20:
+            continue
+        size = struct.calcsize(fmt) * count
+        where = offset + 2 + 12 * i + 8
+        if size > 4:
+            (where,) = struct.unpack_from(order + "I", data, where)
+        tags[tag] = struct.unpack_from(f"{order}{count}{fmt}", data, where)
+    return order, tags
+
+
+def _float64_tiff(data: bytes, name: str) -> Image.Image:
+    """Open a TIFF with 64-bit floating-point samples (which Pillow cannot read) as 8-bit: uncompressed,
+    interleaved, 1 (gray) or 3+ (RGB, extra samples dropped) samples per pixel, scaled like Pillow's own
+    32-bit float images (values in [0, 1] times 255, else the finite range stretched to [0, 255]).
+
+    Raises:
+        ImageLoadError: it is not such a TIFF; the sentence says what about it cannot be read.
+    """
+    try:
+        order, tags = _tiff_tags(data)
+        w, h = tags[256][0], tags[257][0]
+        bits, fmt = tags.get(258, (1,)), tags.get(339, (1,))[0]
+        spp, comp, planar = tags.get(277, (1,))[0], tags.get(259, (1,))[0], tags.get(284, (1,))[0]
+        offsets, counts = tags[273], tags[279]
+    except Exception as err:  # struct.error, KeyError, IndexError: not a TIFF we can read
+        raise ImageLoadError(f"Cannot open {name}: it is not an image in a format PHS desktop can read.") from err
+    if bits[0] != 64 or fmt != 3:
+        raise ImageLoadError(f"Cannot open {name}: it is not an image in a format PHS desktop can read.")
+    if comp != 1 or planar != 1:
+        raise ImageLoadError(
+            f"Cannot open {name}: it is a TIFF with 64-bit floating-point samples that is compressed or stored in "
+            "separate planes, which PHS desktop cannot read; save it with 8- or 16-bit samples."
+        )
+    if w * h > MAX_PIXELS:
+        raise ImageLoadError(f"Cannot open {name}: {_reason(Image.DecompressionBombError(''))}.")
+    raw = b"".join(data[o : o + c] for o, c in zip(offsets, counts))
+    need = w * h * spp * 8
+    if len(raw) < need:
+        raise ImageLoadError(f"Cannot open {name}: the file is truncated or damaged.")
+    arr = np.frombuffer(raw[:need], dtype=order + "f8").reshape(h, w, spp)
+    arr = arr[..., :3] if spp >= 3 else arr[..., :1]
+    finite = arr[np.isfinite(arr)]
+    lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
+    if lo >= 0.0 and hi <= 1.0:
+        lo, hi = 0.0, 1.0
+    scaled = (np.nan_to_num(arr, nan=lo, posinf=hi, neginf=lo) - lo) * (255.0 / max(hi - lo, 1e-300))
+    out = np.clip(np.rint(scaled), 0, 255).astype(np.uint8)
+    return Image.fromarray(out[..., 0], "L").convert("RGB") if out.shape[2] == 1 else Image.fromarray(out, "RGB")
 
 
 def _check_suffix(name: str, suffix: str) -> None:
@@ -289,8 +370,44 @@ def _check_suffix(name: str, suffix: str) -> None:
         raise ImageLoadError(f"Cannot open {name}: this Pillow cannot read AVIF; {_HEIF_HINT}.")
 
 
-def read_photo_bytes(path: str | Path) -> bytes:
-    """Read a photo file's bytes (read-only), refusing anything that is not a regular file.
+#: Largest photo file read (bytes): far above any camera's output, small enough that a worker never holds
+#: more than this of one file. Larger files are refused with a sentence (``phs index --max-file-size``).
+MAX_FILE_BYTES: int = 512 * 10**6
+
+
+def _megabytes(n: int) -> str:
+    return f"{n / 1e9:.1f} GB" if n >= 10**9 else f"{n / 1e6:.0f} MB"
+
+
+def read_regular_bytes(path: str | Path, *, name: str | None = None, max_bytes: int = MAX_FILE_BYTES) -> bytes:
+    """Read a regular file's bytes, at most ``max_bytes`` (non-blocking open, checked before reading).
+
+    Raises:
+        ImageLoadError: Not a regular file (a folder, FIFO, socket or device), or larger than ``max_bytes``
+            (the size is checked before anything is read, and the read stops at the limit if the file grows).
+        OSError: The file cannot be opened or read (permission, input/output error, vanished), as the
+            operating system reports it, so a caller can tell errors that may pass from those that will not.
+    """
+    path = Path(path)
+    name = name or _display_name(path)
+    with _open_regular(path, name) as fh:
+        size = os.fstat(fh.fileno()).st_size
+        if size > max_bytes:
+            raise ImageLoadError(
+                f"Cannot read {name}: it is {_megabytes(size)}, larger than the {_megabytes(max_bytes)} limit "
+                "for a photo file."
+            )
+        data = fh.read(max_bytes + 1)
+    if len(data) > max_bytes:
+        raise ImageLoadError(
+            f"Cannot read {name}: it grew past the {_megabytes(max_bytes)} limit for a photo file while it "
+            "was read."
+        )
+    return data
+
+
+def read_photo_bytes(path: str | Path, *, max_bytes: int = MAX_FILE_BYTES) -> bytes:
+    """Read a photo file's bytes (read-only), refusing anything that is not a regular file or is too large.
 
     Raises:
         ImageLoadError: one sentence naming the file and the reason.
@@ -298,8 +415,7 @@ def read_photo_bytes(path: str | Path) -> bytes:
     path = Path(path)
     name = _display_name(path)
     try:
-        with _open_regular(path, name) as fh:
-            data = fh.read()
+        data = read_regular_bytes(path, name=name, max_bytes=max_bytes)
     except ImageLoadError:
         raise
     except OSError as err:

@@ -278,7 +278,10 @@ def qd_cache_trial(work: Path, kind: str, n: int = 24) -> Outcome:
         index_folder(folder, FakeEngine(), batch_size=BATCH)
         with PhotoIndex.open(folder, FakeEngine()) as idx:
             qd_path, row_bytes = idx.directory / QD_FILE, idx.qd.row_bytes
-            slots = np.array([r.slot for r in idx.db.records() if r.status == "done"])
+            done = [r for r in idx.db.records() if r.status == "done"]
+            slots = np.array([r.slot for r in done])
+            checks, owners = [r.qd_check for r in done], [r.rel for r in done]
+            assert all(c is not None for c in checks)  # every row carries its checksum
         if kind == "lost":
             qd_path.unlink()
         elif kind == "truncated":
@@ -288,23 +291,268 @@ def qd_cache_trial(work: Path, kind: str, n: int = 24) -> Outcome:
             qd_path.write_bytes(np.random.default_rng(3).integers(0, 256, size, dtype=np.uint8).tobytes())
         e = FakeEngine()
         probe = QDCache(qd_path, e.embed_dim, e.num_heads, e.head_dim, writable=False)
-        expected_bad = int((~probe.valid_rows(slots)).sum())
+        expected_bad = int((~probe.valid_rows(slots, checks, owners)).sum())
         probe.close()
         out = Outcome()
         with PhotoIndex.open(folder, e) as idx:  # what a Query-DB search reads: a sentence, never NaN
-            _catch(out, idx.qd.read, slots)
+            _catch(out, idx.qd.read, slots)  # without checksums: NaN rows are a sentence
         if not out.sentence:
             out.detail = "the damaged cache was read without complaint"
         report = _catch(out, index_folder, folder, e, batch_size=BATCH)
         if report is not None and (e.encoded != expected_bad or expected_bad == 0):
             out.detail += f" re-encoded {e.encoded}, expected {expected_bad}"
         with PhotoIndex.open(folder, e) as idx:
-            bad_after = int((~idx.qd.valid_rows(slots := np.array(
-                [r.slot for r in idx.db.records() if r.status == "done"]))).sum())  # fmt: skip
+            done = [r for r in idx.db.records() if r.status == "done"]
+            bad_after = int((~idx.qd.valid_rows(np.array([r.slot for r in done]), [r.qd_check for r in done],
+                                                [r.rel for r in done])).sum())  # fmt: skip
         if bad_after:
             out.detail += f" {bad_after} rows still damaged"
         out.lost = n - len(searchable(folder, e))
-        if kind == "garbage":  # finite garbage rows are not detectable without the model: count, not check
-            out.recovered = bad_after == 0 and out.lost == 0 and not out.detail
-            return out
         return _finish(folder, n, out, set())
+
+
+# ------------------------------------------------------------------------------------ passing read errors
+READ_ERRORS = ("EACCES", "EIO", "ESTALE")
+
+
+@contextlib.contextmanager
+def failing_reads(names: set[str], code: int) -> Iterator[None]:
+    """Make reading the photos named ``names`` fail with ``code`` (as a lapsed permission, a flaky disk or a
+    stale network handle does), in this process."""
+    import core.library.decode as decode
+
+    original = decode.read_regular_bytes
+
+    def read(path, **kw):  # noqa: ANN001, ANN003, ANN202
+        if Path(path).name in names:
+            raise OSError(code, os.strerror(code), str(path))
+        return original(path, **kw)
+
+    decode.read_regular_bytes = read
+    try:
+        yield
+    finally:
+        decode.read_regular_bytes = original
+
+
+def read_error_trial(work: Path, code_name: str, n: int = 40, k: int = 5) -> Outcome:
+    """Index ``n`` photos, touch them all, index again while ``k`` of them cannot be read, then once more.
+
+    Expected: the failing run keeps every indexed photo searchable (``lost`` counts those that were not),
+    names the ``k`` files and says they wait to be retried; the plain run after the error passed re-reads
+    them with no option and leaves nothing waiting.
+    """
+    folder = work / "photos"
+    with data_dir_at(work / "data"):
+        paths = make_folder(folder, n)
+        index_folder(folder, FakeEngine(), batch_size=BATCH)
+        before = searchable(folder, FakeEngine())
+        for p in paths:
+            os.utime(p, ns=(1, p.stat().st_mtime_ns + 10**9))
+        names = {p.name for p in paths[:k]}
+        out = Outcome()
+        with failing_reads(names, getattr(errno, code_name)):
+            report = _catch(out, index_folder, folder, FakeEngine(), batch_size=BATCH)
+        if report is not None and (report.waiting != k or {Path(f.rel).name for f in report.failures} != names):
+            out.detail = f"the failing run reported {report.waiting} waiting, failures {len(report.failures)}"
+        out = _finish(folder, n, out, before)
+        with PhotoIndex.open(folder, FakeEngine()) as idx:
+            if any(r.retry for r in idx.db.records()):
+                out.recovered, out.detail = False, out.detail + " still waiting after the plain run"
+        return out
+
+
+# ------------------------------------------------------------------------------------------ huge file
+def huge_file_trial(work: Path, n: int = 40, size: int = 64 << 30) -> Outcome:
+    """A sparse ``size``-byte ``.jpg`` among ``n`` photos: the run must index the ``n`` and record the big one
+    as failed with its size (never read into memory); ``recovered`` means exactly that happened."""
+    folder = work / "photos"
+    with data_dir_at(work / "data"):
+        make_folder(folder, n)
+        with open(folder / "huge.jpg", "wb") as fh:
+            fh.truncate(size)
+        out = Outcome()
+        report = _catch(out, index_folder, folder, FakeEngine(), batch_size=BATCH)
+        if report is not None:
+            out.sentence = report.failures[0].reason if report.failures else ""
+            out.lost = n - report.done_total
+            out.recovered = [f.rel for f in report.failures] == ["huge.jpg"] and "limit" in out.sentence
+        return out
+
+
+# ------------------------------------------------------------------------------------ sidecar and files
+SIDECAR_KINDS = ("deleted", "garbage", "foreign", "folder", "fifo")
+
+
+def sidecar_trial(work: Path, kind: str, n: int = 24) -> Outcome:
+    """Lose or damage ``index.json`` (deleted, random bytes, another program's JSON, a folder, a FIFO).
+
+    Expected: readers say so in one sentence (a lost one: "not indexed yet"), never hang; a plain run rebuilds
+    it from what the database records, keeps the same database and re-encodes nothing.
+    """
+    from core.library.store import SIDECAR
+
+    folder = work / "photos"
+    with data_dir_at(work / "data"):
+        make_folder(folder, n)
+        report = index_folder(folder, FakeEngine(), batch_size=BATCH)
+        before = searchable(folder, FakeEngine())
+        side, db = report.index_dir / SIDECAR, report.index_dir / DB_FILE
+        inode = db.stat().st_ino
+        side.unlink()
+        if kind == "garbage":
+            side.write_bytes(os.urandom(300))
+        elif kind == "foreign":
+            side.write_text(json.dumps({"format": "another program", "version": 3}))
+        elif kind == "folder":
+            side.mkdir()
+        elif kind == "fifo":
+            os.mkfifo(side)
+        out = Outcome()
+        _catch(out, searchable, folder, FakeEngine())
+        engine = FakeEngine()
+        _catch(out, index_folder, folder, engine, batch_size=BATCH)
+        if engine.encoded or db.stat().st_ino != inode:
+            out.detail = f"re-encoded {engine.encoded} photos, database replaced: {db.stat().st_ino != inode}"
+        return _finish(folder, n, out, before)
+
+
+ODD_FILES = (("qd_cache.f16", "folder"), ("qd_cache.f16", "fifo"), ("vectors.faiss", "folder"),
+             ("files.sqlite", "fifo"))  # fmt: skip
+
+
+def odd_file_trial(work: Path, name: str, kind: str, n: int = 24) -> Outcome:
+    """A folder or FIFO in place of an index file: readers say so in one sentence (never hang); a plain run
+    moves it aside and repairs the index."""
+    folder = work / "photos"
+    with data_dir_at(work / "data"):
+        make_folder(folder, n)
+        report = index_folder(folder, FakeEngine(), batch_size=BATCH)
+        before = searchable(folder, FakeEngine())
+        path = report.index_dir / name
+        path.unlink()
+        path.mkdir() if kind == "folder" else os.mkfifo(path)
+        out = Outcome()
+        _catch(out, searchable, folder, FakeEngine())
+        if not out.sentence:
+            out.detail = "readers did not notice"
+        # Searching refuses until the repair (one sentence), so count what the repair run brings back.
+        out = _finish(folder, n, out, set())
+        out.lost = len(before - searchable(folder, FakeEngine()))
+        return out
+
+
+# ------------------------------------------------------------------------------ finite scrambled cache
+def qd_finite_trial(work: Path, n: int = 24, k: int = 3) -> Outcome:
+    """Overwrite ``k`` Query-DB cache rows with random *finite* values (a backup that copied the database and
+    the cache at different moments). Expected: a Query-DB search leaves them out and says so; a plain run
+    re-encodes exactly them, after which each is its own first hit in Query-DB mode with a score near 1."""
+    import numpy as np
+    from PIL import Image
+
+    from core.search.searcher import Searcher
+
+    folder = work / "photos"
+    with data_dir_at(work / "data"):
+        paths = make_folder(folder, n)
+        engine = FakeEngine()
+        report = index_folder(folder, engine, batch_size=BATCH)
+        with PhotoIndex.open(folder, engine) as idx:
+            rows, row_bytes = {r.rel: r for r in idx.db.records()}, idx.qd.row_bytes
+        victims = [p.relative_to(folder).as_posix() for p in paths[:k]]
+        with open(report.index_dir / QD_FILE, "r+b") as fh:
+            for i, rel in enumerate(victims):
+                fh.seek(rows[rel].slot * row_bytes)
+                fh.write(np.random.default_rng(i).normal(size=row_bytes // 2).astype(np.float16).tobytes())
+        mask = np.array([1.0, 0.0], np.float32)
+        out = Outcome()
+        with Searcher(folder, engine) as s:
+            s.search(np.ones(engine.feature_dim, np.float32), n, mode="qd", head_mask=mask, candidates=None)
+            out.sentence = s.warnings[0] if s.warnings else ""
+            if s.qd_mismatched != k:
+                out.detail = f"left out {s.qd_mismatched} of {k}"
+        encoded = engine.encoded
+        _catch(out, index_folder, folder, engine, batch_size=BATCH)
+        if engine.encoded - encoded != k:
+            out.detail += f" re-encoded {engine.encoded - encoded}, expected {k}"
+        with Searcher(folder, engine) as s:
+            firsts = [s.search(engine.feature_of(Image.open(folder / rel), mask), 1, mode="qd", head_mask=mask)[0]
+                      for rel in victims]  # fmt: skip
+        if any(h.rel != rel or h.score < 0.999 for h, rel in zip(firsts, victims)):
+            out.detail += " a repaired photo is not its own first hit"
+        return _finish(folder, n, out, set(rows))
+
+
+# ------------------------------------------------------------------------------------ vanished sub-album
+def sub_album_trial(work: Path, n: int = 40, at: int = 10) -> Outcome:
+    """A sub-album moved away after ``at`` photos of a run over a touched library: the run completes (it is
+    a deleted sub-album, not a vanished library) and drops exactly its photos; once it is back, a plain run
+    indexes them again. ``lost`` counts photos outside that sub-album that left search."""
+    folder = work / "photos"
+    with data_dir_at(work / "data"):
+        paths = make_folder(folder, n)
+        index_folder(folder, FakeEngine(), batch_size=BATCH)
+        before = searchable(folder, FakeEngine())
+        for p in paths:
+            os.utime(p, ns=(1, p.stat().st_mtime_ns + 10**9))
+        away = work / "album1-away"
+
+        def progress(p) -> None:  # noqa: ANN001
+            if p.done == at and not away.exists():
+                os.rename(folder / "album1", away)
+
+        out = Outcome()
+        report = _catch(out, index_folder, folder, FakeEngine(), batch_size=BATCH, workers=1, progress=progress)
+        in_album = {r for r in before if r.startswith("album1/")}
+        if report is not None and (report.failures or report.removed != len(in_album)):
+            out.detail = f"failures {len(report.failures)}, removed {report.removed} of {len(in_album)}"
+        now = _catch(out, searchable, folder, FakeEngine()) or set()
+        out.lost = len((before - in_album) - now)
+        os.rename(away, folder / "album1")
+        return _finish(folder, n, out, set())
+
+
+# -------------------------------------------------------------------------------------- stuck worker
+STUCK_CHILD = """
+import signal, sys, threading
+signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a terminal, even when started in the background
+from tests.index_fakes import FakeEngine
+from core.library import index_folder
+class Stuck(FakeEngine):
+    def preprocess(self, img):
+        print("stuck", flush=True)
+        threading.Event().wait()
+try:
+    index_folder(sys.argv[1], Stuck(), batch_size=2, workers=2)
+except KeyboardInterrupt:
+    print("interrupted", flush=True)
+    sys.exit(130)
+"""
+
+
+def stuck_worker_trial(work: Path, sig_name: str) -> tuple[Outcome, float]:
+    """A run whose decode threads never return (a dead network share): ``sig_name`` (SIGINT = Ctrl+C, or
+    SIGTERM) must end it within two seconds. Returns the outcome and the seconds it took to end."""
+    import signal
+    import time
+
+    folder = work / "photos"
+    make_folder(folder, 8)
+    env = {**os.environ, "PYTHONPATH": str(REPO), "PHS_DATA_DIR": str(work / "data")}
+    proc = subprocess.Popen([sys.executable, "-c", STUCK_CHILD, str(folder)], cwd=REPO, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    out = Outcome()
+    proc.stdout.readline()
+    t0 = time.monotonic()
+    proc.send_signal(getattr(signal, sig_name))
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+        out.detail = "still running 30 s after the signal"
+    took = time.monotonic() - t0
+    if "Traceback" in proc.stderr.read():
+        out.crashed = True
+    out.recovered = took < 2.0 and not out.detail and not out.crashed
+    return out, took

@@ -17,12 +17,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import core.library.database as database
 import core.library.indexer as indexer_mod
 import core.library.store as store
 from core.cli import main as cli_main
 from core.errors import PHSError
 from core.library import (
-    FolderVanishedError,
     IndexBusyError,
     IndexDamagedError,
     IndexDiskFullError,
@@ -56,9 +56,10 @@ def test_folder_vanishing_mid_run_stops_with_one_sentence_and_marks_nothing_fail
     _clean(o, "disappeared", "40 indexed photos are kept", "phs index")
 
 
-def test_a_sub_folder_vanishing_mid_run_stops_too_and_keeps_its_photos(tmp_path, photos):
+def test_a_sub_folder_vanishing_mid_run_is_a_deleted_sub_folder_not_a_vanished_library(tmp_path, photos):
     engine = FakeEngine()
     index_folder(photos, engine, batch_size=4)
+    n_album1 = len(list((photos / "album1").glob("*.*")))
     for p in photos.rglob("*.*"):
         os.utime(p, ns=(1, p.stat().st_mtime_ns + 10**9))
     moved = tmp_path / "album1-away"
@@ -67,10 +68,11 @@ def test_a_sub_folder_vanishing_mid_run_stops_too_and_keeps_its_photos(tmp_path,
         if p.done == 1 and not moved.exists():
             os.rename(photos / "album1", moved)
 
-    with pytest.raises(FolderVanishedError):
-        indexer_mod.Indexer(photos, engine, batch_size=4, workers=1, lookahead=1).run(progress=progress)
+    report = indexer_mod.Indexer(photos, engine, batch_size=4, workers=1, lookahead=1).run(progress=progress)
+    assert not report.failures and report.removed == n_album1  # also what was read before the move
     with PhotoIndex.open(photos, engine) as idx:
-        assert idx.db.counts() == {"done": 12}
+        assert idx.db.counts() == {"done": 12 - n_album1}
+    check_consistency(photos, engine)
 
 
 # ----------------------------------------------------------------------------------------- 2. full disk
@@ -184,7 +186,7 @@ def test_data_dir_on_a_read_only_mount_searches_and_refuses_indexing_in_one_sent
 def test_database_locked_by_another_program_is_one_sentence_and_search_works(photos, monkeypatch):
     engine = FakeEngine()
     index_folder(photos, engine, batch_size=4)
-    monkeypatch.setattr(store, "BUSY_TIMEOUT_S", 0.3)
+    monkeypatch.setattr(database, "BUSY_TIMEOUT_S", 0.3)
     with PhotoIndex.open(photos, engine) as idx:
         db = idx.directory / store.DB_FILE
     other = sqlite3.connect(db, isolation_level=None)
@@ -291,3 +293,21 @@ def test_photo_folder_untouched_by_the_faults(tmp_path, photos):
         fs_faults.damage_database(idx.directory / store.DB_FILE, "malformed")
     index_folder(photos, FakeEngine(), batch_size=4)
     assert tree_hash(photos) == before
+
+
+# ---------------------------------------------------------------------------- 7. passing read errors
+@pytest.mark.parametrize("code", fs_faults.READ_ERRORS)
+def test_photos_unreadable_on_re_read_stay_searchable_and_come_back_with_a_plain_run(tmp_path, code):
+    o = fs_faults.read_error_trial(tmp_path, code, n=16, k=3)
+    assert not o.crashed and not o.detail and o.recovered and o.lost == 0, o
+
+
+# ------------------------------------------------------------------------------------ 8. odd index files
+@pytest.mark.parametrize(("name", "kind"), fs_faults.ODD_FILES)
+def test_odd_file_in_place_of_an_index_file_trial(tmp_path, name, kind):
+    _clean(fs_faults.odd_file_trial(tmp_path, name, kind, n=12), "phs index", "not a file")
+
+
+def test_sub_album_moved_away_mid_run_trial(tmp_path):
+    o = fs_faults.sub_album_trial(tmp_path, n=16, at=4)
+    assert not o.crashed and not o.detail and o.recovered and o.lost == 0, o

@@ -86,10 +86,10 @@ def test_cli_index_status_and_search(gallery, weights_file, tmp_path, capsys):
     out = capsys.readouterr().out
     assert "Indexed 14 photos" in out and "failed 0" in out
     (gallery / "broken.jpg").write_text("no photo")
-    assert main(["index", str(gallery), *common, "--quiet"]) == 0
+    assert main(["index", str(gallery), *common, "--quiet"]) == 1  # some photos failed: exit 1
     out = capsys.readouterr().out
-    assert "Indexed 1 photos" not in out and "skipped 14 unchanged, failed 1" in out
-    assert "not an image" in out
+    assert "Indexed 0 photos" in out and "skipped 14 unchanged, failed 1" in out
+    assert "failed  broken.jpg: it is not an image" in out and "14 photos searchable" in out
     assert main(["index", "--status", str(gallery)]) == 0
     out = capsys.readouterr().out
     assert "14 photos indexed, 1 failed" in out and "broken.jpg" in out

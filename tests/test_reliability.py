@@ -217,7 +217,7 @@ def test_read_only_folder_and_index_search_works_indexing_says_so(world_tmp, tin
     data.mkdir()
     os.environ["PHS_DATA_DIR"] = str(data)  # owned by root, 0755: read-only to nobody
     common = ["--model", "test-vit", "--weights", str(tiny_weights), "--device", "cpu"]
-    assert main(["index", str(folder), *common, "--quiet"]) == 0
+    assert main(["index", str(folder), *common, "--quiet"]) == 1  # the zero-byte file failed
     index_folder(folder, engine, batch_size=4)  # the window's model, for the GUI below
     query = str(folder / "rotated" / "orient6.jpg")
     search = ["search", "--folder", str(folder), "--image", query, *common, "--k", "3", "--json"]

@@ -7,6 +7,7 @@ non-zero exit code, never as a traceback.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import importlib
 import os
@@ -74,7 +75,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        return int(args._run(args) or 0)
+        code = int(args._run(args) or 0)
+        sys.stdout.flush()  # a full or failing output is found here, not at exit
+        return code
     except PHSError as err:
         print(f"phs: {err}", file=sys.stderr)
         return 2
@@ -85,4 +88,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         # The reader went away (`phs search ... | head`): not an error, and no traceback at exit.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
-
+    except OSError as err:
+        # What is left: the output cannot be written (`> /dev/full`), or a file or folder the command needs
+        # failed in a way no command foresaw. One sentence either way, never a traceback.
+        where = f" ({err.filename})" if err.filename else ""
+        what = "write the output" if err.filename is None else "use a file or folder it needs"
+        with contextlib.suppress(OSError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nothing more to flush at exit
+        print(f"phs: could not {what}{where}: {err.strerror or err}.", file=sys.stderr)
+        return 2

@@ -4,11 +4,18 @@ Qt-free. The pieces:
 
 * :mod:`core.library.scan` walks a folder (generator, read-only, hidden/system folders skipped, symlink loops
   survived).
-* :mod:`core.library.store` holds the on-disk format (SQLite WAL as the source of truth, float16 memory-mapped
-  QD cache, JSON sidecar, atomic writes) and states the crash-safety invariant.
+* :mod:`core.library.store` describes the on-disk format (SQLite WAL as the source of truth, float16
+  memory-mapped QD cache, JSON sidecar, atomic writes), states the crash-safety invariant and gathers the
+  names of its parts: :mod:`~core.library.errors` (one-sentence errors), :mod:`~core.library.sidecar`
+  (locating an index, the sidecar, the writer lock), :mod:`~core.library.qdcache` (the QD cache, rows
+  checked against their checksums) and :mod:`~core.library.database` (SQLite, migrations).
+* :mod:`core.library.repair` moves unusable index files aside (never deletes them) and rebuilds a lost
+  sidecar from the database.
 * :mod:`core.library.vectors` keeps the FAISS index (ids = SQLite row ids) in sync with SQLite.
 * :mod:`core.library.photo_index` opens one index (:class:`PhotoIndex`) for a folder and a model.
-* :mod:`core.library.indexer` indexes incrementally (mark and sweep, decode-ahead pool, batched commits).
+* :mod:`core.library.indexer` indexes incrementally (mark and sweep, decode-ahead pool, batched commits);
+  :mod:`core.library.decode` is its bounded, non-blocking read-and-decode step and
+  :mod:`core.library.reports` what a run reports.
 * :mod:`core.search.searcher` answers Query-Only and two-stage Query-DB searches.
 
 One index per (photo folder, model) lives in ``core.paths.data_dir() / "indexes" / <key>``; nothing is ever

@@ -18,6 +18,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from core.errors import IndexMismatchError
+from core.library import repair
 from core.library import store as st
 from core.library.vectors import APPROX_THRESHOLD, VectorIndex, sync_vectors
 
@@ -76,29 +77,6 @@ def _sidecar_dims(sidecar: dict[str, Any]) -> IndexDims | None:
     return dims if min(asdict(dims).values()) > 0 else None
 
 
-def _move_aside(directory: Path) -> Path:
-    """Move a damaged database (and its WAL and shared memory) out of the way; return where it went."""
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    target = directory / f"{st.DB_FILE}.damaged-{stamp}"
-    n = 1
-    while target.exists():
-        n += 1
-        target = directory / f"{st.DB_FILE}.damaged-{stamp}-{n}"
-    os.replace(directory / st.DB_FILE, target)
-    for suffix in ("-wal", "-shm"):
-        p = directory / (st.DB_FILE + suffix)
-        if p.exists():
-            os.replace(p, Path(f"{target}{suffix}"))
-    return target
-
-
-def _data_files(directory: Path) -> list[Path]:
-    return [
-        directory / n
-        for n in (st.DB_FILE, st.DB_FILE + "-wal", st.DB_FILE + "-shm", st.QD_FILE, st.FAISS_FILE)
-    ]
-
-
 class PhotoIndex:
     """One index opened for writing (the indexer) or reading (searchers).
 
@@ -130,8 +108,9 @@ class PhotoIndex:
         self.writable = writable
         self._lock = lock
         self.approx_threshold = int(approx_threshold)
-        #: One sentence when opening had to repair the index (a damaged database moved aside), else None.
-        self.repaired: str | None = None
+        #: Sentences about the repairs opening made (a damaged database or an odd file moved aside, a lost
+        #: sidecar rebuilt from the database).
+        self.notes: list[str] = []
         dims = _sidecar_dims(sidecar)
         if dims is None:
             raise st.IndexDamagedError(
@@ -204,89 +183,91 @@ class PhotoIndex:
         approx_threshold: int,
     ) -> PhotoIndex:
         if not writable:
-            sidecar = st.read_sidecar(directory)
-            if sidecar is None:
-                others = [s for _, s in st.list_indexes(folder_abs)]
-                if others:
-                    names = ", ".join(sorted({st.model_label(s.get("fingerprint", {})) for s in others}))
-                    raise IndexMismatchError(
-                        f"The folder {folder_abs} has no index for model {model} (it has one for {names}); search "
-                        f"with --model {names.split(', ')[0]}, or run `phs index {folder_abs} --model {model}`."
-                    )
-                raise st.IndexMissingError(
-                    f"The folder {folder_abs} has not been indexed with model {model} yet; "
-                    f"run `phs index {folder_abs} --model {model}` first."
-                )
-            st.check_sidecar(sidecar, fingerprint, folder_abs)
-            return cls(folder_abs, directory, sidecar, writable=False, approx_threshold=approx_threshold)
-
-        dims = IndexDims.of(engine)
-        directory.mkdir(parents=True, exist_ok=True)  # a read-only or full disk: a sentence (storage_errors)
+            return cls._open_reader(folder_abs, directory, fingerprint, model, approx_threshold)
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+        except OSError as err:  # a read-only or full disk: its sentence; anything else (PHS_DATA_DIR in /proc)
+            mapped = st.storage_error(err, directory, folder_abs)
+            if mapped is not None and not isinstance(mapped, st.IndexStorageError):
+                raise mapped from err
+            raise st.IndexStorageError(
+                f"The index folder {directory} cannot be created ({err.strerror or err}): set PHS_DATA_DIR to a "
+                "folder on a writable disk."
+            ) from err
         lock = st.WriterLock(directory / st.LOCK_FILE)
         lock.acquire()
         try:
             st.remove_stale_temps(directory)
-            sidecar = st.read_sidecar(directory)
-            if sidecar is not None and not rebuild:
-                st.check_sidecar(sidecar, fingerprint, folder_abs)
-                _adopt_precision(engine, sidecar)
-            if rebuild or sidecar is None:
-                for p in _data_files(directory):
+            notes = repair.move_odd_files_aside(directory)
+            if rebuild:  # asked for: the user discards this index
+                for name in repair.INDEX_FILES:
                     with contextlib.suppress(FileNotFoundError):
-                        p.unlink()
-                sidecar = {
-                    "format": st.FORMAT,
-                    "schema": st.SCHEMA_VERSION,
-                    "folder": str(folder_abs),
-                    "model": model,
-                    "fingerprint": fingerprint,
-                    "dims": asdict(dims),
-                    "metric": st.METRIC,
-                    "normalized": True,
-                    "qd_cache": {
-                        "file": st.QD_FILE,
-                        "dtype": "float16",
-                        "layout": "row = [X_cls (D,), O_cls (h, d_h) row-major]",
-                        "row_dim": dims.embed_dim + dims.num_heads * dims.head_dim,
-                    },
-                    "faiss": None,
-                    "created_at": time.time(),
-                }
-                st.atomic_write_json(directory / st.SIDECAR, sidecar)
-            else:
-                changed = False
-                if int(sidecar.get("schema", 0)) < st.SCHEMA_VERSION:
-                    sidecar["schema"] = st.SCHEMA_VERSION  # the database migrates itself on open
-                    changed = True
-                if _sidecar_dims(sidecar) != dims:  # lost or damaged; the fingerprint matched, so the engine's
-                    sidecar["dims"] = asdict(dims)
-                    changed = True
-                if changed:
-                    st.atomic_write_json(directory / st.SIDECAR, sidecar)
-            repaired = None
-            try:
-                index = cls(folder_abs, directory, sidecar, writable=True, lock=lock,
-                            approx_threshold=approx_threshold)  # fmt: skip
-            except st.IndexDamagedError as err:
-                if not isinstance(err.__cause__, sqlite3.DatabaseError) and not (directory / st.DB_FILE).is_dir():
-                    raise
-                # The database is the only copy of what was indexed but cannot be read: keep it for a
-                # person to look at, and rebuild (the photos are re-encoded by this run).
-                aside = _move_aside(directory)
-                for p in _data_files(directory):
-                    with contextlib.suppress(FileNotFoundError):
-                        p.unlink()
-                index = cls(folder_abs, directory, sidecar, writable=True, lock=lock,
-                            approx_threshold=approx_threshold)  # fmt: skip
-                repaired = (
-                    f"The index database of {folder_abs} was damaged, so it was moved aside to {aside.name} and "
-                    "the index rebuilt."
-                )
-            index.repaired = repaired
+                        (directory / name).unlink()
+            sidecar = _writer_sidecar(folder_abs, directory, fingerprint, model, engine, notes)
+            index = cls._construct_writer(folder_abs, directory, sidecar, lock, approx_threshold, notes)
+            repair.record_sidecar(index.db, sidecar)
             return index
         except BaseException:
             lock.release()
             raise
+
+    @classmethod
+    def _open_reader(
+        cls, folder_abs: Path, directory: Path, fingerprint: dict[str, Any], model: str, approx_threshold: int
+    ) -> PhotoIndex:
+        again = f"`phs index {folder_abs} --model {model}`"
+        odd = repair.odd_files(directory)
+        if odd:
+            path, kind = odd[0]
+            raise st.IndexDamagedError(
+                f"{path.name} in the index of {folder_abs} is {kind}, not a file: run {again} to move it aside "
+                "and repair the index."
+            )
+        sidecar, state = st.sidecar_state(directory)
+        if state in ("garbage", "foreign"):
+            raise st.IndexDamagedError(
+                f"The index description {directory / st.SIDECAR} is damaged: run {again} to rebuild it from the "
+                "index database (nothing indexed is lost)."
+            )
+        if sidecar is None and repair.recorded_sidecar(directory) is not None:
+            raise st.IndexDamagedError(
+                f"The index description {directory / st.SIDECAR} is missing: run {again} to rebuild it from the "
+                "index database (nothing indexed is lost)."
+            )
+        if sidecar is None:
+            others = [s for _, s in st.list_indexes(folder_abs)]
+            if others:
+                names = ", ".join(sorted({st.model_label(s.get("fingerprint", {})) for s in others}))
+                raise IndexMismatchError(
+                    f"The folder {folder_abs} has no index for model {model} (it has one for {names}); search "
+                    f"with --model {names.split(', ')[0]}, or run {again}."
+                )
+            raise st.IndexMissingError(
+                f"The folder {folder_abs} has not been indexed with model {model} yet; run {again} first."
+            )
+        st.check_sidecar(sidecar, fingerprint, folder_abs)
+        return cls(folder_abs, directory, sidecar, writable=False, approx_threshold=approx_threshold)
+
+    @classmethod
+    def _construct_writer(
+        cls, folder_abs: Path, directory: Path, sidecar: dict[str, Any], lock: st.WriterLock,
+        approx_threshold: int, notes: list[str],
+    ) -> PhotoIndex:  # fmt: skip
+        try:
+            index = cls(folder_abs, directory, sidecar, writable=True, lock=lock, approx_threshold=approx_threshold)
+        except st.IndexDamagedError as err:
+            if not isinstance(err.__cause__, sqlite3.DatabaseError):
+                raise
+            # The database is the only copy of what was indexed but cannot be read: keep it for a
+            # person to look at, and rebuild (the photos are re-encoded by this run).
+            aside = repair.move_database_aside(directory)
+            index = cls(folder_abs, directory, sidecar, writable=True, lock=lock, approx_threshold=approx_threshold)
+            notes.append(
+                f"The index database of {folder_abs} was damaged, so it was moved aside to {aside.name} and the "
+                "index rebuilt."
+            )
+        index.notes = notes
+        return index
 
     # --------------------------------------------------------------------------------------- vectors
     def vectors(self) -> VectorIndex:
@@ -335,10 +316,15 @@ class PhotoIndex:
         st.atomic_write_json(self.directory / st.SIDECAR, self.sidecar)
 
     # ------------------------------------------------------------------------------------------ info
+    @property
+    def stale_warning(self) -> str | None:
+        """One sentence when this read-only index cannot see the newest committed changes, else None."""
+        return self.db.stale_warning
+
     def disk_bytes(self) -> dict[str, int]:
         """Bytes on disk per file of the index (the QD cache counts its allocated capacity)."""
         out = {}
-        for p in [*_data_files(self.directory), self.directory / st.SIDECAR]:
+        for p in (self.directory / n for n in repair.INDEX_FILES):
             with contextlib.suppress(FileNotFoundError):
                 out[p.name] = p.stat().st_size
         return out
@@ -361,6 +347,64 @@ class PhotoIndex:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _fresh_sidecar(folder_abs: Path, model: str, fingerprint: dict[str, Any], dims: IndexDims) -> dict[str, Any]:
+    return {
+        "format": st.FORMAT,
+        "schema": st.SCHEMA_VERSION,
+        "folder": str(folder_abs),
+        "model": model,
+        "fingerprint": fingerprint,
+        "dims": asdict(dims),
+        "metric": st.METRIC,
+        "normalized": True,
+        "qd_cache": {
+            "file": st.QD_FILE,
+            "dtype": "float16",
+            "layout": "row = [X_cls (D,), O_cls (h, d_h) row-major]",
+            "row_dim": dims.embed_dim + dims.num_heads * dims.head_dim,
+        },
+        "faiss": None,
+        "created_at": time.time(),
+    }
+
+
+def _writer_sidecar(
+    folder_abs: Path, directory: Path, fingerprint: dict[str, Any], model: str, engine: EngineLike, notes: list[str]
+) -> dict[str, Any]:
+    """The sidecar the indexer works with: the one on disk (upgraded), else rebuilt from what the database
+    records, else a new one; a database that cannot be told apart from another model's is moved aside."""
+    dims = IndexDims.of(engine)
+    sidecar, state = st.sidecar_state(directory)
+    if sidecar is None and (directory / st.DB_FILE).exists():
+        sidecar = repair.recorded_sidecar(directory)
+        what = "was missing" if state == "missing" else "was damaged"
+        if sidecar is not None:
+            sidecar["faiss"] = None  # the FAISS file is checked against the database and rebuilt if needed
+            notes.append(f"The index description of {folder_abs} {what}; it was rebuilt from the index database.")
+        else:
+            aside = repair.move_database_aside(directory, with_cache=True)
+            notes.append(
+                f"The index description of {folder_abs} {what} and its database does not record which model "
+                f"built it, so the database was moved aside to {aside.name} and the folder is indexed again."
+            )
+    if sidecar is None:
+        for name in (st.QD_FILE, st.FAISS_FILE):  # belong to no database
+            with contextlib.suppress(FileNotFoundError):
+                (directory / name).unlink()
+        sidecar = _fresh_sidecar(folder_abs, model, fingerprint, dims)
+        st.atomic_write_json(directory / st.SIDECAR, sidecar)
+        return sidecar
+    st.check_sidecar(sidecar, fingerprint, folder_abs)
+    _adopt_precision(engine, sidecar)
+    if int(sidecar.get("schema", 0)) < st.SCHEMA_VERSION:
+        sidecar["schema"] = st.SCHEMA_VERSION  # the database migrates itself on open
+    if _sidecar_dims(sidecar) != dims:  # lost or damaged; the fingerprint matched, so the engine's
+        sidecar["dims"] = asdict(dims)
+    if sidecar != st.read_sidecar(directory):
+        st.atomic_write_json(directory / st.SIDECAR, sidecar)
+    return sidecar
 
 
 def _adopt_precision(engine: EngineLike, sidecar: dict[str, Any]) -> None:

@@ -40,6 +40,7 @@ import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import faiss
 import numpy as np
@@ -73,6 +74,9 @@ KINDS: tuple[str, ...] = ("flat", "ivfpq")
 #: thread): recall@100 0.949 / 0.955 / 0.955 / 0.956 re-scoring 2 / 3 / 4 / 6 per hit, p95 6.8 / 7.7 / 8.7 /
 #: 9.3 ms (a re-scored candidate costs about 4 us: a random read of its float16 row).
 IVFPQ_REFINE_FACTOR = 3
+#: A filtered ``ivfpq`` search among at most this many photos scans them exactly (a random read of each one's
+#: float16 row) instead of asking the inverted file, whose searched cells may hold too few of them.
+EXACT_AMONG_MAX = 20_000
 IVFPQ_REFINE_MIN = 64
 IVFPQ_REFINE_MAX = 300
 
@@ -364,6 +368,55 @@ class VectorIndex:
         finally:
             if threads:
                 faiss.omp_set_num_threads(before)
+
+    def search_among(self, query: np.ndarray, k: int, allowed: np.ndarray, selector: Any = None) -> tuple[np.ndarray, np.ndarray]:
+        """Top-``k`` inner products of one query among the vectors of ``allowed`` ids only (a filtered search).
+
+        Args:
+            query: ``(dim,)`` or ``(1, dim)`` float32, L2-normalised.
+            k: Number of neighbours (clipped to the allowed count).
+            allowed: ``(m,)`` int64 ids to search among (ids not in the index are ignored).
+            selector: A ``faiss.IDSelectorBatch`` of ``allowed``, when the caller keeps one across queries.
+
+        Returns:
+            ``scores`` (k',) float32 best first and ``ids`` (k',) int64. Exact for ``flat``; for ``ivfpq`` the
+            inverted file proposes candidates among the allowed ids, re-scored exactly, and a filter so narrow
+            that the searched cells hold fewer than ``k`` of them is answered by an exact scan of the allowed
+            vectors instead.
+        """
+        q = np.ascontiguousarray(np.asarray(query, np.float32).reshape(1, -1))
+        allowed = np.asarray(allowed, np.int64)
+        k = min(int(k), len(allowed), self.ntotal)
+        if k <= 0:
+            return np.zeros(0, np.float32), np.zeros(0, np.int64)
+        sel = selector if selector is not None else faiss.IDSelectorBatch(allowed)
+        threads = faiss.omp_get_max_threads()
+        faiss.omp_set_num_threads(SINGLE_QUERY_THREADS)
+        try:
+            if self.kind == "flat":
+                s, i = self.index.search(q, k, params=faiss.SearchParameters(sel=sel))
+                keep = i[0] >= 0
+                return s[0][keep], i[0][keep]
+            if len(allowed) > EXACT_AMONG_MAX:
+                params = faiss.SearchParametersIVF(sel=sel, nprobe=self.nprobe)
+                _, cand = self.index.search(q, min(refine_count(k), self.ntotal), params=params)
+                cand = cand[0][cand[0] >= 0]
+                if len(cand) >= k:
+                    return self._rescore(q[0], cand, k)
+            try:
+                return self._rescore(q[0], allowed, k)
+            except RuntimeError:  # an id the index no longer (or not yet) holds: keep those it holds
+                return self._rescore(q[0], allowed[np.isin(allowed, self.ids())], k)
+        finally:
+            faiss.omp_set_num_threads(threads)
+
+    def _rescore(self, q: np.ndarray, cand: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Exact scores of ``cand`` ids from the exact copy (``ivfpq``), top ``k``, best first."""
+        if not len(cand):
+            return np.zeros(0, np.float32), np.zeros(0, np.int64)
+        s = np.einsum("ij,j->i", self._by_id.reconstruct_batch(np.ascontiguousarray(cand, np.int64)), q)
+        top = np.argsort(-s, kind="stable")[:k]
+        return s[top].astype(np.float32), np.asarray(cand, np.int64)[top]
 
     def _search_refined(self, q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """``ivfpq``: candidates from the inverted file, re-scored with the exact copy."""

@@ -19,6 +19,7 @@ import faiss
 import numpy as np
 
 from core.errors import PHSError
+from core.library.filters import PhotoFilter
 from core.library.photo_index import EngineLike, PhotoIndex, path_of
 from core.library.vectors import APPROX_THRESHOLD, SINGLE_QUERY_THREADS, gpu_available
 from core.search.service import DEFAULT_CANDIDATES, SearchHit, rank
@@ -42,7 +43,27 @@ class Searcher:
     ) -> None:
         self.engine = engine
         self.index = PhotoIndex.open(folder, engine, writable=False, approx_threshold=approx_threshold)
-        self._info: dict[int, tuple[str, int]] = {}
+        self._info: dict[int, tuple[str, int, int | None]] = {}
+        self._filter: PhotoFilter | None = None
+        self._allowed: tuple[int, np.ndarray, object] | None = None  # (generation, ids, FAISS selector)
+
+    # ------------------------------------------------------------------------------------------ filter
+    def set_filter(self, photo_filter: PhotoFilter | None) -> None:
+        """Search only the photos ``photo_filter`` lets through (``None`` or an inactive filter: all)."""
+        self._filter = photo_filter if photo_filter is not None and photo_filter.active else None
+        self._allowed = None
+
+    def _allowed_ids(self) -> tuple[np.ndarray, object] | None:
+        """The ids the filter lets through (read again only when the database changed) and their selector."""
+        if self._filter is None:
+            return None
+        gen = self.index.db.generation
+        if self._allowed is None or self._allowed[0] != gen:
+            import faiss
+
+            ids = self._filter.matching_ids(self.index.db.conn)
+            self._allowed = (gen, ids, faiss.IDSelectorBatch(ids))
+        return self._allowed[1], self._allowed[2]
 
     @property
     def folder(self) -> Path:
@@ -51,15 +72,17 @@ class Searcher:
 
     @property
     def size(self) -> int:
-        """Number of searchable photos now."""
-        return self.index.vectors().ntotal
+        """Number of searchable photos now (those the filter lets through, when one is set)."""
+        n = self.index.vectors().ntotal
+        allowed = self._allowed_ids()
+        return n if allowed is None else min(n, len(allowed[0]))
 
     # ------------------------------------------------------------------------------ Gallery protocol
-    def _lookup(self, ids: np.ndarray) -> dict[int, tuple[str, int]]:
+    def _lookup(self, ids: np.ndarray) -> dict[int, tuple[str, int, int | None]]:
         db = self.index.db
         db.conn.execute("BEGIN")
         try:
-            info = db.lookup(ids)  # id -> (rel, slot); ids deleted since the FAISS sync drop out here
+            info = db.lookup_checked(ids)  # id -> (rel, slot, checksum); ids deleted since the FAISS sync drop out here
         finally:
             db.conn.execute("COMMIT")
         self._info.update(info)
@@ -73,8 +96,13 @@ class Searcher:
                 f"The query feature has {q.shape[0]} dimensions but the index has {self.index.dims.feature_dim}."
             )
         self._info = {}
-        scores, ids = self.index.vectors().search(q[None], int(k))
-        scores, ids = scores[0], ids[0]
+        vectors = self.index.vectors()  # brought up to date first, so the filter reads the same generation
+        allowed = self._allowed_ids()
+        if allowed is None:
+            scores, ids = vectors.search(q[None], int(k))
+            scores, ids = scores[0], ids[0]
+        else:
+            scores, ids = vectors.search_among(q, int(k), allowed[0], allowed[1])
         keep = ids >= 0
         scores, ids = scores[keep], ids[keep].astype(np.int64)
         info = self._lookup(ids)
@@ -122,19 +150,45 @@ class Searcher:
 
     def all_ids(self) -> np.ndarray:
         """Ids of every done photo."""
-        rows = self.index.db.conn.execute("SELECT id FROM files WHERE status = 'done'").fetchall()
-        ids = np.array([r[0] for r in rows], dtype=np.int64)
+        allowed = self._allowed_ids()
+        if allowed is not None:
+            ids = allowed[0]
+        else:
+            rows = self.index.db.conn.execute("SELECT id FROM files WHERE status = 'done'").fetchall()
+            ids = np.array([r[0] for r in rows], dtype=np.int64)
         self._info = {}
         self._lookup(ids)
         return ids
 
     def states(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Query-DB cache rows of ``ids`` (ids from :meth:`nearest` or :meth:`all_ids`)."""
+        """Query-DB cache rows of ``ids`` (ids from :meth:`nearest` or :meth:`all_ids`).
+
+        A row that does not match its checksum comes back as NaN, so the re-rank leaves that photo out;
+        :attr:`qd_mismatched` says how many for the last call.
+        """
         missing = [int(i) for i in ids if int(i) not in self._info]
         if missing:
             self._lookup(np.asarray(missing, np.int64))
-        slots = np.array([self._info[int(i)][1] for i in ids], dtype=np.int64)
-        return self.index.qd.read(slots)
+        info = [self._info[int(i)] for i in ids]
+        slots = np.array([x[1] for x in info], dtype=np.int64)
+        return self.index.qd.read(slots, [x[2] for x in info], [x[0] for x in info])
+
+    @property
+    def qd_mismatched(self) -> int:
+        """Photos the last Query-DB re-rank left out because their cache rows failed their checksum."""
+        return self.index.qd.last_mismatched
+
+    @property
+    def warnings(self) -> list[str]:
+        """Sentences about this search's index to show the user (e.g. the newest changes could not be read)."""
+        out = [self.index.db.stale_warning] if self.index.db.stale_warning else []
+        if self.qd_mismatched:
+            n = self.qd_mismatched
+            out.append(
+                f"{n} photo{'s' if n != 1 else ''} left out of the Query-DB re-rank: {'their' if n != 1 else 'its'} "
+                f"Query-DB cache rows did not match their checksums; run `phs index {self.folder}` to repair them."
+            )
+        return out
 
     def hits(self, scores: np.ndarray, ids: np.ndarray) -> list[SearchHit]:
         """The ranked ids as :class:`SearchHit` (path, relative path, score, id)."""

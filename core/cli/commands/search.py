@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +29,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     from core.search.objects import OBJECT_CANDIDATES
     from core.search.service import DEFAULT_CANDIDATES, METHODS
 
-    parser.add_argument("--folder", type=Path, required=True, help="the indexed photo folder")
+    parser.add_argument("--folder", type=Path, default=None, help="the indexed photo folder (or --all)")
+    parser.add_argument("--all", action="store_true",
+                        help="search every indexed folder of the model at once (see `phs library list`)")
     parser.add_argument("--image", type=Path, required=True, help="the query photo")
     parser.add_argument(
         "--model", default=None,
@@ -73,6 +76,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    help="always keep head I (repeatable)")
     m.add_argument("--force-off", type=int, action="append", default=[], metavar="I",
                    help="never keep head I (repeatable)")
+    f = parser.add_argument_group("filters (in the search: the top k are the best of the photos that pass)")
+    f.add_argument("--after", metavar="DATE", help="taken on or after DATE (YYYY, YYYY-MM or YYYY-MM-DD; the EXIF "
+                   "date, else the file's time)")
+    f.add_argument("--before", metavar="DATE", help="taken before DATE (same forms)")
+    f.add_argument("--under", metavar="SUBFOLDER", help="only photos under this subfolder of the photo folder(s)")
+    f.add_argument("--type", metavar="EXT[,EXT]", help="only these file types, e.g. jpg,heic")
     r = parser.add_argument_group("results")
     r.add_argument("--k", type=int, default=20, help="number of results (default 20)")
     r.add_argument("--mode", choices=("qo", "qd"), default="qo", help="qo: Query-Only; qd: Query-DB re-rank")
@@ -159,6 +168,46 @@ def indexed_model(folder: Path) -> str:
     return models[0]
 
 
+def library_model() -> str:
+    """The model of the indexed library (``--all`` without ``--model``); a sentence when there are several."""
+    from core.errors import PHSError
+    from core.library.catalog import library_folders
+    from core.library.store import IndexMissingError
+
+    models = sorted({e.model for e in library_folders()})
+    if not models:
+        raise IndexMissingError("No folder is indexed yet; run `phs index FOLDER` first.")
+    if len(models) > 1:
+        raise PHSError(f"The library is indexed with several models ({', '.join(models)}); choose one with --model.")
+    return models[0]
+
+
+def open_gallery(args: argparse.Namespace, engine, model: str):  # -> Searcher | MultiGallery
+    """One folder's searcher, or with ``--all`` every present indexed folder of ``model`` as one gallery (a
+    folder whose index cannot be opened now is left out with a sentence on stderr)."""
+    import sys
+
+    from core.errors import PHSError
+    from core.library.catalog import library_folders
+    from core.search.multi import MultiGallery
+    from core.search.searcher import Searcher
+
+    if not args.all:
+        return Searcher(args.folder, engine)
+    members = []
+    for entry in library_folders(model):
+        if not entry.present:
+            print(f"phs: left out {entry.folder}: the folder is not there now.", file=sys.stderr)
+            continue
+        try:
+            members.append(Searcher(entry.folder, engine))
+        except PHSError as err:
+            print(f"phs: left out {entry.folder}: {err}", file=sys.stderr)
+    if not members:
+        raise PHSError(f"No indexed folder of the model {model} can be searched now; see `phs library list`.")
+    return MultiGallery(members)
+
+
 def run(args: argparse.Namespace) -> int:
     """Search and print the ranked photos."""
     from core.search.service import QuerySpec
@@ -168,10 +217,18 @@ def run(args: argparse.Namespace) -> int:
         raise PromptError("--fa combines with the phs method only; use --method fa for FA alone.")
     from core.method.engine import FAParams
 
+    if not (abs(args.fa_alpha) <= 100 and 0 < args.fa_sigma <= 1e5):  # NaN fails both
+        raise PromptError(
+            f"FA needs --fa-alpha between -100 and 100 and --fa-sigma above 0 and at most 100000 pixels "
+            f"(got {args.fa_alpha:g} and {args.fa_sigma:g})."
+        )
     prompt = build_prompt(args)  # validate everything cheap before loading anything heavy
     objects = [parse_object(t) for t in args.object] + [parse_object(t, True) for t in args.exclude]
     if objects and prompt is not None:
         raise PromptError("Mark with either --point/--box/--mask or --object/--exclude, not both.")
+    from core.library.filters import PhotoFilter
+
+    photo_filter = PhotoFilter.from_text(args.after, args.before, args.under, args.type)
     spec = QuerySpec(
         photo=args.image, prompt=prompt, method=method, h_on=args.h_on, roi=args.roi, strategy=args.strategy,
         fa=FAParams(args.fa_alpha, args.fa_sigma, args.fa_layers), itae_theta=args.itae,
@@ -179,21 +236,27 @@ def run(args: argparse.Namespace) -> int:
         candidates=args.candidates, objects=tuple(objects), combine=args.combine,
         object_candidates=args.object_candidates,
     )  # fmt: skip
-    if not args.folder.is_dir():
+    if args.all == (args.folder is not None):
+        raise PromptError("Say where to search: --folder F for one indexed folder, or --all for every one.")
+    if not args.all and args.folder.exists() and not args.folder.is_dir():
+        raise PromptError(f"--folder {args.folder} is a file, not a folder: name the folder that holds the photos.")
+    if not args.all and not args.folder.is_dir():
         raise PromptError(f"The photo folder {args.folder} does not exist (moved, renamed or unplugged?).")
     from core.imageio import read_photo_bytes
 
     read_photo_bytes(args.image)  # a missing, empty or non-regular query file is one sentence, before the model
     model = args.model
     if model is None:
-        model = indexed_model(args.folder)
+        model = library_model() if args.all else indexed_model(args.folder)
     from core.method.engine import load_engine
-    from core.search.searcher import Searcher
     from core.search.service import QueryService
 
     engine = load_engine(model, weights=args.weights, device=args.device, download=args.model is not None)
-    with Searcher(args.folder, engine) as searcher:
-        outcome = QueryService(engine, searcher).run(spec)
+    with open_gallery(args, engine, model) as gallery:
+        gallery.set_filter(photo_filter)
+        outcome = QueryService(engine, gallery).run(spec)
+        for warning in gallery.warnings:  # e.g. the newest changes could not be read
+            print(f"phs: note: {warning}", file=sys.stderr)
         hits = outcome.hits
         rows = [h.as_dict() for h in hits]
         if objects and outcome.object_scores is not None:
@@ -204,10 +267,12 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(rows, indent=1))
     else:
+        from core.cli.commands.index import printable
+
         for rank, (h, row) in enumerate(zip(hits, rows), 1):
             box = f"  box {','.join(f'{v:.0f}' for v in row['box'])}" if "box" in row else ""
             each = "  [" + " ".join(f"{v:.4f}" for v in row["objects"]) + "]" if "objects" in row else ""
-            print(f"{rank:4d}  {h.score:.4f}  {h.path}{box}{each}")
+            print(f"{rank:4d}  {h.score:.4f}  {printable(h.path)}{box}{each}")  # a name cannot drive the terminal
     return 0
 
 
