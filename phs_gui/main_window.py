@@ -36,6 +36,7 @@ from phs_gui.layout import (
     restore_geometry,
     save_geometry,
 )
+from phs_gui.objects_panel import attach_objects
 from phs_gui.parts import Banner, build_actions, build_docks, build_status
 from phs_gui.result_rows import real_path, shown
 from phs_gui.session import SearchSession
@@ -89,6 +90,7 @@ class MainWindow(QMainWindow):
         self.status = build_status(self)
         self.shortcuts_dialog: QWidget | None = None
         wire(self)  # every connection, in one place
+        self.objects = attach_objects(self)  # the query's several objects (their own module)
         self._show_prefs()
         self._default_state = self.saveState()
         self.setGeometry(initial_geometry(self))

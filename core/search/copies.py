@@ -19,12 +19,14 @@ class ResultRow:
         path, score: the photo and its similarity.
         copies: other paths with the same content (shown once, "+N copies").
         is_query: the file is the query photo itself (same path or same content).
+        objects: with several objects, each object's ``(cosine, colour number, excluded)`` for this photo.
     """
 
     path: str
     score: float
     copies: tuple[str, ...] = ()
     is_query: bool = False
+    objects: tuple[tuple[float, int, bool], ...] = ()
 
 
 def _digest(path: str) -> str | None:

@@ -69,6 +69,9 @@ class ObjectSpec:
             for the query's.
         h_on: heads kept for this object; ``None`` for the query's.
         force_on, force_off: head indices toggled by hand for this object.
+        feature: this object's query feature computed before (a
+            :class:`core.search.service.QueryFeature` of the same mark and settings): used as it is, so an object
+            kept from another photo is not decoded and encoded again on every search.
     """
 
     prompt: Prompt
@@ -78,6 +81,7 @@ class ObjectSpec:
     h_on: int | None = None
     force_on: tuple[int, ...] = ()
     force_off: tuple[int, ...] = ()
+    feature: Any = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.prompt, Prompt):

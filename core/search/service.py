@@ -508,10 +508,13 @@ class QueryService:
         t1 = time.perf_counter()
         queries: list[QueryFeature | None] = [None] * len(objs)
         for j in sorted(range(len(objs)), key=lambda i: objs[i].photo is not None):  # the query photo's first
+            if objs[j].feature is not None:  # computed before: no decode, no encode
+                queries[j] = objs[j].feature
+                continue
             if objs[j].photo is not None:
                 self.engine.set_image(objs[j].photo)
             queries[j] = query_feature(self.engine, single[j])
-        if any(o.photo is not None for o in objs) and main is not None:
+        if any(o.photo is not None and o.feature is None for o in objs) and main is not None:
             self.engine.set_image(main)  # back to the query photo (from the engine's cache)
         feats = tuple(q for q in queries if q is not None)
         t2 = time.perf_counter()
