@@ -16,7 +16,7 @@ import time
 import torch
 
 from core.evaluation.localize import collect_pairs, database_states, score_pairs
-from core.evaluation.protocol import default_h_on, encode_database, make_prompt, synthetic_split
+from core.evaluation.protocol import encode_database, make_prompt, synthetic_split
 from core.method.engine import load_engine
 from core.method.prompts import Prompt
 from core.method.propose import propose_results
@@ -76,7 +76,7 @@ def main() -> None:
     queries, database = synthetic_split(args.queries, args.database, seed=args.seed)
     db = encode_database(engine, database)
     gallery = MemoryGallery(db.features, db.x_cls, db.o_cls)
-    h_on = default_h_on(engine)
+    h_on = engine.recommended_h_on
 
     def prompt_of(o, ann):
         return make_prompt(args.prompt, o.bbox, ann.mask() if args.prompt != "box" else None)

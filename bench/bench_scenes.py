@@ -19,7 +19,7 @@ import time  # noqa: E402
 
 import cv2  # noqa: E402
 
-from core.evaluation.datasets import write_scene_folder  # noqa: E402
+from core.synthetic.scene_folder import write_scene_folder  # noqa: E402
 from core.synthetic.scenes import generate_scene  # noqa: E402
 
 

@@ -1,7 +1,13 @@
-"""Public name of :mod:`core.evaluation.metrics` (``from core.metrics import foir_metrics``): the same module object."""
+"""Public name of the retrieval metrics (``from core.metrics import foir_metrics``): :mod:`core.evaluation.metrics`,
+re-exported."""
 
-import sys
+from core.evaluation.metrics import (
+    CategoryScore,
+    FOIRMetrics,
+    GroupScore,
+    correctness,
+    foir_metrics,
+    per_query_scores,
+)
 
-from core.evaluation import metrics as _metrics
-
-sys.modules[__name__] = _metrics
+__all__ = ["CategoryScore", "FOIRMetrics", "GroupScore", "correctness", "foir_metrics", "per_query_scores"]

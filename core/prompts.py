@@ -1,7 +1,19 @@
-"""Public name of :mod:`core.method.prompts` (``from core.prompts import Prompt``): the same module object."""
+"""Public name of the prompts (``from core.prompts import Prompt``): :mod:`core.method.prompts`, re-exported."""
 
-import sys
+from core.method.prompts import (
+    Box,
+    Mask,
+    Point,
+    Prompt,
+    Roi,
+    box_cells,
+    mask_fractions,
+    point_cell,
+    prompt_pixel_mask,
+    prompt_to_roi,
+)
 
-from core.method import prompts as _prompts
-
-sys.modules[__name__] = _prompts
+__all__ = [
+    "Box", "Mask", "Point", "Prompt", "Roi", "box_cells", "mask_fractions", "point_cell", "prompt_pixel_mask",
+    "prompt_to_roi",
+]  # fmt: skip

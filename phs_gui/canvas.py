@@ -33,6 +33,7 @@ from PySide6.QtGui import (
 from PySide6.QtWidgets import QGraphicsPixmapItem, QGraphicsScene, QGraphicsView, QWidget
 
 from phs_gui.canvas_items import (  # noqa: F401 - the tools are part of the canvas's interface
+    BOX_COLOR,
     HANDLE_PX,
     MARKER_SHAPES,
     MASK_RGBA,
@@ -93,6 +94,7 @@ class Canvas(BrushStrokes, QGraphicsView):
         self._pan_from: QPoint | None = None
         self._placeholder = "Open a photo (Ctrl+O) or drop one here"
         self._marker: tuple[str, tuple[float, float, float, float]] | None = None
+        self.mark_colour = QColor(BOX_COLOR)  # the colour of the object edited now
 
     # ------------------------------------------------------------------------------------------ state
     @property
@@ -246,7 +248,7 @@ class Canvas(BrushStrokes, QGraphicsView):
             self.overlay(painter, max(self.zoom, 1e-6))
         if self._state is not None:
             paint_prompt(painter, self._state, max(self.zoom, 1e-6), self._marker, self._tool, self._hover,
-                         self._brush)
+                         self._brush, self.mark_colour)
 
     # ------------------------------------------------------------------------------------------ mouse
     def _image_pos(self, event: QMouseEvent) -> QPointF:

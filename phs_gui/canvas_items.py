@@ -108,7 +108,7 @@ class _ImageItem(QGraphicsItem):
 
 
 def paint_prompt(painter: QPainter, st: PromptState, z: float, marker: tuple | None, tool: Tool,
-                 hover: QPointF | None, brush: float) -> None:
+                 hover: QPointF | None, brush: float, colour: QColor = BOX_COLOR) -> None:
     """Draw the prompt over the photo in scene (image pixel) coordinates: the marker of a marker method, the
     box with its handles, the points and the brush outline; pens are ``1 / z`` wide so lines keep their
     screen width at zoom ``z``."""
@@ -128,11 +128,11 @@ def paint_prompt(painter: QPainter, st: PromptState, z: float, marker: tuple | N
         painter.setBrush(Qt.BrushStyle.NoBrush)
         painter.setPen(QPen(QColor(0, 0, 0, 160), 4.0 / z))
         painter.drawRect(QRectF(x0, y0, x1 - x0, y1 - y0))
-        painter.setPen(QPen(BOX_COLOR, 2.0 / z))
+        painter.setPen(QPen(colour, 2.0 / z))
         painter.drawRect(QRectF(x0, y0, x1 - x0, y1 - y0))
         if tool is Tool.BOX:
             s = HANDLE_PX / z
-            painter.setBrush(QBrush(BOX_COLOR))
+            painter.setBrush(QBrush(colour))
             painter.setPen(QPen(QColor(0, 0, 0), 1.0 / z))
             for hx, hy in handle_points(st.box).values():
                 painter.drawRect(QRectF(hx - s / 2, hy - s / 2, s, s))

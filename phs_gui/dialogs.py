@@ -17,6 +17,7 @@ from PySide6.QtWidgets import (
 )
 
 from core.synthetic.gallery import demo_gallery_dir
+from phs_gui.result_rows import shown
 
 GESTURES = [("Shift+click", "Negative point (what you do not want)"), ("Ctrl+wheel", "Zoom at the cursor"),
             ("Middle-drag", "Pan"), ("Wheel (brush, eraser)", "Brush size"),
@@ -75,3 +76,15 @@ def shortcuts_dialog(parent: QWidget, rows: list[tuple[str, str]]) -> QDialog:
     dlg.resize(480, 560)
     dlg.show()
     return dlg
+
+
+def confirm_remove_folder(parent: QWidget, folder: str) -> bool:
+    """Ask before a folder leaves the library (its index is deleted from disk; its photos stay)."""
+    answer = QMessageBox.question(
+        parent, "Remove from the library",
+        f"Remove {shown(folder)} from the library?\n\nIts index is deleted from disk (indexing it again "
+        "later re-reads every photo). The photos themselves are not touched.",
+        QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.Cancel, QMessageBox.StandardButton.Cancel,
+    )  # fmt: skip
+    return answer == QMessageBox.StandardButton.Yes
+

@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 from PySide6.QtGui import QImage
 
-from core.defaults import LEARNED_METHODS
 from core.imageio import load_image
 from core.library import IndexReport, index_folder
 from core.synthetic.gallery import write_demo_gallery
@@ -115,10 +114,8 @@ def query_job(session: SearchSession, gen: int, prompt: object, options: SearchO
     if cancel.is_set():  # type: ignore[attr-defined]
         return None
     t0 = time.perf_counter()
-    missing = options.method in LEARNED_METHODS and not session.has_learned_prompt()
-    if missing:  # nothing to paste yet: PHS answers, and the window offers to train a prompt
-        options = replace(options, method="phs")
     out = session.run(prompt, options, force_on, force_off)  # type: ignore[arg-type]
+    missing = out.fell_back  # no learned prompt to paste yet: PHS answered, the window offers to train one
     marker = session.marker_shape(out.query.method) if out.query.placement is not None else None
     tiles, big = ([], None) if backdrops is None else render_maps(backdrops[0], backdrops[1], out.maps,
                                                                  out.combined_map())
@@ -138,15 +135,8 @@ def train_job(name: str, device: str, source: str, settings: dict, *, report: Ca
     """
     from core.method import lvp
     from core.method.engine import load_engine
-    from core.method.lvp_train import (
-        EVAL_SCENE_SEED,
-        TRAIN_SCENE_SEED,
-        ImagePool,
-        TrainCancelled,
-        TrainConfig,
-        engine_resample,
-        train_prompt,
-    )
+    from core.method.lvp_train import TrainCancelled, TrainConfig, engine_resample, train_prompt
+    from core.synthetic.training_images import training_pools
 
     cfg = TrainConfig(**settings)
     cfg.check()
@@ -159,15 +149,8 @@ def train_job(name: str, device: str, source: str, settings: dict, *, report: Ca
                 raise TrainCancelled("Training stopped before the first step.")
             report(("scenes", done, total))
 
-        if source == "synthetic":
-            seed = TRAIN_SCENE_SEED + cfg.seed
-            pool = ImagePool.synthetic(s, cfg.scenes, seed, progress=scenes, resample=resample)
-            eval_pool = (ImagePool.synthetic(s, cfg.gain_images, EVAL_SCENE_SEED, resample=resample)
-                         if cfg.gain_images else None)
-            label = f"synthetic scenes, seed {seed}, {cfg.scenes} scenes"
-        else:
-            pool = ImagePool.folder(source, s, resample=resample)
-            eval_pool, label = None, f"photos in {Path(source).expanduser().resolve()}"
+        pool, eval_pool, label = training_pools(source, cfg, s, resample,
+                                                progress=scenes if source == "synthetic" else None)
         return train_prompt(engine, pool, cfg, lvp.prompt_path(engine),
                             progress=lambda p: report(p, force=p.step == p.steps),
                             cancel=cancel.is_set, eval_pool=eval_pool, images_label=label)  # type: ignore[attr-defined]
@@ -258,3 +241,30 @@ def open_index_job(session: SearchSession, folder: str, *, report: object, cance
         return OpenedFolder(folder, 0, error=str(err))
     failures = session.searcher.index.failures() if session.searcher is not None else []
     return OpenedFolder(folder, n, list(failures))
+
+
+def remove_index_job(session: SearchSession, folder: str, *, report: object, cancel: object) -> int:
+    """Worker body: delete ``folder``'s index for the session's model from disk (closing it first when it is
+    the one searched); returns the bytes freed, 0 for a folder that was never indexed with this model."""
+    from core.library import store as st
+    from core.library.catalog import remove_folder
+
+    model = st.model_label(st.normalize_fingerprint(session.index_engine.fingerprint()))
+    if not st.list_indexes(folder):
+        return 0
+    if session.folder is not None and st.folder_key(session.folder) == st.folder_key(folder):
+        session.close_folder()
+    return sum(e.bytes_on_disk for e in remove_folder(folder, model))
+
+
+def indexed_folders(session: SearchSession | None) -> list[str]:
+    """Every folder indexed with the session's model, whoever indexed it (the app or ``phs index``): read from
+    the index descriptions only, so it is cheap enough for the GUI thread."""
+    if session is None:
+        return []
+    from core.library import store as st
+
+    model = st.model_label(st.normalize_fingerprint(session.index_engine.fingerprint()))
+    return [str(side.get("folder")) for _, side in st.list_indexes()
+            if side.get("folder") and st.model_label(side.get("fingerprint", {})) == model]  # fmt: skip
+

@@ -62,7 +62,8 @@ class LibraryPanel(QWidget):
         self.folder.setToolTip("The photo folder searched now")
         self.add_button = QPushButton("Add folder…")
         self.remove_button = QPushButton("Remove")
-        self.remove_button.setToolTip("Take this folder off the list (its photos are not touched)")
+        self.remove_button.setToolTip("Remove this folder from the library: its index is deleted from disk (its "
+                                      "photos are not touched)")
         self.index_button = QPushButton("Index")
         self.index_button.setToolTip("Index new and changed photos of this folder (resumes an interrupted run)")
         self.cancel_button = QPushButton("Cancel")
@@ -102,6 +103,11 @@ class LibraryPanel(QWidget):
         self.cancel_button.clicked.connect(self.cancel_requested)
         self.index_button.clicked.connect(self._on_index)
         self.folder.activated.connect(self._on_folder)
+
+    @property
+    def folders(self) -> list[str]:
+        """The folders listed, in order (their real paths)."""
+        return list(self._folders)
 
     @property
     def current_folder(self) -> str:

@@ -36,12 +36,13 @@ from phs_gui.layout import (
     restore_geometry,
     save_geometry,
 )
+from phs_gui.objects_panel import attach_objects
 from phs_gui.parts import Banner, build_actions, build_docks, build_status
 from phs_gui.result_rows import real_path, shown
 from phs_gui.session import SearchSession
 from phs_gui.settings import Preferences, load_preferences, save_preferences
 from phs_gui.wiring import wire
-from phs_gui.workers import SerialLane, WorkerPool
+from phs_gui.workers import MainThreadGC, SerialLane, WorkerPool
 
 if TYPE_CHECKING:
     from core.search import Outcome
@@ -65,6 +66,7 @@ class MainWindow(QMainWindow):
                  demo_count: int = DEMO_COUNT, check_weights: bool = True) -> None:
         super().__init__()
         self.prefs = prefs or load_preferences()
+        self.gc_guard = MainThreadGC(self)  # cycles are collected on this thread, never in a worker
         self.workers = WorkerPool(max_threads=3)
         self.lane = SerialLane()  # every use of the engine, one at a time
         self.model = ModelController(self.workers, engine_loader, check_weights, self)
@@ -88,6 +90,7 @@ class MainWindow(QMainWindow):
         self.status = build_status(self)
         self.shortcuts_dialog: QWidget | None = None
         wire(self)  # every connection, in one place
+        self.objects = attach_objects(self)  # the query's several objects (their own module)
         self._show_prefs()
         self._default_state = self.saveState()
         self.setGeometry(initial_geometry(self))
@@ -284,6 +287,7 @@ class MainWindow(QMainWindow):
         self.docks.results.shutdown()
         self.annotations.close()
         self.model.close(stopped)
+        self.gc_guard.stop()
         self.stopped_cleanly = stopped
         return stopped
 

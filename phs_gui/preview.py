@@ -68,12 +68,18 @@ class PreviewDialog(QDialog):
         lay.addWidget(self.caption)
         lay.addLayout(row)
         self.resize(900, 700)
-        for child in (self.where_box, prev_b, next_b, use_b):  # Left/Right step whichever of them has the focus
+        for child in (self, self.where_box, prev_b, next_b, use_b):  # Left/Right step whichever of them has the focus
             child.installEventFilter(self)
 
     def eventFilter(self, obj: QObject, event: QEvent) -> bool:  # noqa: N802 - Qt API
         if event.type() == QEvent.Type.KeyPress and event.key() in (Qt.Key.Key_Left, Qt.Key.Key_Right):
             self.step_requested.emit(-1 if event.key() == Qt.Key.Key_Left else 1)
+            return True
+        if event.type() == QEvent.Type.ShortcutOverride and event.key() in _DECISIONS:
+            event.accept()  # A, X, Enter, Del decide here, not the main window's shortcuts
+            return True
+        if event.type() == QEvent.Type.KeyPress and event.key() in _DECISIONS:
+            self.decided.emit(_DECISIONS[event.key()])
             return True
         return super().eventFilter(obj, event)
 

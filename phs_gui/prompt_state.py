@@ -29,6 +29,7 @@ class PromptState:
         mask: ``(H, W)`` bool painted region (never modified after construction), or ``None``.
         force_on, force_off: heads forced on or off by hand (head indices of the last block); they belong to
             the state so that undo and redo take a forced head back like any other edit.
+        objects: the query's other objects (a :class:`phs_gui.objects_state.ObjectSet`), or ``None`` for one.
     """
 
     image_size: tuple[int, int]
@@ -37,6 +38,7 @@ class PromptState:
     mask: np.ndarray | None = None
     force_on: frozenset[int] = frozenset()
     force_off: frozenset[int] = frozenset()
+    objects: object = None
 
     def __post_init__(self) -> None:
         if self.mask is not None:
@@ -75,7 +77,7 @@ class PromptState:
 
     def cleared(self) -> PromptState:
         """An empty prompt on the same photo (heads forced by hand stay forced)."""
-        return PromptState(self.image_size, force_on=self.force_on, force_off=self.force_off)
+        return PromptState(self.image_size, force_on=self.force_on, force_off=self.force_off, objects=self.objects)
 
     def with_forced(self, on: set[int] | frozenset[int], off: set[int] | frozenset[int]) -> PromptState:
         """A copy with these heads forced on and off by hand."""
@@ -95,6 +97,8 @@ class PromptState:
         if other.force_on != self.force_on or other.force_off != self.force_off:
             return False
         if (self.mask is None) != (other.mask is None):
+            return False
+        if self.objects is not other.objects and (self.objects is None or not self.objects.same_as(other.objects)):
             return False
         return self.mask is None or bool(np.array_equal(self.mask, other.mask))
 

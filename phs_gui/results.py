@@ -31,6 +31,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from phs_gui.object_bars import objects_tooltip
 from phs_gui.render import format_score
 from phs_gui.result_rows import (  # noqa: F401 - re-exported for the window's jobs
     THUMB_MAX,
@@ -183,6 +184,8 @@ class ResultsGrid(QListWidget):
             lines.append(self.facts[row.path])
         if row.is_query:
             lines.append("This is the query photo itself.")
+        if objects_tooltip(row):
+            lines.append(objects_tooltip(row))
         if row.copies:
             lines.append(f"Identical copies ({len(row.copies)}): " + ", ".join(shown(c) for c in row.copies))
         return "\n".join(lines)

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from core.defaults import DEFAULT_H_ON, MARKER_METHODS
+from core.defaults import DEFAULT_H_ON, FA_ALPHA, FA_BLOCKS, FA_SIGMA, MARKER_METHODS, query_method
 
 if TYPE_CHECKING:  # the engine and the service import torch: they load with the model, after the window shows
     from core.method.engine import FAParams, PHSEngine
@@ -59,9 +59,9 @@ class SearchOptions:
     mode: str = "qo"
     roi: str = "sum"
     fa_on: bool = False
-    fa_blocks: int = 4
-    fa_alpha: float = 0.2
-    fa_sigma: float = 100.0
+    fa_blocks: int = FA_BLOCKS
+    fa_alpha: float = FA_ALPHA
+    fa_sigma: float = FA_SIGMA
     itae_on: bool = False
     itae_theta: float = 0.0
     top_k: int = 24
@@ -211,9 +211,7 @@ class SearchSession:
         from core.search import QuerySpec
 
         fa = options.fa()
-        method = options.method if options.method in METHOD_LABELS else "phs"
-        if method == "phs" and fa is not None:
-            method = "fa+phs"
+        method = query_method(options.method if options.method in METHOD_LABELS else "phs", fa is not None)
         return QuerySpec(
             prompt=prompt,
             method=method,
@@ -226,6 +224,7 @@ class SearchSession:
             mode=options.mode,
             k=options.top_k,
             with_maps=True,
+            fallback="phs",  # no learned prompt yet: PHS answers, and the window offers to train one
         )
 
     def run(

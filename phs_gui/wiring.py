@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from phs_gui import dialogs
 from phs_gui.annotating import install as install_annotating
 from phs_gui.layout import follow_thumb_size
 
@@ -61,7 +62,7 @@ def _widgets_to_controllers(self: MainWindow) -> None:
     lp.folder_selected.connect(lib.select_folder)
     lp.index_requested.connect(lib.start_indexing)
     lp.cancel_requested.connect(lib.cancel_indexing)
-    lp.remove_requested.connect(lib.remove_folder)
+    lp.remove_requested.connect(lambda f: dialogs.confirm_remove_folder(self, f) and lib.remove_folder(f))
     s.cancel_load.clicked.connect(m.cancel)
     s.cancel_train.clicked.connect(t.cancel)
 

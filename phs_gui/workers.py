@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from PySide6.QtCore import QObject, QRunnable, QThreadPool, Signal
+from PySide6.QtCore import QObject, QRunnable, QThreadPool, QTimer, Signal
 
 from core.errors import PHSError
 
@@ -181,3 +181,55 @@ class SerialLane:
         if self._running is not None:
             self._running.cancel()
         return self.pool.waitForDone(timeout_ms)
+
+
+class MainThreadGC(QObject):
+    """Python's cycle collector, run on the GUI thread only.
+
+    With automatic collection on, a collection can start in whichever thread allocates, a worker building a
+    model included, and then destroy Qt objects that are garbage from that thread; Qt objects must die in
+    the thread that owns them, and doing otherwise can crash the process. So automatic collection is off
+    while a window lives, and this timer collects on the GUI thread, generation by generation, when the
+    allocation counts pass the usual thresholds. Reference counting frees everything else as before.
+    """
+
+    _live = 0  # guards alive (windows): collection is automatic again once the last one stops
+    _was_enabled = True
+
+    def __init__(self, parent: QObject | None = None, interval_ms: int = 500) -> None:
+        super().__init__(parent)
+        import gc
+
+        self._thresholds = gc.get_threshold()
+        if MainThreadGC._live == 0:
+            MainThreadGC._was_enabled = gc.isenabled()
+            gc.disable()
+        MainThreadGC._live += 1
+        self._stopped = False
+        self._timer = QTimer(self)
+        self._timer.timeout.connect(self.collect_if_due)
+        self._timer.start(interval_ms)
+
+    def collect_if_due(self) -> None:
+        """Collect the generations whose allocation counts passed their thresholds."""
+        import gc
+
+        counts = gc.get_count()
+        for generation in range(3):
+            if counts[generation] <= self._thresholds[generation]:
+                break
+            gc.collect(generation)
+
+    def stop(self) -> None:
+        """Stop the timer, collect once more here and give collection back to Python."""
+        import gc
+
+        if self._stopped:
+            return
+        self._stopped = True
+        self._timer.stop()
+        gc.collect()
+        MainThreadGC._live -= 1
+        if MainThreadGC._live == 0 and MainThreadGC._was_enabled:
+            gc.enable()
+

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 
 # Before anything imports huggingface_hub or Qt.
@@ -84,3 +85,11 @@ def random_image(w: int, h: int, seed: int = 0) -> np.ndarray:
         cx, cy, r = rng.uniform(0, w), rng.uniform(0, h), rng.uniform(0.1, 0.4) * max(w, h)
         img += rng.uniform(0, 255, 3) * np.exp(-((xx - cx) ** 2 + (yy - cy) ** 2) / (2 * r**2))[..., None]
     return np.clip(img / 2 + rng.normal(0, 8, img.shape), 0, 255).astype(np.uint8)
+
+
+@pytest.fixture(autouse=True)
+def _collect_garbage_on_the_main_thread():
+    """What a test left in reference cycles (Qt objects among it) is collected here, on the main thread, and
+    not later in whichever thread happens to allocate (a worker building a model)."""
+    yield
+    gc.collect()

@@ -31,6 +31,7 @@ from core.library import PhotoIndex, index_folder
 from core.library.store import DB_FILE, QD_FILE
 from tests.index_fakes import FakeEngine, check_consistency, make_folder
 from tests.kill_trials import data_dir_at
+from tests.search_helpers import search
 
 REPO = Path(__file__).resolve().parent.parent
 BATCH = 4
@@ -467,7 +468,7 @@ def qd_finite_trial(work: Path, n: int = 24, k: int = 3) -> Outcome:
         mask = np.array([1.0, 0.0], np.float32)
         out = Outcome()
         with Searcher(folder, engine) as s:
-            s.search(np.ones(engine.feature_dim, np.float32), n, mode="qd", head_mask=mask, candidates=None)
+            search(s, np.ones(engine.feature_dim, np.float32), n, mode="qd", head_mask=mask, candidates=None)
             out.sentence = s.warnings[0] if s.warnings else ""
             if s.qd_mismatched != k:
                 out.detail = f"left out {s.qd_mismatched} of {k}"
@@ -476,7 +477,7 @@ def qd_finite_trial(work: Path, n: int = 24, k: int = 3) -> Outcome:
         if engine.encoded - encoded != k:
             out.detail += f" re-encoded {engine.encoded - encoded}, expected {k}"
         with Searcher(folder, engine) as s:
-            firsts = [s.search(engine.feature_of(Image.open(folder / rel), mask), 1, mode="qd", head_mask=mask)[0]
+            firsts = [search(s, engine.feature_of(Image.open(folder / rel), mask), 1, mode="qd", head_mask=mask)[0]
                       for rel in victims]  # fmt: skip
         if any(h.rel != rel or h.score < 0.999 for h, rel in zip(firsts, victims)):
             out.detail += " a repaired photo is not its own first hit"

@@ -207,3 +207,63 @@ class WindowDriver:
         self.w.previews.dialog.close()
         self.w.activateWindow()
         self.qtbot.waitUntil(self.w.isActiveWindow, timeout=5000)
+
+def scene_boxes(photo: str) -> list[tuple[str, list[float]]]:
+    """``(category, XYXY box)`` of each object of a demo scene, largest first, from its COCO annotations."""
+    import json
+
+    coco = json.loads((Path(photo).parent / "annotations.json").read_text("utf-8"))
+    image = next(im for im in coco["images"] if im["file_name"] == Path(photo).name)
+    names = {c["id"]: c["name"] for c in coco["categories"]}
+    objs = sorted((a for a in coco["annotations"] if a["image_id"] == image["id"]),
+                  key=lambda a: -a["bbox"][2] * a["bbox"][3])
+    return [(names[a["category_id"]], [a["bbox"][0], a["bbox"][1], a["bbox"][0] + a["bbox"][2],
+                                       a["bbox"][1] + a["bbox"][3]]) for a in objs]
+
+
+class ObjectsDriver(WindowDriver):
+    """The Objects list, the objects' marks and the per-object bars of the result tiles."""
+
+    def objects(self) -> list[str]:
+        """The lines of the Objects list."""
+        lst = self.w.objects_panel.list
+        return [lst.item(i).text() for i in range(lst.count())]
+
+    def chosen_object(self) -> int:
+        """The row chosen in the Objects list."""
+        return self.w.objects_panel.list.currentRow()
+
+    def new_object(self) -> None:
+        """Press N on the photo: the next object starts."""
+        self.key(Qt.Key.Key_N)
+
+    def choose_object(self, k: int) -> None:
+        """Click row ``k`` of the Objects list and wait for the answer."""
+        lst = self.w.objects_panel.list
+        self.qtbot.mouseClick(lst.viewport(), Qt.MouseButton.LeftButton, pos=lst.visualItemRect(lst.item(k)).center())
+        self.settle()
+
+    def click(self, button) -> None:
+        """Click a button of the Objects panel and wait."""
+        self.qtbot.mouseClick(button, Qt.MouseButton.LeftButton)
+        self.settle()
+
+    def marks_drawn(self) -> list[int]:
+        """The numbers of the other objects drawn on the photo (the edited one is the canvas's own)."""
+        return list(self.w.object_marks.drawn)
+
+    def tile_bar_colours(self, rank: int) -> list[tuple[int, int, int]]:
+        """The colour at the left end of each per-object bar of result tile ``rank`` (0 = best), as painted."""
+        from phs_gui.object_bars import bar_rects
+
+        grid = self.w.docks.results
+        item = grid.item(rank)
+        grid.scrollToItem(item)
+        n = len(grid.visible_rows()[rank].objects)
+        img = grid.viewport().grab().toImage()
+        dpr = img.devicePixelRatio()
+        out = []
+        for r in bar_rects(grid.visualItemRect(item), n):
+            c = img.pixelColor(int((r.left() + 1) * dpr), int(r.center().y() * dpr))
+            out.append((c.red(), c.green(), c.blue()))
+        return out

@@ -15,18 +15,16 @@ from core.evaluation.datasets import (
     Dataset,
     ImageRecord,
     ObjectAnnotation,
-    filter_min_objects,
     load_coco,
     load_synthetic,
     load_voc,
     polygons_to_mask,
-    query_objects,
     rle_decode,
     rle_encode,
-    split_query_database,
     synthetic_dataset,
     write_scene_folder,
 )
+from core.evaluation.splits import filter_min_objects, query_objects, split_query_database
 from core.synthetic.scenes import CATEGORIES, generate_scene
 
 # ---------------------------------------------------------------------------------------------- RLE

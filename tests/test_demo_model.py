@@ -9,7 +9,7 @@ import pytest
 import torch
 from timm.models.vision_transformer import VisionTransformer
 
-from core.evaluation.protocol import EvalConfig, default_h_on, evaluate, synthetic_split
+from core.evaluation.protocol import EvalConfig, evaluate, synthetic_split
 from core.method.engine import load_engine
 from core.models.backbones import apply_state_dict, get_spec, load_state_dict_file
 from core.paths import resources_dir
@@ -77,7 +77,7 @@ def test_fast_benchmark_phs_beats_cbir_by_five_points(demo, benchmark):
     cbir, qo = res.metrics["cbir"].mp, res.metrics["phs-qo"].mp
     assert qo - cbir >= 5.0, (cbir, qo)
     assert res.metrics["phs-qd"].mp > cbir
-    assert default_h_on(demo) == json.loads((resources_dir() / "demo_model.json").read_text())["h_on"]
+    assert demo.recommended_h_on == json.loads((resources_dir() / "demo_model.json").read_text())["h_on"]
 
 
 def test_train_demo_writes_a_loadable_model(tmp_path):

@@ -187,11 +187,12 @@ def test_qo_qd_fa_and_itae_switches_re_rank(qtbot, window, tmp_path):
     c.itae_theta.setValue(float(np.percentile(norms, 50)))
     c.itae_box.setChecked(True)
     settle(qtbot, window)
-    assert window.session.engine.itae_theta == pytest.approx(c.itae_theta.value())
+    assert window.outcome.spec.itae_theta == pytest.approx(c.itae_theta.value())
+    assert window.session.engine.itae_theta is None  # the query's argument: the engine's own setting stays
     assert ranking(window) != qo
     c.itae_box.setChecked(False)
     settle(qtbot, window)
-    assert window.session.engine.itae_theta is None and ranking(window) == qo
+    assert window.outcome.spec.itae_theta is None and ranking(window) == qo
 
 
 def test_points_and_brush_prompts_search(qtbot, window, tmp_path):

@@ -284,7 +284,7 @@ def test_defects_9_11_forced_heads_cycle_and_scores(qtbot):
         w.shutdown()
 
 
-def test_defects_5_6_index_summary_adds_up_and_failures_belong_to_the_folder(qtbot, tmp_path):
+def test_defects_5_6_index_summary_adds_up_and_failures_belong_to_the_folder(qtbot, tmp_path, monkeypatch):
     w = first_launch(qtbot)
     try:
         folder = tmp_path / "mine"
@@ -306,11 +306,13 @@ def test_defects_5_6_index_summary_adds_up_and_failures_belong_to_the_folder(qtb
         assert lib.failures.count() == 0
         qtbot.waitUntil(lambda: not w.indexing, timeout=WAIT_MS)
         assert lib.failures.count() == 0
-        # remove a folder
+        # remove a folder (after saying yes)
         w.library.select_folder(str(folder))
         qtbot.waitUntil(lambda: not w.indexing, timeout=WAIT_MS)
+        monkeypatch.setattr("phs_gui.dialogs.confirm_remove_folder", lambda parent, f: True)
         qtbot.mouseClick(lib.remove_button, Qt.MouseButton.LeftButton)
-        assert str(folder) not in [lib.folder.itemData(i) for i in range(lib.folder.count())]
+        assert str(folder) in lib.folders
+        qtbot.waitUntil(lambda: str(folder) not in lib.folders, timeout=WAIT_MS)
     finally:
         w.shutdown()
 

@@ -26,6 +26,7 @@ from core.library.store import Database, index_dir_for
 from core.library.vectors import VectorIndex
 from core.search import Searcher
 from tests.index_fakes import FakeEngine, check_consistency, colour_image, make_folder, tree_hash
+from tests.search_helpers import search
 
 
 @pytest.fixture
@@ -85,7 +86,7 @@ def test_index_then_incremental_skip_proven_by_counting(photos):
     assert engine.encoded == 21
     check_consistency(photos, engine)
     with Searcher(photos, engine) as s:
-        hit = s.search(engine.feature_of(colour_image(999)), 1)[0]
+        hit = search(s, engine.feature_of(colour_image(999)), 1)[0]
     assert hit.rel == "img002.png" and hit.score > 0.999
 
 
@@ -105,10 +106,10 @@ def test_rename_reuses_vectors_and_delete_is_swept(photos):
     stats = check_consistency(photos, engine)
     assert stats["ntotal"] == 20 == len(after)
     with Searcher(photos, engine) as s:
-        hits = s.search(engine.feature_of(Image.open(photos / "album0" / "moved.jpg")), 2)
+        hits = search(s, engine.feature_of(Image.open(photos / "album0" / "moved.jpg")), 2)
     assert hits[0].rel == "album0/moved.jpg" and hits[0].score > 0.999
     with Searcher(photos, engine) as s:
-        dup = s.search(engine.feature_of(Image.open(photos / "img008.jpg")), 2)
+        dup = search(s, engine.feature_of(Image.open(photos / "img008.jpg")), 2)
     assert {h.rel for h in dup} == {"img008.jpg", "copy_of_8.jpg"}
 
 
@@ -139,7 +140,7 @@ def test_photo_folder_untouched_and_opened_read_only(photos):
         engine = FakeEngine()
         index_folder(photos, engine, batch_size=3)
         with Searcher(photos, engine) as s:
-            s.search(engine.feature_of(colour_image(3)), 5, mode="qd", head_mask=np.array([2.0, 0.0]))
+            search(s, engine.feature_of(colour_image(3)), 5, mode="qd", head_mask=np.array([2.0, 0.0]))
         index_folder(photos, engine, batch_size=3)
     finally:
         active[0] = False
@@ -193,7 +194,7 @@ def test_bad_files_recorded_with_reason_and_run_completes(photos):
     assert index_folder(photos, engine, retry_failed=True).failed == 4
     # The CMYK photo is indexed with its real colours: it ranks first for a red image.
     with Searcher(photos, engine) as s:
-        assert s.search(engine.feature_of(Image.new("RGB", (40, 30), (255, 0, 0))), 1)[0].rel in (
+        assert search(s, engine.feature_of(Image.new("RGB", (40, 30), (255, 0, 0))), 1)[0].rel in (
             "cmyk.jpg",
             "anim.gif",
         )
@@ -244,8 +245,8 @@ def test_qd_rerank_equals_exact_recomputation(photos):
     mask = np.array([2.0, 0.0], np.float32)
     q = engine.feature_of(colour_image(7), mask)
     with Searcher(photos, engine) as s:
-        hits = s.search(q, 20, mode="qd", head_mask=mask, candidates=20)
-        qo = s.search(q, 20, mode="qo")
+        hits = search(s, q, 20, mode="qd", head_mask=mask, candidates=20)
+        qo = search(s, q, 20, mode="qo")
     # Exact QD by re-encoding every photo with the mask.
     exact = {}
     for p in photos.rglob("*.*"):
@@ -274,7 +275,7 @@ def test_ivf_past_threshold_recorded_in_sidecar_and_removal_is_incremental(photo
     assert builds == []
     with Searcher(photos, engine, approx_threshold=10) as s:
         assert s.size == 19 and s.index.vectors().kind == "ivfpq"
-        assert s.search(engine.feature_of(colour_image(3)), 1)[0].rel == "album0/img003.png"
+        assert search(s, engine.feature_of(colour_image(3)), 1)[0].rel == "album0/img003.png"
     check_consistency(photos, engine)
 
 
@@ -295,7 +296,7 @@ def test_an_index_from_an_earlier_version_with_an_ivf_float16_file_is_rebuilt(ph
     (directory / st.SIDECAR).write_text(json.dumps(sidecar))
     with Searcher(photos, engine, approx_threshold=10) as s:  # a reader rebuilds it in memory
         assert s.size == 20 and s.index.vectors().kind == "ivfpq"
-        assert s.search(engine.feature_of(colour_image(3)), 1)[0].rel == "album0/img003.png"
+        assert search(s, engine.feature_of(colour_image(3)), 1)[0].rel == "album0/img003.png"
     index_folder(photos, engine, approx_threshold=10)  # the next run writes the new kind
     assert json.loads((directory / st.SIDECAR).read_text())["faiss"]["kind"] == "ivfpq"
 
@@ -329,7 +330,7 @@ def test_search_while_indexing_sees_committed_batches(photos):
     def progress(p):
         if p.done in (1, 6, 11):
             sizes.append(searcher.size)
-            assert searcher.search(engine.feature_of(colour_image(3)), 1)[0].rel == "album0/img003.png"
+            assert search(searcher, engine.feature_of(colour_image(3)), 1)[0].rel == "album0/img003.png"
 
     index_folder(photos, engine, batch_size=4, progress=progress)
     sizes.append(searcher.size)
@@ -368,7 +369,7 @@ def test_non_utf8_and_long_names(tmp_path):
     engine = FakeEngine()
     assert index_folder(folder, engine).indexed == 2
     with Searcher(folder, engine) as s:
-        hit = s.search(engine.feature_of(colour_image(1)), 1)[0]
+        hit = search(s, engine.feature_of(colour_image(1)), 1)[0]
     assert hit.rel == odd and os.path.exists(hit.path)
     db = Database(index_dir_for(folder, engine.fingerprint()) / "files.sqlite", writable=False)
     assert sorted(r.rel for r in db.records()) == sorted([odd, "x" * 240 + ".png"])
@@ -395,7 +396,7 @@ def test_file_changing_while_indexed_is_redone_next_run(photos, monkeypatch):
     report = index_folder(photos, engine, batch_size=4)
     assert report.indexed == 1 and report.skipped == 19  # the stored stat was the old one: redone
     with Searcher(photos, engine) as s:
-        hit = s.search(engine.feature_of(Image.open(target)), 1)[0]
+        hit = search(s, engine.feature_of(Image.open(target)), 1)[0]
     assert hit.rel == "img000.jpg" and hit.score > 0.999
 
 

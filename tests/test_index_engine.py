@@ -15,6 +15,7 @@ from core.paths import resources_dir
 from core.search import Searcher
 from tests.conftest import perturb_, random_image, tiny_random_engine
 from tests.index_fakes import tree_hash
+from tests.search_helpers import search
 
 
 @pytest.fixture(scope="module")
@@ -39,14 +40,14 @@ def test_duplicate_query_ranks_first_and_qd_cache_is_exact(engine, gallery, tmp_
     Image.fromarray(random_image(112, 80, seed=5)).save(query)  # a copy of p05 outside the folder
     with Searcher(gallery, engine) as s:
         engine.set_image(query)
-        hits = s.search(engine.feature(None), 5)
+        hits = search(s, engine.feature(None), 5)
         assert hits[0].rel == "p05.png" and hits[0].score > 0.999
         # QD: the head mask's DB features from the float16 cache match re-encoding every photo.
         from core.method.prompts import Prompt
 
         sel = engine.select_heads(Prompt.from_box(10, 10, 60, 50), h_on=2)
         q = engine.feature(sel.head_mask)
-        qd = s.search(q, 14, mode="qd", head_mask=sel.head_mask)
+        qd = search(s, q, 14, mode="qd", head_mask=sel.head_mask)
     exact = {}
     for p in sorted(gallery.iterdir()):
         engine.set_image(p)
@@ -161,7 +162,7 @@ def test_demo_model_prompted_category_dominates_top_k(tmp_path):
             obj = max(q.objects, key=lambda o: o.area)
             engine.set_image(q.image)
             sel = engine.select_heads(Prompt.from_box(*obj.bbox.tolist()), h_on=h_on)
-            hits = s.search(engine.feature(sel.head_mask), 10, mode="qd", head_mask=sel.head_mask)
+            hits = search(s, engine.feature(sel.head_mask), 10, mode="qd", head_mask=sel.head_mask)
             has = [obj.category_id in db[int(h.rel[1:4])].categories for h in hits]
             precisions.append(np.mean(has))
             base_rates.append(np.mean([obj.category_id in sc.categories for sc in db]))

@@ -31,6 +31,7 @@ from core.library import store as st
 from core.search.searcher import Searcher
 from tests.fs_faults import STUCK_CHILD
 from tests.index_fakes import FakeEngine, check_consistency, colour_image, make_folder
+from tests.search_helpers import search
 
 REPO = Path(__file__).resolve().parent.parent
 IS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
@@ -50,7 +51,7 @@ def _touch_all(folder: Path) -> None:
 
 def _searchable(folder: Path, engine: FakeEngine) -> set[str]:
     with Searcher(folder, engine) as s:
-        return {h.rel for h in s.search(np.ones(engine.feature_dim, np.float32), 1000)}
+        return {h.rel for h in search(s, np.ones(engine.feature_dim, np.float32), 1000)}
 
 
 def _failing_reads(monkeypatch, names: set[str], err: int) -> None:
@@ -213,7 +214,7 @@ def test_a_folder_or_fifo_in_place_of_an_index_file_is_a_sentence_and_moved_asid
     path.unlink()
     path.mkdir() if kind == "folder" else os.mkfifo(path)
     with pytest.raises(PHSError, match="phs index"), Searcher(photos, engine) as s:
-        s.search(np.ones(engine.feature_dim, np.float32), 3, mode="qd", head_mask=np.ones(2, np.float32))
+        search(s, np.ones(engine.feature_dim, np.float32), 3, mode="qd", head_mask=np.ones(2, np.float32))
     if name == st.DB_FILE:  # nothing to count: a sentence
         assert cli_main(["index", "--status", str(photos)]) == 2
         err = capsys.readouterr().err
@@ -255,7 +256,7 @@ def test_finite_scrambled_qd_rows_are_left_out_of_the_rerank_said_and_re_encoded
             fh.write(rng.normal(size=row_bytes // 2).astype(np.float16).tobytes())  # finite, plausible
     mask = np.array([1.0, 0.0], np.float32)
     with Searcher(photos, engine) as s:
-        hits = s.search(np.ones(engine.feature_dim, np.float32), 12, mode="qd", head_mask=mask, candidates=None)
+        hits = search(s, np.ones(engine.feature_dim, np.float32), 12, mode="qd", head_mask=mask, candidates=None)
         assert s.qd_mismatched == 3 and "3 photos left out of the Query-DB re-rank" in s.warnings[0]
     assert {h.rel for h in hits}.isdisjoint(victims) and len(hits) == 9
     before = engine.encoded
@@ -264,7 +265,7 @@ def test_finite_scrambled_qd_rows_are_left_out_of_the_rerank_said_and_re_encoded
     with Searcher(photos, engine) as s:
         for rel in victims:
             q = engine.feature_of(Image.open(photos / rel), mask)
-            top = s.search(q, 1, mode="qd", head_mask=mask)[0]
+            top = search(s, q, 1, mode="qd", head_mask=mask)[0]
             assert top.rel == rel and top.score > 0.999 and s.qd_mismatched == 0
 
 

@@ -13,6 +13,7 @@ from core.errors import WeightsError
 from core.method import lvp
 from core.method import lvp_train as lt
 from core.method.prompts import Prompt
+from core.synthetic.training_images import folder_pool, synthetic_pool
 
 
 @pytest.fixture(scope="module")
@@ -24,7 +25,7 @@ def demo_engine():
 
 @pytest.fixture(scope="module")
 def pool():
-    return lt.ImagePool.synthetic(96, 24, lt.TRAIN_SCENE_SEED)
+    return synthetic_pool(96, 24, lt.TRAIN_SCENE_SEED)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -130,14 +131,14 @@ def test_red_circle_outline():
 def test_marker_placement_for_points_and_boxes():
     red, prompt = lvp.RedCircle(), lvp.LearnedPrompt(torch.rand(3, 24, 24), "circle", 0.5)
     # A 200 x 100 photo into a 96 x 96 input: x * 0.48, y * 0.96.
-    pl = lvp.marker_placement(Prompt.from_point(100, 50), (200, 100), 96, prompt)
+    pl = prompt.placement(Prompt.from_point(100, 50), (200, 100), 96)
     assert pl == lvp.Placement(48.0, 48.0, 24.0, 24.0)
     assert pl.in_image((200, 100), 96) == (100.0, 50.0, 50.0, 25.0)
     box = Prompt.from_box(20, 10, 120, 60)  # input: x 9.6..57.6, y 9.6..57.6
-    assert lvp.marker_placement(box, (200, 100), 96, prompt) == lvp.Placement(33.6, 33.6, 48.0, 48.0)
-    pl = lvp.marker_placement(Prompt.from_box(0, 0, 100, 25), (200, 100), 96, red)
+    assert prompt.placement(box, (200, 100), 96) == lvp.Placement(33.6, 33.6, 48.0, 48.0)
+    pl = red.placement(Prompt.from_box(0, 0, 100, 25), (200, 100), 96)
     assert pl == lvp.Placement(24.0, 12.0, 48.0, 24.0)
-    assert lvp.marker_placement(Prompt.from_point(0, 0), (200, 100), 96, red).width == 24.0  # S / 4
+    assert red.placement(Prompt.from_point(0, 0), (200, 100), 96).width == 24.0  # S / 4
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -354,7 +355,7 @@ def test_folder_pool_squash_resizes_photos_and_survives_a_broken_one(tmp_path):
     Image.fromarray(random_image(64, 40, seed=1)).save(tmp_path / "a.png")
     Image.fromarray(random_image(30, 50, seed=2)).save(tmp_path / "b.jpg")
     (tmp_path / "c.jpg").write_bytes(b"not a photo")
-    pool = lt.ImagePool.folder(tmp_path, 32)
+    pool = folder_pool(tmp_path, 32)
     assert len(pool) == 3
     batch = pool.batch(torch.tensor([0, 1, 2, 0]))
     assert batch.shape == (4, 3, 32, 32) and batch.dtype == torch.uint8
@@ -363,4 +364,4 @@ def test_folder_pool_squash_resizes_photos_and_survives_a_broken_one(tmp_path):
     assert batch[2].eq(127).all()  # unreadable: a grey image, the run goes on
     (tmp_path / "empty").mkdir()
     with pytest.raises(Exception, match="holds no photo"):
-        lt.ImagePool.folder(tmp_path / "empty", 32)
+        folder_pool(tmp_path / "empty", 32)

@@ -12,6 +12,7 @@ from core.method.engine import PHSEngine, load_engine
 from core.method.precision import cpu_flags, cpu_has_native_bf16, resolve_precision
 from core.search.service import MemoryGallery, rank
 from tests.conftest import TINY, perturb_, random_image
+from tests.search_helpers import search
 
 NAME, KW = TINY["dinov2"]
 CPU = torch.device("cpu")
@@ -113,7 +114,7 @@ def test_index_across_precisions(tmp_path):
     for engine in (fp32, bf16):  # searching: either precision, same index
         with Searcher(folder, engine) as s:
             engine.set_image(folder / "p2.png")
-            assert s.search(engine.feature(), 1)[0].rel == "p2.png"
+            assert search(s, engine.feature(), 1)[0].rel == "p2.png"
     Image.fromarray(random_image(48, 40, seed=99)).save(folder / "new.png")
     index_folder(folder, fp32, batch_size=4)  # an fp32 engine adds the new photo in bf16, the index's precision
     assert fp32.precision == "bf16"

@@ -1,5 +1,8 @@
 """The ``phs`` command line: ``phs <command> [options]``; ``phs <command> --help`` for each command.
 
+Parsing imports no torch, timm or faiss (a command imports them when it runs), so ``phs --help``, every
+``phs X --help``, ``phs models`` and ``phs index --status`` answer at once.
+
 Errors the user can act on (:class:`core.errors.PHSError`) are printed as one sentence on stderr with a
 non-zero exit code, never as a traceback.
 """
@@ -21,6 +24,30 @@ from core.cli import commands as _commands_pkg
 from core.errors import PHSError
 
 
+class HelpFormatter(argparse.HelpFormatter):
+    """Every option's help shows its default: ``(default: X)`` is added where the text does not say it.
+
+    Options without a value to show (``None``, a flag that is off, an empty list) are left as written.
+    """
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        default = action.default
+        if (
+            "default" in text
+            or default in (None, False, argparse.SUPPRESS)
+            or (isinstance(default, (list, tuple)) and not default)
+            or not action.option_strings
+        ):
+            return text
+        return f"{text} (default: %(default)s)" if text else "default: %(default)s"
+
+
+def plural(n: int, word: str, words: str | None = None) -> str:
+    """``1 photo``, ``2 photos``: ``n`` with the word in the right number (``words``: an irregular plural)."""
+    return f"{n} {word if n == 1 else (words or word + 's')}"
+
+
 @functools.cache
 def _command_modules() -> tuple:
     """The sub-command modules, discovered once per process (later calls need no access to the package folder)."""
@@ -37,11 +64,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="phs",
         description="PHS desktop: mark an object in a photo, find the photos of your library that contain it.",
+        formatter_class=HelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"phs {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for mod in _command_modules():
-        p = sub.add_parser(mod.NAME, help=mod.HELP, description=mod.HELP)
+        p = sub.add_parser(mod.NAME, help=mod.HELP, description=mod.HELP, formatter_class=HelpFormatter)
         mod.add_arguments(p)
         p.set_defaults(_run=mod.run)
     return parser

@@ -13,18 +13,18 @@ COCO segmentations: RLE (uncompressed and compressed) is decoded exactly by this
 rasterised by pycocotools (the ``eval`` extra, ``pip install 'phs-desktop[eval]'``), the rasteriser COCO's own
 masks and metrics use, so a mask prompt covers the same pixels as in every other COCO evaluation.
 
-Evaluation protocol helpers: :func:`split_query_database` (disjoint query and database sets),
-:func:`filter_min_objects` (queries with at least N objects, Fig. A2 of seed 000) and
-:func:`query_objects` (one prompt per object, with ``n_c`` and ``n`` for :func:`core.evaluation.metrics.foir_metrics`).
+The evaluation protocol's data steps live in :mod:`core.evaluation.splits`:
+:func:`split_query_database` (disjoint query and database sets), :func:`filter_min_objects` (queries with
+at least N objects, Fig. A2 of seed 000) and :func:`query_objects` (one prompt per object, with ``n_c`` and
+``n`` for :func:`core.evaluation.metrics.foir_metrics`). The folder writer of ``phs scenes`` lives with the
+synthetic data, in :mod:`core.synthetic.scene_folder` (re-exported here).
 """
 
 from __future__ import annotations
 
 import json
-import re
 import xml.etree.ElementTree as ET
-from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,7 +33,15 @@ import numpy as np
 from PIL import Image
 
 from core.errors import ImageLoadError, PHSError
-from core.fileio import atomic_write_json
+from core.synthetic.scene_folder import (  # noqa: F401 (re-exported: the writer's home before it moved)
+    ANNOTATIONS_FILE,
+    MARKER_FILE,
+    SCENES_GENERATOR,
+    _rle_counts,
+    _scene_file_name,
+    rle_encode,
+    write_scene_folder,
+)
 from core.synthetic.scenes import CATEGORIES as SCENE_CATEGORIES
 from core.synthetic.scenes import Scene, generate_scene
 
@@ -43,29 +51,16 @@ __all__ = [
     "Dataset",
     "ImageRecord",
     "ObjectAnnotation",
-    "QueryObject",
-    "filter_min_objects",
     "load_coco",
     "load_synthetic",
     "load_voc",
     "polygons_to_mask",
-    "query_objects",
     "rle_decode",
     "rle_encode",
     "scene_record",
-    "split_query_database",
     "synthetic_dataset",
     "write_scene_folder",
 ]
-
-#: The ``info.generator`` value of the ``annotations.json`` that :func:`write_scene_folder` writes.
-SCENES_GENERATOR = "phs scenes"
-ANNOTATIONS_FILE = "annotations.json"
-#: Marker file that :func:`write_scene_folder` puts first into a folder, so that it recognises a folder it
-#: was interrupted in.
-MARKER_FILE = ".phs-scenes"
-_OWN_NAME = re.compile(r"scene_\d{6,}\.jpg|annotations\.json|\.phs-scenes|\.annotations\..*\.tmp")
-_SCENE_NAME = re.compile(r"scene_\d{6,}\.jpg")
 
 #: The 20 PASCAL VOC classes; their id is the index in this tuple.
 VOC_CLASSES: tuple[str, ...] = (
@@ -209,33 +204,6 @@ class Dataset:
 # --------------------------------------------------------------------------------------------------------
 
 
-def _rle_counts(mask: np.ndarray) -> list[int]:
-    """Run lengths of ``mask`` in column-major order, starting with a (possibly empty) run of zeros."""
-    flat = np.asarray(mask, dtype=bool).ravel(order="F")
-    if flat.size == 0:
-        return [0]
-    change = np.flatnonzero(flat[1:] != flat[:-1]) + 1
-    bounds = np.concatenate([[0], change, [flat.size]])
-    runs = np.diff(bounds).tolist()
-    return [0, *runs] if flat[0] else runs
-
-
-def _counts_to_string(counts: Sequence[int]) -> str:
-    """COCO's compressed RLE string (pycocotools ``rleToString``): LEB128-like, deltas after the third."""
-    out = []
-    for i, c in enumerate(counts):
-        x = int(c) - (int(counts[i - 2]) if i > 2 else 0)
-        more = True
-        while more:
-            ch = x & 0x1F
-            x >>= 5
-            more = x != -1 if ch & 0x10 else x != 0
-            if more:
-                ch |= 0x20
-            out.append(chr(ch + 48))
-    return "".join(out)
-
-
 def _string_to_counts(s: str) -> list[int]:
     """Inverse of :func:`_counts_to_string` (pycocotools ``rleFrString``)."""
     counts: list[int] = []
@@ -259,14 +227,6 @@ def _string_to_counts(s: str) -> list[int]:
             x += counts[-2]
         counts.append(x)
     return counts
-
-
-def rle_encode(mask: np.ndarray) -> dict[str, Any]:
-    """Encode an ``(H, W)`` bool mask as COCO compressed RLE ``{"size": [H, W], "counts": str}``."""
-    mask = np.asarray(mask, dtype=bool)
-    if mask.ndim != 2:
-        raise ValueError(f"mask must be (H, W), got shape {mask.shape}.")
-    return {"size": [int(mask.shape[0]), int(mask.shape[1])], "counts": _counts_to_string(_rle_counts(mask))}
 
 
 def rle_decode(rle: dict[str, Any]) -> np.ndarray:
@@ -409,6 +369,29 @@ def _xml_text(node: ET.Element, tag: str, default: str | None = None) -> str:
     return child.text.strip()
 
 
+def _voc_object(obj: ET.Element, w: int, h: int, cat_ids: dict[str, int],
+                keep_difficult: bool) -> ObjectAnnotation | None:
+    """One ``<object>`` of a VOC file: its 1-based inclusive box as XYXY pixels clipped to the ``w x h`` image;
+    a class name outside ``cat_ids`` gets the next id. ``None`` for a difficult object when those are left out.
+
+    Raises:
+        ValueError: the object has no ``<bndbox>`` or a field is missing or not a number.
+    """
+    cname = _xml_text(obj, "name").lower()
+    difficult = _xml_text(obj, "difficult", default="0") == "1"
+    if difficult and not keep_difficult:
+        return None
+    bb = obj.find("bndbox")
+    if bb is None:
+        raise ValueError("object without <bndbox>")
+    x0, y0, x1, y1 = (float(_xml_text(bb, t)) for t in ("xmin", "ymin", "xmax", "ymax"))
+    box = np.array([x0 - 1.0, y0 - 1.0, x1, y1], dtype=np.float64)
+    box = np.clip(box, 0.0, [w, h, w, h])
+    cat = cat_ids.setdefault(cname, len(cat_ids))
+    return ObjectAnnotation(category_id=cat, bbox=box, height=h, width=w,
+                            area=float((box[2] - box[0]) * (box[3] - box[1])), difficult=difficult)
+
+
 def load_voc(
     root: str | Path,
     image_set: str | None = None,
@@ -456,27 +439,9 @@ def load_voc(
             file_name = _xml_text(tree, "filename", default=f"{xml_path.stem}.jpg")
             objs = []
             for obj in tree.iter("object"):
-                cname = _xml_text(obj, "name").lower()
-                difficult = _xml_text(obj, "difficult", default="0") == "1"
-                if difficult and not keep_difficult:
-                    continue
-                bb = obj.find("bndbox")
-                if bb is None:
-                    raise ValueError("object without <bndbox>")
-                x0, y0, x1, y1 = (float(_xml_text(bb, t)) for t in ("xmin", "ymin", "xmax", "ymax"))
-                box = np.array([x0 - 1.0, y0 - 1.0, x1, y1], dtype=np.float64)
-                box = np.clip(box, 0.0, [w, h, w, h])
-                cat = cat_ids.setdefault(cname, len(cat_ids))
-                objs.append(
-                    ObjectAnnotation(
-                        category_id=cat,
-                        bbox=box,
-                        height=h,
-                        width=w,
-                        area=float((box[2] - box[0]) * (box[3] - box[1])),
-                        difficult=difficult,
-                    )
-                )
+                ann = _voc_object(obj, w, h, cat_ids, keep_difficult)
+                if ann is not None:
+                    objs.append(ann)
         except FileNotFoundError as err:
             raise PHSError(f"The annotation file {xml_path} does not exist.") from err
         except (ET.ParseError, ValueError) as err:
@@ -498,10 +463,6 @@ def load_voc(
 # --------------------------------------------------------------------------------------------------------
 # Synthetic scenes
 # --------------------------------------------------------------------------------------------------------
-
-
-def _scene_file_name(index: int) -> str:
-    return f"scene_{index:06d}.jpg"
 
 
 def scene_record(scene: Scene, *, with_pixels: bool = True, path: Path | None = None) -> ImageRecord:
@@ -557,231 +518,3 @@ def load_synthetic(folder: str | Path) -> Dataset:
     folder = Path(folder)
     return load_coco(folder / ANNOTATIONS_FILE, folder, name="scenes")
 
-
-def _is_own_output(folder: Path, names: set[str]) -> bool:
-    """Whether ``folder`` (holding ``names``) was written by :func:`write_scene_folder`, and only by it.
-
-    It must hold the marker file or an ``annotations.json`` whose ``info.generator`` is ours, and nothing
-    but files with the names this writer uses.
-    """
-    if not all(_OWN_NAME.fullmatch(nm) for nm in names):
-        return False
-    if MARKER_FILE in names:
-        return True
-    try:
-        with open(folder / ANNOTATIONS_FILE, encoding="utf-8") as f:
-            data = json.load(f)
-    except (OSError, ValueError):
-        return False
-    return isinstance(data, dict) and data.get("info", {}).get("generator") == SCENES_GENERATOR
-
-
-def write_scene_folder(
-    out_dir: str | Path,
-    n: int,
-    seed: int = 0,
-    size: tuple[int, int] = (320, 240),
-    *,
-    min_objects: int = 1,
-    max_objects: int = 6,
-    min_visible: float = 0.3,
-    quality: int = 92,
-    progress: Callable[[int, int], None] | None = None,
-) -> Path:
-    """Write ``n`` scenes as JPEG files and a COCO ``annotations.json`` into ``out_dir``.
-
-    The JSON has ``images`` (id = scene index, ``scene_XXXXXX.jpg``), ``annotations`` (``category_id``,
-    ``bbox`` in COCO ``[x, y, w, h]`` of the visible pixels, ``segmentation`` as compressed RLE of the
-    visible pixels, ``area`` = visible pixel count, ``iscrowd`` = 0), ``categories`` (id = index in
-    :data:`core.synthetic.scenes.CATEGORIES`, with names) and ``info`` with the generator parameters.
-
-    ``out_dir`` may be missing, empty, or a previous (possibly interrupted) output of this function: a folder
-    holding its marker file ``.phs-scenes`` or its ``annotations.json``, and only files named as it names
-    them. Scene images of a previous output that the new one does not have are removed. The JSON is
-    removed first and written last, atomically, so a folder with an ``annotations.json`` always matches
-    its images.
-
-    Args:
-        out_dir: Target folder.
-        n: Number of scenes (at least 1).
-        seed: Generator seed.
-        size: ``(W, H)`` of the images.
-        min_objects: See :func:`core.synthetic.scenes.generate_scene`.
-        max_objects: See :func:`core.synthetic.scenes.generate_scene`.
-        min_visible: See :func:`core.synthetic.scenes.generate_scene`.
-        quality: JPEG quality (1-95).
-        progress: Called as ``progress(done, n)`` after each image.
-
-    Returns:
-        The path of ``annotations.json``.
-
-    Raises:
-        PHSError: ``out_dir`` is a file, or a non-empty folder that is not an output of this function.
-    """
-    out = Path(out_dir)
-    if n < 1:
-        raise PHSError(f"The number of scenes must be at least 1, got {n}.")
-    if out.exists() and not out.is_dir():
-        raise PHSError(f"{out} is a file, not a folder; choose another output folder.")
-    stale: set[str] = set()
-    if out.is_dir():
-        present = {p.name for p in out.iterdir()}
-        if present and not _is_own_output(out, present):
-            raise PHSError(
-                f"{out} is not empty and is not a folder written by 'phs scenes'; choose an empty or new folder."
-            )
-        stale = {nm for nm in present if _SCENE_NAME.fullmatch(nm)}
-    out.mkdir(parents=True, exist_ok=True)
-    (out / MARKER_FILE).write_text(SCENES_GENERATOR + "\n", encoding="utf-8")
-    # Until the new annotations.json is complete, the folder has none (an interrupted run leaves only images).
-    (out / ANNOTATIONS_FILE).unlink(missing_ok=True)
-
-    images, anns = [], []
-    ann_id = 1
-    for i in range(n):
-        scene = generate_scene(
-            seed, i, size, min_objects=min_objects, max_objects=max_objects, min_visible=min_visible
-        )
-        fname = _scene_file_name(i)
-        Image.fromarray(scene.image).save(out / fname, format="JPEG", quality=int(quality))
-        stale.discard(fname)
-        images.append({"id": i, "file_name": fname, "width": scene.width, "height": scene.height})
-        for o in scene.objects:
-            x0, y0, x1, y1 = (int(v) for v in o.bbox)
-            anns.append(
-                {
-                    "id": ann_id,
-                    "image_id": i,
-                    "category_id": o.category_id,
-                    "bbox": [x0, y0, x1 - x0, y1 - y0],
-                    "area": int(o.area),
-                    "iscrowd": 0,
-                    "segmentation": rle_encode(o.mask),
-                }
-            )
-            ann_id += 1
-        if progress is not None:
-            progress(i + 1, n)
-    for name in stale:
-        (out / name).unlink(missing_ok=True)
-    data = {
-        "info": {
-            "description": "PHS desktop synthetic scenes",
-            "generator": SCENES_GENERATOR,
-            "seed": int(seed),
-            "size": [int(size[0]), int(size[1])],
-            "min_objects": int(min_objects),
-            "max_objects": int(max_objects),
-            "min_visible": float(min_visible),
-            "bbox": "visible pixels",
-        },
-        "images": images,
-        "annotations": anns,
-        "categories": [
-            {"id": i, "name": nm, "supercategory": "shape"} for i, nm in enumerate(SCENE_CATEGORIES)
-        ],
-    }
-    target = out / ANNOTATIONS_FILE
-    atomic_write_json(target, data, compact=True)
-    return target
-
-
-# --------------------------------------------------------------------------------------------------------
-# Evaluation protocol
-# --------------------------------------------------------------------------------------------------------
-
-
-def filter_min_objects(dataset: Dataset, min_objects: int) -> Dataset:
-    """Keep the images with at least ``min_objects`` (non-crowd) objects (Fig. A2 of seed 000)."""
-    return Dataset(
-        dataset.name, dict(dataset.categories), tuple(im for im in dataset if im.n_objects >= min_objects)
-    )
-
-
-def split_query_database(
-    dataset: Dataset,
-    n_query: int | None = None,
-    n_database: int | None = None,
-    *,
-    seed: int = 0,
-    min_query_objects: int = 1,
-) -> tuple[Dataset, Dataset]:
-    """Split into disjoint query and database sets.
-
-    The images are shuffled with ``np.random.default_rng(seed)``. Queries are the first ``n_query`` of the
-    shuffled images that have at least ``min_query_objects`` (non-crowd) objects; the database is the first
-    ``n_database`` of all the remaining images (images without objects included: they are negatives).
-    Both keep the shuffled order.
-
-    Args:
-        dataset: The images to split.
-        n_query: Number of query images; ``None``: half of the eligible images (rounded down).
-        n_database: Number of database images; ``None``: all the rest.
-        seed: Shuffle seed.
-        min_query_objects: Least number of objects of a query image (at least 1).
-
-    Returns:
-        ``(queries, database)``, named ``"<name>-query"`` and ``"<name>-db"``.
-
-    Raises:
-        ValueError: When the dataset has too few (eligible) images for the requested sizes.
-    """
-    if min_query_objects < 1:
-        raise ValueError("A query image needs at least one object.")
-    order = np.random.default_rng(seed).permutation(len(dataset))
-    eligible = [int(i) for i in order if dataset[int(i)].n_objects >= min_query_objects]
-    if n_query is None:
-        n_query = len(eligible) // 2
-    if n_query < 1 or n_query > len(eligible):
-        raise ValueError(f"Cannot take {n_query} query images: {len(eligible)} images have enough objects.")
-    q = eligible[:n_query]
-    taken = set(q)
-    rest = [int(i) for i in order if int(i) not in taken]
-    if n_database is None:
-        n_database = len(rest)
-    if n_database < 1 or n_database > len(rest):
-        raise ValueError(
-            f"Cannot take {n_database} database images: {len(rest)} images are left after the queries."
-        )
-    db = rest[:n_database]
-    return dataset.subset(q, f"{dataset.name}-query"), dataset.subset(db, f"{dataset.name}-db")
-
-
-@dataclass(frozen=True)
-class QueryObject:
-    """One visual-prompt query: an object of a query image.
-
-    Attributes:
-        image_index: Index of the image in the query dataset.
-        object_index: Index of the object in the image's ``objects``.
-        image_id: The image's id.
-        category_id: ``c(o_i)``.
-        bbox: ``(4,)`` float64 XYXY box of the object (the box prompt).
-        n_cat: ``n_c(x_Q)``: number of objects of that category in the image.
-        n_objects: ``n(x_Q)``: number of objects in the image.
-    """
-
-    image_index: int
-    object_index: int
-    image_id: int | str
-    category_id: int
-    bbox: np.ndarray = field(repr=False)
-    n_cat: int
-    n_objects: int
-
-
-def query_objects(queries: Dataset) -> list[QueryObject]:
-    """One query per non-crowd object of every query image, in image then object order.
-
-    ``n_cat`` counts the non-crowd objects of the category in the image, so that summing ``1 / n_cat``
-    over an image's prompts of a category gives 1, as Eq. A3 of seed 000 intends.
-    """
-    out = []
-    for ii, im in enumerate(queries):
-        cats = Counter(o.category_id for o in im.objects if not o.iscrowd)
-        n = sum(cats.values())
-        for oi, o in enumerate(im.objects):
-            if o.iscrowd:
-                continue
-            out.append(QueryObject(ii, oi, im.image_id, o.category_id, o.bbox, cats[o.category_id], n))
-    return out

@@ -20,7 +20,8 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from core.evaluation.datasets import Dataset, query_objects
+from core.evaluation.datasets import Dataset
+from core.evaluation.splits import query_objects
 from core.method.engine import PHSEngine
 from core.method.propose import (
     PatchState,

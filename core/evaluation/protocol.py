@@ -3,9 +3,9 @@
 Every annotated object of every query image is one query (a prompt: its box, a point on it, or its mask).
 The database is encoded once with :meth:`core.method.engine.PHSEngine.encode_batch`, keeping the Query-DB cache
 (``X_cls``, ``O[CLS]``), as a :class:`core.search.service.MemoryGallery`. Each query image is encoded once
-(:meth:`~core.method.engine.PHSEngine.set_image`) and every prompt and method goes through the query service the
-app and ``phs search`` use (:func:`core.search.service.query_feature` and :func:`core.search.service.rank`), so
-the figures are those of the shipped search. MP@k and MAP@k (Eqs. A1-A8) and the per-number-of-objects
+(:meth:`~core.method.engine.PHSEngine.set_image`) and every prompt and method is one
+:meth:`core.search.service.QueryService.run` of a :class:`~core.search.service.QuerySpec`, the call the app and
+``phs search`` make, so the figures are those of the shipped search. MP@k and MAP@k (Eqs. A1-A8) and the per-number-of-objects
 breakdown (Fig. A2) come from :func:`core.evaluation.metrics.foir_metrics`.
 
 Methods (column names of the tables):
@@ -33,10 +33,7 @@ learned prompt and the red circle (seed 004, Fig. 4) is measured on the query im
 
 from __future__ import annotations
 
-import csv
-import json
-import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -46,19 +43,15 @@ from PIL import Image
 
 from core.defaults import LEARNED_METHODS, MARKER_METHODS
 from core.errors import PHSError
-from core.evaluation.datasets import (
-    Dataset,
-    filter_min_objects,
-    query_objects,
-    split_query_database,
-    synthetic_dataset,
-)
+from core.evaluation.datasets import Dataset, ImageRecord, synthetic_dataset
 from core.evaluation.metrics import FOIRMetrics, foir_metrics
 from core.evaluation.noise import noise_magnitude, noisy_box
+from core.evaluation.results import LABELS, EvalResult
+from core.evaluation.splits import QueryObject, filter_min_objects, query_objects, split_query_database
 from core.method.engine import FAParams, PHSEngine
-from core.method.phs import HeadStrategy, RoiReduce, l2_normalize
+from core.method.phs import HeadStrategy, RoiReduce, database_features
 from core.method.prompts import Box, Mask, Prompt
-from core.search.service import DEFAULT_CANDIDATES, MemoryGallery, QuerySpec, query_feature, rank
+from core.search.service import DEFAULT_CANDIDATES, MemoryGallery, QueryService, QuerySpec
 
 METHODS: tuple[str, ...] = (
     "cbir", "crop", "mask", "attn-mask", "fa", "phs-qo", "phs-qd", "phs-qd-exact", "fa+phs", "crop+phs",
@@ -66,22 +59,6 @@ METHODS: tuple[str, ...] = (
 )
 """Method names accepted by :func:`evaluate` and ``phs eval --methods``, in table order."""
 
-LABELS: dict[str, str] = {
-    "cbir": "CBIR",
-    "crop": "Crop",
-    "mask": "Mask",
-    "attn-mask": "Attention Mask",
-    "fa": "FA",
-    "phs-qo": "PHS (QO)",
-    "phs-qd": "PHS (QD)",
-    "phs-qd-exact": "PHS (QD, exact)",
-    "fa+phs": "FA+PHS",
-    "crop+phs": "Crop+PHS (h-1)",
-    "lvp": "Learned prompt",
-    "red-circle": "Red circle",
-    "lvp+phs": "Learned prompt+PHS",
-}
-"""Column headings for the tables, following the paper's names."""
 
 PROMPT_KINDS = ("box", "point", "mask")
 _PROMPTLESS = ("cbir",)
@@ -153,47 +130,6 @@ class EvalConfig:
             raise EvalError("The noise magnitude must be zero or positive.")
         if self.candidates < 1:
             raise EvalError("The Query-DB candidates K' must be at least 1.")
-
-
-@dataclass
-class EvalResult:
-    """Everything one evaluation produced.
-
-    Attributes:
-        metrics: ``{column: FOIRMetrics}``; columns are method names, ``<method>-N`` for noisy prompts.
-        sweep: ``{method: {h_on: FOIRMetrics}}`` for the ``h_on`` sweep.
-        info: dataset, model and settings, for the JSON and the table captions.
-    """
-
-    metrics: dict[str, FOIRMetrics]
-    sweep: dict[str, dict[int, FOIRMetrics]]
-    info: dict[str, Any]
-
-    @property
-    def k(self) -> int:
-        """The cut-off."""
-        return int(self.info["k"])
-
-    def to_json(self) -> dict[str, Any]:
-        """``{"MP@k": {col: v}, "MAP@k": {col: v}, "n_prompts": N, ...}`` (percent, 2 decimals)."""
-        k = self.k
-        out: dict[str, Any] = {
-            f"MP@{k}": {c: round(m.mp, 2) for c, m in self.metrics.items()},
-            f"MAP@{k}": {c: round(m.map, 2) for c, m in self.metrics.items()},
-            "n_prompts": next(iter(self.metrics.values())).n_queries,
-            "n_query_images": next(iter(self.metrics.values())).n_images,
-        }
-        out["min_num_objects"] = {
-            c: {str(n): round(g.mp, 2) for n, g in m.min_num_objects.items() if g.n_queries}
-            for c, m in self.metrics.items()
-        }
-        if self.sweep:
-            out["h_on_sweep"] = {
-                meth: {str(h): {f"MP@{k}": round(m.mp, 2), f"MAP@{k}": round(m.map, 2)} for h, m in d.items()}
-                for meth, d in self.sweep.items()
-            }
-        out.update(self.info)
-        return out
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -297,11 +233,6 @@ def make_prompt(kind: str, bbox: np.ndarray, mask: np.ndarray | None) -> Prompt:
     return Prompt(mask=Mask(mask))
 
 
-def default_h_on(engine: PHSEngine) -> int:
-    """``h_on`` to use when none is given: :attr:`core.method.engine.PHSEngine.recommended_h_on`."""
-    return engine.recommended_h_on
-
-
 # --------------------------------------------------------------------------------------------------------
 # the runner
 
@@ -326,7 +257,7 @@ def encode_database(engine: PHSEngine, database: Dataset, batch_size: int = 64,
         os_.append(enc.o_cls)
         if progress:
             progress(len(recs))
-    return _Database(l2_normalize(np.concatenate(feats)), np.concatenate(xs), np.concatenate(os_),
+    return _Database(database_features(np.concatenate(feats)), np.concatenate(xs), np.concatenate(os_),
                      database.image_categories())
 
 
@@ -335,6 +266,34 @@ def _padded(ids: np.ndarray, k: int) -> np.ndarray:
     out = -np.ones(k, np.int64)
     out[: len(ids)] = ids[:k]
     return out
+
+
+def _columns(config: EvalConfig) -> tuple[list[str], list[str], list[str]]:
+    """``(methods, noisy, sweep)``: the methods in table order (``phs-qd`` with ``phs-qd-exact`` beside it), the
+    ones also run with noisy boxes, and the ones of the ``h_on`` sweep."""
+    methods = [m for m in METHODS if m in config.methods]
+    if "phs-qd" in methods and "phs-qd-exact" not in methods:
+        methods.insert(methods.index("phs-qd") + 1, "phs-qd-exact")  # the shipped QD is reported beside the exact one
+    noisy = [m for m in methods if m not in _PROMPTLESS] if config.noise is not None else []
+    sweep = [m for m in ("phs-qo", "phs-qd") if config.h_on_sweep and m in methods]
+    return methods, noisy, sweep
+
+
+def method_spec(method: str, prompt: Prompt, h_on: int, config: EvalConfig, fa: FAParams,
+                itae: float | None) -> QuerySpec:
+    """The query spec of one evaluation method (a column name of :data:`METHODS`) for one prompt."""
+    return QuerySpec(
+        prompt=None if method in _PROMPTLESS else prompt,
+        method=_SERVICE_METHOD.get(method, method),
+        h_on=h_on if method in _H_ON_METHODS else None,
+        roi=config.roi,
+        strategy=HeadStrategy(config.strategy).value,
+        fa=fa,
+        itae_theta=itae,
+        mode="qd" if method.startswith("phs-qd") else "qo",
+        k=config.k,
+        candidates=None if method == "phs-qd-exact" else config.candidates,
+    )
 
 
 def evaluate(
@@ -346,6 +305,8 @@ def evaluate(
     info: dict[str, Any] | None = None,
 ) -> EvalResult:
     """Run the protocol: every prompted object of every query image, every method, one ranking each.
+
+    Every ranking is one :meth:`core.search.service.QueryService.run`, the shipped path.
 
     Args:
         engine: the model; its ITAE setting applies to the database and the queries.
@@ -360,13 +321,8 @@ def evaluate(
     from tqdm import tqdm
 
     config.validate(engine.num_heads)
-    h_on = config.h_on if config.h_on is not None else default_h_on(engine)
-    k = config.k
-    methods = [m for m in METHODS if m in config.methods]
-    if "phs-qd" in methods and "phs-qd-exact" not in methods:
-        methods.insert(methods.index("phs-qd") + 1, "phs-qd-exact")  # the shipped QD is reported beside the exact one
-    noisy = [m for m in methods if m not in _PROMPTLESS] if config.noise is not None else []
-    sweep_methods = [m for m in ("phs-qo", "phs-qd") if config.h_on_sweep and m in methods]
+    h_on = config.h_on if config.h_on is not None else engine.recommended_h_on
+    methods, noisy, sweep_methods = _columns(config)
     objs = query_objects(queries)
     if not objs:
         raise EvalError("The query set has no annotated objects.")
@@ -385,81 +341,94 @@ def evaluate(
         m: {int(h): [] for h in config.h_on_sweep} for m in sweep_methods
     }
     rng = np.random.default_rng(config.seed)
-    strategy = HeadStrategy(config.strategy)
     fa = FAParams(config.fa.alpha, config.fa.sigma, min(config.fa.blocks, engine.fa_blocks))
-    gallery = MemoryGallery(db.features, db.x_cls, db.o_cls)
+    service = QueryService(engine, MemoryGallery(db.features, db.x_cls, db.o_cls))
     itae = engine.itae_theta  # the database was encoded with it; the queries use the same
 
     def run_method(method: str, prompt: Prompt, hk: int) -> np.ndarray:
-        spec = QuerySpec(
-            prompt=None if method in _PROMPTLESS else prompt,
-            method=_SERVICE_METHOD.get(method, method),
-            h_on=hk if method in _H_ON_METHODS else None,
-            roi=config.roi,
-            strategy=strategy.value,
-            fa=fa,
-            itae_theta=itae,
-            mode="qd" if method.startswith("phs-qd") else "qo",
-            k=k,
-            candidates=None if method == "phs-qd-exact" else config.candidates,
-        )
-        _, ids = rank(engine, gallery, query_feature(engine, spec), k=k, mode=spec.mode,
-                      candidates=spec.candidates, strategy=strategy)  # fmt: skip
-        return _padded(ids, k)
+        out = service.run(method_spec(method, prompt, hk, config, fa, itae))  # the app's and `phs search`'s path
+        return _padded(np.array([i for _, i in out.hits], np.int64), config.k)
 
+    qbar = tqdm(total=len(objs), desc="queries", unit="prompt", disable=not progress)
+    for rec, o in _prompted_objects(engine, queries, objs):
+        prompt = make_prompt(config.prompt, o.bbox, rec.objects[o.object_index].mask() if config.prompt != "box" else None)
+        for m in methods:
+            ranked[m].append(run_method(m, prompt, h_on))
+        for m in sweep_methods:
+            for hk in config.h_on_sweep:
+                sweep_ranked[m][int(hk)].append(run_method(m, prompt, int(hk)))
+        if noisy:
+            nprompt = _noisy_prompt(config, o.bbox, engine.image_size, rng)
+            for m in noisy:
+                ranked[f"{m}-N"].append(run_method(m, nprompt, h_on))
+        qbar.update(1)
+    qbar.close()
+
+    def metrics_of(rows: list[np.ndarray]) -> FOIRMetrics:
+        return foir_metrics([o.category_id for o in objs], [o.image_id for o in objs], [o.n_cat for o in objs],
+                            [o.n_objects for o in objs], np.stack(rows), db.categories, config.k)  # fmt: skip
+
+    result_info = _result_info(engine, queries, database, config, methods, h_on, ranked, info)
+    if config.localize:
+        result_info["localization"] = _localization(engine, queries, database, service.gallery, config, h_on)
+    return EvalResult(
+        metrics={c: metrics_of(ranked[c]) for c in columns},
+        sweep={m: {h: metrics_of(r) for h, r in d.items()} for m, d in sweep_ranked.items()},
+        info=result_info,
+    )
+
+
+def _prompted_objects(engine: PHSEngine, queries: Dataset, objs: Sequence[QueryObject]
+                      ) -> Iterator[tuple[ImageRecord, QueryObject]]:
+    """Each query object with its image, the image set on the engine (encoded once for all its objects)."""
     by_image: dict[int, list[int]] = {}
     for j, o in enumerate(objs):
         by_image.setdefault(o.image_index, []).append(j)
-    qbar = tqdm(total=len(objs), desc="queries", unit="prompt", disable=not progress)
     for ii, js in by_image.items():
         rec = queries[ii]
-        pixels = rec.load()
-        engine.set_image(pixels)
-        w, h = engine.image_size
+        engine.set_image(rec.load())
         for j in js:
-            o = objs[j]
-            ann = rec.objects[o.object_index]
-            mask = ann.mask() if config.prompt != "box" else None
-            prompt = make_prompt(config.prompt, o.bbox, mask)
-            for m in methods:
-                ranked[m].append(run_method(m, prompt, h_on))
-            for m in sweep_methods:
-                for hk in config.h_on_sweep:
-                    sweep_ranked[m][int(hk)].append(run_method(m, prompt, int(hk)))
-            if noisy:
-                mag = int(round(config.noise)) if config.noise_absolute else noise_magnitude(w, h, m_ref=config.noise)
-                nb = noisy_box(o.bbox, w, h, rng, m=mag)
-                nprompt = Prompt(box=Box(*[float(v) for v in nb]))
-                for m in noisy:
-                    ranked[f"{m}-N"].append(run_method(m, nprompt, h_on))
-            qbar.update(1)
-    qbar.close()
+            yield rec, objs[j]
 
+
+def _noisy_prompt(config: EvalConfig, bbox: np.ndarray, size: tuple[int, int], rng: np.random.Generator) -> Prompt:
+    """The noisy box prompt of Eqs. A9-A10 for an object's ``(4,)`` XYXY box in a ``(W, H)`` image."""
+    w, h = size
+    mag = int(round(config.noise)) if config.noise_absolute else noise_magnitude(w, h, m_ref=config.noise)
+    nb = noisy_box(bbox, w, h, rng, m=mag)
+    return Prompt(box=Box(*[float(v) for v in nb]))
+
+
+def _localization(engine: PHSEngine, queries: Dataset, database: Dataset, gallery: Any, config: EvalConfig,
+                  h_on: int) -> dict[str, Any]:
+    """The proposals of the kept heads against all heads (:mod:`core.evaluation.localize`), summarised."""
+    from core.evaluation.localize import localize
+
+    def prompt_of(o, ann):  # a QueryObject and its ObjectAnnotation
+        return make_prompt(config.prompt, o.bbox, ann.mask() if config.prompt != "box" else None)
+
+    return localize(engine, queries, database, gallery, k=config.k, h_on=h_on, make_prompt=prompt_of,
+                    roi=config.roi, strategy=HeadStrategy(config.strategy).value).summary()  # fmt: skip
+
+
+def _result_info(engine: PHSEngine, queries: Dataset, database: Dataset, config: EvalConfig, methods: list[str],
+                 h_on: int, ranked: dict[str, list[np.ndarray]], extra: dict[str, Any] | None) -> dict[str, Any]:
+    """The facts of a run for the JSON and the captions (``extra``: the caller's, such as the dataset), with
+    the QD overlap and the markers' attention gain."""
+    k = config.k
     overlap = None
     if "phs-qd" in ranked and ranked["phs-qd"]:
         shipped, exact = np.stack(ranked["phs-qd"]), np.stack(ranked["phs-qd-exact"])
         kk = min(k, len(database))
         overlap = float(np.mean([len(set(a[:kk]) & set(b[:kk])) / kk for a, b in zip(shipped, exact)])) * 100
-
-    def metrics_of(rows: list[np.ndarray]) -> FOIRMetrics:
-        return foir_metrics(
-            [o.category_id for o in objs],
-            [o.image_id for o in objs],
-            [o.n_cat for o in objs],
-            [o.n_objects for o in objs],
-            np.stack(rows),
-            db.categories,
-            k,
-        )
-
-    result_info = {
+    info = {
         "k": k,
         "model": engine.spec.name,
         "model_label": engine.spec.label,
         "is_demo": engine.spec.is_demo,
         "h_on": h_on,
         "roi": config.roi,
-        "strategy": strategy.value,
+        "strategy": HeadStrategy(config.strategy).value,
         "prompt": config.prompt,
         "noise": config.noise,
         "noise_scale": None if config.noise is None else ("absolute" if config.noise_absolute else "image"),
@@ -469,28 +438,15 @@ def evaluate(
         "n_database": len(database),
         "num_heads": engine.num_heads,
         "methods": methods,
-    } | (info or {})
-    gain = None
+    } | (extra or {})
     if MARKER_METHODS & set(methods):
         gain = marker_attention_gain(engine, queries, seed=config.seed)
-        result_info["attention_gain"] = {name: layers[-1] for name, layers in gain["attention_gain"].items()
-                                         if name in _MARKERS}  # fmt: skip
-        result_info["attention_gain_per_layer"] = {name: gain["attention_gain"][name] for name in _MARKERS
-                                                   if name in gain["attention_gain"]}  # fmt: skip
-        result_info["attention_gain_images"] = gain["eval_images"]
-    if config.localize:
-        from core.evaluation.localize import localize
-
-        def prompt_of(o, ann):  # a QueryObject and its ObjectAnnotation
-            return make_prompt(config.prompt, o.bbox, ann.mask() if config.prompt != "box" else None)
-
-        result_info["localization"] = localize(engine, queries, database, gallery, k=k, h_on=h_on, make_prompt=prompt_of,
-                                               roi=config.roi, strategy=strategy.value).summary()  # fmt: skip
-    return EvalResult(
-        metrics={c: metrics_of(ranked[c]) for c in columns},
-        sweep={m: {h: metrics_of(r) for h, r in d.items()} for m, d in sweep_ranked.items()},
-        info=result_info,
-    )
+        info["attention_gain"] = {name: layers[-1] for name, layers in gain["attention_gain"].items()
+                                  if name in _MARKERS}  # fmt: skip
+        info["attention_gain_per_layer"] = {name: gain["attention_gain"][name] for name in _MARKERS
+                                            if name in gain["attention_gain"]}  # fmt: skip
+        info["attention_gain_images"] = gain["eval_images"]
+    return info
 
 
 def marker_attention_gain(engine: PHSEngine, images: Dataset, count: int = 200, seed: int = 0) -> dict[str, Any]:
@@ -527,197 +483,7 @@ def marker_attention_gain(engine: PHSEngine, images: Dataset, count: int = 200, 
             "eval_images": f"{pool.description}, random centres (seed {10_007 + seed})"}  # fmt: skip
 
 
-# --------------------------------------------------------------------------------------------------------
-# reports
-
-
-def _label(col: str) -> str:
-    if col.endswith("-N"):
-        return LABELS[col[:-2]] + "-N"
-    return LABELS[col]
-
-
-def markdown_table(result: EvalResult, dataset: str | None = None) -> str:
-    """The results laid out like the seed's tables: one row per dataset/model, one column per method.
-
-    Includes MP@k and MAP@k, and (when present) the ``h_on`` sweep (Fig. A1) and the relative gain over
-    CBIR by number of objects (Fig. A2).
-    """
-    k = result.k
-    info = result.info
-    ds = dataset or str(info.get("dataset", ""))
-    model = str(info.get("model_label", info.get("model", "")))
-    cols = list(result.metrics)
-    lines = []
-    for name, attr in ((f"MP@{k}", "mp"), (f"MAP@{k}", "map")):
-        lines.append("| Dataset | Model | " + " | ".join(_label(c) for c in cols) + " |")
-        lines.append("|---|---|" + "---:|" * len(cols))
-        lines.append(f"| {ds} | {model} | " + " | ".join(f"{getattr(result.metrics[c], attr):.1f}" for c in cols) + " |")
-        lines.append("")
-        lines.append(
-            f"Metric: {name} (%). {result.metrics[cols[0]].n_queries} prompted objects in "
-            f"{result.metrics[cols[0]].n_images} query images, database {info.get('n_database')} images; "
-            f"prompt {info.get('prompt')}, h_on {info.get('h_on')}, ROI {info.get('roi')}, "
-            f"strategy {info.get('strategy')}"
-            + (f", noise m = {info.get('noise')} px ("
-               + ("absolute, as the paper" if info.get("noise_scale") == "absolute" else "scaled from a 640 px side")
-               + ")" if info.get("noise") is not None else "")
-            + (f"; PHS (QD) re-ranks the Query-Only top {info.get('qd_candidates')} as shipped, top-{k} overlap "
-               f"with the exact whole-database QD {info.get(f'qd_overlap@{k}')}%"
-               if info.get(f"qd_overlap@{k}") is not None else "")
-            + (f", ITAE theta {info.get('itae_theta')}" if info.get("itae_theta") is not None else "")
-            + "."
-        )
-        lines.append("")
-    gain = info.get("attention_gain_per_layer")
-    if gain:
-        layers = len(next(iter(gain.values())))
-        lines.append("| marker | " + " | ".join(f"layer {i + 1}" for i in range(layers)) + " |")
-        lines.append("|---|" + "---:|" * layers)
-        for name, gains in gain.items():
-            lines.append(f"| {LABELS[name]} | " + " | ".join(f"{100 * g:+.0f}%" for g in gains) + " |")
-        lines.append("")
-        lines.append(f"Relative attention gain on the marked tokens per layer (seed 004, Fig. 4), "
-                     f"{info.get('attention_gain_images')}.")
-        lines.append("")
-    if info.get("localization"):
-        from core.evaluation.localize import markdown
-
-        lines.append(markdown(info["localization"]))
-    if result.sweep:
-        hs = sorted({h for d in result.sweep.values() for h in d})
-        lines.append("| h_on | " + " | ".join(str(h) for h in hs) + " |")
-        lines.append("|---|" + "---:|" * len(hs))
-        for meth, d in result.sweep.items():
-            lines.append(f"| {LABELS[meth]} | " + " | ".join(f"{d[h].mp:.1f}" if h in d else "" for h in hs) + " |")
-        lines.append("")
-        lines.append(f"MP@{k} (%) against the number of selected heads (Fig. A1).")
-        lines.append("")
-    if "cbir" in result.metrics:
-        base = result.metrics["cbir"].min_num_objects
-        ns = [n for n, g in base.items() if g.n_queries]
-        others = [c for c in cols if c != "cbir"]
-        if ns and others:
-            lines.append("| objects >= | " + " | ".join(str(n) for n in ns) + " |")
-            lines.append("|---|" + "---:|" * len(ns))
-            lines.append("| CBIR MP | " + " | ".join(f"{base[n].mp:.1f}" for n in ns) + " |")
-            for c in others:
-                g = result.metrics[c].min_num_objects
-                cells = [f"{100.0 * (g[n].mp / base[n].mp - 1.0):+.1f}%" if base[n].mp > 0 else "" for n in ns]
-                lines.append(f"| {_label(c)} | " + " | ".join(cells) + " |")
-            lines.append("")
-            lines.append(f"Relative MP@{k} gain over CBIR for query images with at least n objects (Fig. A2).")
-            lines.append("")
-    return "\n".join(lines)
-
-
-def write_csv(result: EvalResult, path: Path) -> None:
-    """One row per column (method) with MP@k, MAP@k and the query counts; the sweep as extra rows."""
-    k = result.k
-    with open(path, "w", newline="") as fh:
-        w = csv.writer(fh)
-        w.writerow(["method", "h_on", f"MP@{k}", f"MAP@{k}", "n_prompts", "n_query_images", "qd_candidates",
-                    f"qd_overlap@{k}"])
-        overlap = result.info.get(f"qd_overlap@{k}")
-
-        def qd_cells(method: str) -> list[Any]:
-            if method == "phs-qd":
-                return [result.info.get("qd_candidates"), overlap]
-            return ["all", overlap] if method == "phs-qd-exact" else ["", ""]
-
-        for c, m in result.metrics.items():
-            w.writerow([c, result.info.get("h_on"), f"{m.mp:.4f}", f"{m.map:.4f}", m.n_queries, m.n_images,
-                        *qd_cells(c)])
-        for meth, d in result.sweep.items():
-            for h, m in d.items():
-                w.writerow([meth, h, f"{m.mp:.4f}", f"{m.map:.4f}", m.n_queries, m.n_images, *qd_cells(meth)])
-
-
-def write_plots(result: EvalResult, out_dir: Path) -> list[Path]:
-    """matplotlib plots: ``h_on`` sweep (Fig. A1), noise robustness (Table A3), gain vs objects (Fig. A2)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    k = result.k
-    written: list[Path] = []
-
-    def save(fig, name: str) -> None:
-        fig.tight_layout()
-        written.append(out_dir / f"{name}.png")
-        fig.savefig(written[-1], dpi=120)
-        plt.close(fig)
-
-    if result.sweep:
-        fig, ax = plt.subplots(figsize=(5, 3.5))
-        for meth, d in result.sweep.items():
-            hs = sorted(d)
-            ax.plot(hs, [d[h].mp for h in hs], marker="o", label=LABELS[meth])
-        if "cbir" in result.metrics:
-            ax.axhline(result.metrics["cbir"].mp, color="grey", ls="--", label="CBIR")
-        ax.set_xlabel("h_on (selected heads)")
-        ax.set_ylabel(f"MP@{k} (%)")
-        ax.legend()
-        save(fig, "h_on_sweep")
-    noisy = [c[:-2] for c in result.metrics if c.endswith("-N")]
-    if noisy:
-        fig, ax = plt.subplots(figsize=(max(4, 1.2 * len(noisy)), 3.5))
-        x = np.arange(len(noisy))
-        ax.bar(x - 0.2, [result.metrics[m].mp for m in noisy], 0.4, label="clean")
-        ax.bar(x + 0.2, [result.metrics[f"{m}-N"].mp for m in noisy], 0.4, label="noisy")
-        ax.set_xticks(x, [LABELS[m] for m in noisy], rotation=20)
-        ax.set_ylabel(f"MP@{k} (%)")
-        ax.legend()
-        save(fig, "noise_robustness")
-    if "cbir" in result.metrics and len(result.metrics) > 1:
-        base = result.metrics["cbir"].min_num_objects
-        ns = [n for n, g in base.items() if g.n_queries and g.mp > 0]
-        fig, ax = plt.subplots(figsize=(5, 3.5))
-        for c, m in result.metrics.items():
-            if c == "cbir" or c.endswith("-N"):
-                continue
-            ax.plot(ns, [100.0 * (m.min_num_objects[n].mp / base[n].mp - 1.0) for n in ns], marker="o",
-                    label=_label(c))
-        ax.axhline(0.0, color="grey", ls="--")
-        ax.set_xlabel("query images with at least n objects")
-        ax.set_ylabel(f"relative MP@{k} vs CBIR (%)")
-        ax.legend(fontsize=7)
-        save(fig, "gain_vs_objects")
-    per_layer = result.info.get("attention_gain_per_layer")
-    if per_layer:
-        fig, ax = plt.subplots(figsize=(5, 3.5))
-        for name, gains in per_layer.items():
-            ax.plot(range(1, len(gains) + 1), [100.0 * g for g in gains], marker="o", label=LABELS[name])
-        ax.axhline(0.0, color="grey", ls="--")
-        ax.set_xlabel("layer")
-        ax.set_ylabel("relative attention gain on the marked tokens (%)")
-        ax.legend()
-        save(fig, "attention_gain")
-    return written
-
-
-def write_report(result: EvalResult, out_dir: Path, dataset: str | None = None) -> dict[str, Path]:
-    """Write ``results.md``, ``results.csv``, ``results.json`` and the plots into ``out_dir``."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    paths = {"markdown": out_dir / "results.md", "csv": out_dir / "results.csv", "json": out_dir / "results.json"}
-    paths["markdown"].write_text(markdown_table(result, dataset) + "\n")
-    write_csv(result, paths["csv"])
-    paths["json"].write_text(json.dumps(result.to_json(), indent=2, default=_json_default) + "\n")
-    for p in write_plots(result, out_dir):
-        paths[p.stem] = p
-    return paths
-
-
-def _json_default(o: Any) -> Any:
-    if isinstance(o, (np.integer,)):
-        return int(o)
-    if isinstance(o, (np.floating,)):
-        return None if math.isnan(float(o)) else float(o)
-    if isinstance(o, FAParams):
-        return {"alpha": o.alpha, "sigma": o.sigma, "blocks": o.blocks}
-    return str(o)
-
+from core.evaluation.report import markdown_table, write_csv, write_plots, write_report  # noqa: E402 (re-exported)
 
 __all__ = [
     "EvalConfig",
@@ -725,7 +491,6 @@ __all__ = [
     "EvalResult",
     "LABELS",
     "METHODS",
-    "default_h_on",
     "encode_database",
     "evaluate",
     "filter_min_objects",

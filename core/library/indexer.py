@@ -50,7 +50,7 @@ from core.library.photo_index import EngineLike, PhotoIndex
 from core.library.reports import FailedFile, FolderVanishedError, IndexProgress, IndexReport
 from core.library.scan import ScannedFile, scan_folder
 from core.library.vectors import APPROX_THRESHOLD
-from core.method.phs import l2_normalize
+from core.method.phs import database_features
 
 __all__ = [
     "MAX_BATCH_SIZE", "MAX_WORKERS", "FailedFile", "FolderVanishedError", "IndexProgress", "IndexReport", "Indexer",
@@ -472,7 +472,7 @@ class Indexer:
 
     def _encode(self, items: list[Prepared], feats: dict[str, np.ndarray], qd_rows: dict[str, np.ndarray]) -> None:
         enc = self.engine.encode_batch(_stack([p.tensor for p in items]))
-        f = l2_normalize(np.asarray(enc.features, dtype=np.float32))
+        f = database_features(np.asarray(enc.features, dtype=np.float32))
         rows = st.QDCache.pack(enc.x_cls, enc.o_cls)
         for i, p in enumerate(items):
             feats[p.hash] = f[i]

@@ -13,70 +13,41 @@ no centre crop, so every prompt location maps to a token (see :mod:`core.method.
 from __future__ import annotations
 
 import contextlib
+import enum
 import hashlib
 from collections import OrderedDict
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
 from PIL import Image
 from timm.data import resolve_model_data_config
 
+from core.defaults import FA_BLOCKS
 from core.errors import NotReadyError, PromptError
 from core.method import precision as _precision
 from core.method import vit
+from core.method.engine_facts import EncodedBatch, EngineCounters, FAParams, ModelFacts  # noqa: F401 (re-exported)
+from core.method.markers import Marker, Placement, mark_input
 from core.method.phs import HeadSelection, HeadStrategy, RoiReduce, head_mask, roi_attention, select_heads
 from core.method.prompts import Prompt, Roi, prompt_to_roi
 from core.method.transforms import ImageLike, SquashResize, read_for_model, to_pil
-from core.models.backbones import Backbone, ModelSpec, load_backbone, recommended_h_on, resolve_device
-
-if TYPE_CHECKING:
-    from core.method.lvp import Marker, Placement
-
-@dataclass(frozen=True)
-class FAParams:
-    """FALIP foveal attention (seed 002): ``alpha``, ``sigma`` and the number of last blocks it acts on."""
-
-    alpha: float = 0.2
-    sigma: float = 100.0
-    blocks: int = 4
-
-    def __post_init__(self) -> None:
-        if not (np.isfinite(self.alpha) and np.isfinite(self.sigma) and self.sigma > 0 and self.blocks >= 1):
-            raise PromptError("FA needs a finite alpha, a positive sigma and at least one block.")
+from core.models.backbones import Backbone, load_backbone, resolve_device
 
 
-@dataclass(frozen=True, eq=False)
-class EncodedBatch:
-    """Output of :meth:`PHSEngine.encode_batch` for ``B`` images.
-
-    Attributes:
-        features: ``(B, feature_dim)`` float32 plain [CLS] features (not normalised).
-        x_cls: ``(B, D)`` float32 last-block residual input at [CLS].
-        o_cls: ``(B, h, d_h)`` float32 per-head [CLS] outputs of the last block.
-    """
-
-    features: np.ndarray
-    x_cls: np.ndarray
-    o_cls: np.ndarray
+class _EngineSetting(enum.Enum):
+    ITAE = "the engine's ITAE threshold"
 
 
-@dataclass
-class EngineCounters:
-    """How much work the engine did; tests use it to prove that prompt edits never re-run the backbone.
+ENGINE_ITAE = _EngineSetting.ITAE
+"""Default of every per-query ``itae_theta`` argument: the engine's own threshold (:attr:`PHSEngine.itae_theta`,
+the one its index features are computed with). A query passes its own threshold, or ``None`` for off, without
+changing the engine, so one engine serves a person's queries and the index's reads."""
 
-    Attributes:
-        forwards: images pushed through the whole backbone.
-        blocks: transformer blocks re-run from cached tokens (FA), counted per image.
-        cache_hits: :meth:`PHSEngine.set_image` calls answered from the encoded-image cache.
-    """
-
-    forwards: int = 0
-    blocks: int = 0
-    cache_hits: int = 0
+ItaeArg = float | None | _EngineSetting
 
 
 @dataclass
@@ -84,12 +55,11 @@ class _ImageState:
     image_size: tuple[int, int]  # (W, H) of the original image, upright
     tokens_fa: torch.Tensor  # (1, N, D) entering block L - fa_blocks
     tokens_last: torch.Tensor  # (1, N, D) entering the last block
-    base: vit.ClsState | None = None
-    base_theta: float | None = None
-    fa_cache: dict[tuple, vit.ClsState] = field(default_factory=dict)
+    base: dict[float | None, vit.ClsState] = field(default_factory=dict)  # by ITAE threshold
+    fa_cache: dict[tuple, vit.ClsState] = field(default_factory=dict)  # by (token box, FA, ITAE threshold)
 
 
-class PHSEngine:
+class PHSEngine(ModelFacts):
     """Prompt-guided attention Head Selection on a timm ViT, "encode once, prompt many".
 
     Example::
@@ -108,8 +78,9 @@ class PHSEngine:
             run in fp32, the fastest for them; the Query-DB re-rank runs in :attr:`rerank_precision` and
             refines its best candidates in fp32. Part of the index fingerprint.
         fa_blocks: how many last blocks the query cache covers for FA (FALIP uses 4).
-        itae_theta: ITAE threshold on last-block query norms, ``None`` for off. Part of the index
-            fingerprint, since it changes database features.
+        itae_theta: ITAE threshold on last-block query norms, ``None`` for off: what :meth:`encode_batch`
+            computes index features with, so part of the index fingerprint. Every per-image method takes its
+            own ``itae_theta`` for one query (default :data:`ENGINE_ITAE`, this one).
         cache_size: how many encoded images to keep (keyed by content hash).
     """
 
@@ -118,7 +89,7 @@ class PHSEngine:
         backbone: Backbone,
         device: str | torch.device | None = "auto",
         precision: str = "auto",
-        fa_blocks: int = 4,
+        fa_blocks: int = FA_BLOCKS,
         itae_theta: float | None = None,
         cache_size: int = 8,
     ) -> None:
@@ -149,42 +120,7 @@ class PHSEngine:
         self._bf16: Any = None
 
     # ----------------------------------------------------------------------------------------------------
-    # facts
-
-    @property
-    def spec(self) -> ModelSpec:
-        """The registry entry of the backbone."""
-        return self.backbone.spec
-
-    @property
-    def num_heads(self) -> int:
-        """``h``, heads in the last block."""
-        return self.layout.num_heads
-
-    @property
-    def head_dim(self) -> int:
-        """``d_h``."""
-        return self.layout.head_dim
-
-    @property
-    def embed_dim(self) -> int:
-        """``D``."""
-        return self.layout.embed_dim
-
-    @property
-    def feature_dim(self) -> int:
-        """Length of the output feature."""
-        return self.layout.feature_dim
-
-    @property
-    def grid(self) -> tuple[int, int]:
-        """``(gh, gw)`` patch grid."""
-        return self.layout.grid
-
-    @property
-    def input_size(self) -> int:
-        """Square input side ``S`` in pixels."""
-        return self.layout.input_size
+    # the current image
 
     @property
     def is_image_set(self) -> bool:
@@ -195,57 +131,6 @@ class PHSEngine:
     def image_size(self) -> tuple[int, int]:
         """``(W, H)`` of the current image (after EXIF orientation)."""
         return self._require().image_size
-
-    @property
-    def mean(self) -> tuple[float, float, float]:
-        """Per-channel normalisation mean of the model input."""
-        return self.transform.mean
-
-    @property
-    def std(self) -> tuple[float, float, float]:
-        """Per-channel normalisation std of the model input."""
-        return self.transform.std
-
-    @property
-    def interpolation(self) -> str:
-        """Resampling of the squash resize, ``bicubic`` or ``bilinear``."""
-        return self.transform.interpolation
-
-    @property
-    def recommended_h_on(self) -> int:
-        """``h_on`` to use when none is chosen (see :func:`core.models.backbones.recommended_h_on`)."""
-        return recommended_h_on(self.spec, self.num_heads)
-
-    def fingerprint(self) -> dict[str, Any]:
-        """Everything that determines database features; indexes record it and refuse a mismatch."""
-        weights = self.backbone.weights_id
-        if weights == "random":
-            # Random weights differ from model to model: identify them by their values.
-            digest = hashlib.sha1()
-            for t in self.model.state_dict().values():
-                digest.update(t.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
-            weights = f"random:{digest.hexdigest()[:16]}"
-        return {
-            "model": self.spec.name,
-            "timm_name": self.spec.timm_name,
-            "arch_overrides": dict(sorted(self.backbone.model_kwargs.items())),
-            "weights": weights,
-            "input_size": self.input_size,
-            "mean": list(self.mean),
-            "std": list(self.std),
-            "resize": f"squash-{self.interpolation}",
-            "itae_theta": self.itae_theta,
-            "precision": self.precision,
-            "feature_dim": self.feature_dim,
-            "num_heads": self.num_heads,
-            "head_dim": self.head_dim,
-            "embed_dim": self.embed_dim,
-        }
-
-    def describe(self) -> str:
-        """A one-line description for status bars and logs."""
-        demo = " [demo model, synthetic shapes only]" if self.spec.is_demo else ""
-        return f"{self.spec.label}{demo} on {self.device.type}, {self.precision}"
 
     # ----------------------------------------------------------------------------------------------------
     # preprocessing
@@ -298,9 +183,9 @@ class PHSEngine:
         return t_fa.float(), t_last.float()
 
     @torch.no_grad()
-    def _last_block(self, tokens: torch.Tensor, **kwargs: Any) -> vit.ClsState:
+    def _last_block(self, tokens: torch.Tensor, theta: ItaeArg = ENGINE_ITAE, **kwargs: Any) -> vit.ClsState:
         with self._autocast():
-            st = vit.last_block_cls(self.model, tokens, itae_theta=self.itae_theta, **kwargs)
+            st = vit.last_block_cls(self.model, tokens, itae_theta=self._theta(theta), **kwargs)
         return vit.ClsState(
             st.x_cls.float(), st.o_cls.float(), st.attn.float(), st.q_norms.float(), st.artifacts
         )
@@ -324,6 +209,10 @@ class PHSEngine:
 
     def _set_input(self, x: torch.Tensor, size: tuple[int, int]) -> None:
         """Make the ``(3, S, S)`` input of a photo of ``size`` = ``(W, H)`` the current image, from the cache if seen."""
+        self._state = self._encoded(x, size)
+
+    def _encoded(self, x: torch.Tensor, size: tuple[int, int]) -> _ImageState:
+        """The cached state of the ``(3, S, S)`` input of a photo of ``size`` = ``(W, H)``, encoded if not seen."""
         key = hashlib.sha1(x.numpy().tobytes() + repr(size).encode()).hexdigest()
         state = self._cache.get(key)
         if state is not None:
@@ -335,69 +224,80 @@ class PHSEngine:
             self._cache[key] = state
             while len(self._cache) > self._cache_size:
                 self._cache.popitem(last=False)
-        self._state = state
+        return state
 
     def set_marked_image(self, prompt: Prompt, marker: Marker) -> Placement:
-        """Make the current photo with a marker drawn at ``prompt`` the encoded state (``lvp``, ``red-circle``).
+        """Make the current photo with a marker drawn at ``prompt`` the encoded state (to inspect it alone).
 
-        The marker (a :class:`core.method.lvp.LearnedPrompt` or :class:`core.method.lvp.RedCircle`) is drawn
-        on the model input (see :func:`core.method.lvp.marker_placement`), which is encoded once and cached
-        like any photo (keyed by its content, so the same placement is free the second time). The photo and
-        its size stay those of the unmarked photo, so :meth:`feature`, :meth:`select_heads` and
-        :meth:`attention_maps` then answer for the marked photo; :meth:`set_image` with the photo returns to
-        it (from the cache).
+        A query does not need this: :meth:`feature`, :meth:`select_heads` and :meth:`attention_maps` take the
+        marker as an argument and leave the current photo as it is. :meth:`set_image` with the photo returns
+        to it (from the cache).
 
         Returns:
-            The :class:`core.method.lvp.Placement` in input pixels.
+            The :class:`core.method.markers.Placement` in input pixels.
         """
-        from core.method.lvp import mark_input
+        state, placement = self._marked(prompt, marker)
+        self._state = state
+        return placement
 
+    def placement(self, prompt: Prompt, marker: Marker) -> Placement:
+        """Where ``marker`` is drawn for ``prompt`` on the current photo, in input pixels (nothing is encoded)."""
+        return marker.placement(prompt, self.image_size, self.input_size)
+
+    def _marked(self, prompt: Prompt, marker: Marker) -> tuple[_ImageState, Placement]:
+        """The current photo with ``marker`` drawn at ``prompt`` (:func:`core.method.markers.mark_input`),
+        encoded once and cached like any photo (keyed by its content, so the same placement is free the second
+        time); the photo's size stays that of the unmarked photo."""
         st = self._require()
         assert self._model_image is not None
         x, placement = mark_input(self.preprocess(self._model_image), prompt, st.image_size, marker, self.mean,
                                   self.std)  # fmt: skip
-        self._set_input(x, st.image_size)
-        return placement
+        return self._encoded(x, st.image_size), placement
 
-    @contextlib.contextmanager
-    def marked(self, prompt: Prompt, marker: Marker) -> Iterator[Placement]:
-        """Within the block the current photo carries ``marker`` at ``prompt`` (:meth:`set_marked_image`);
-        afterwards the unmarked photo is current again, without decoding or encoding anything.
-
-        Yields:
-            The :class:`core.method.lvp.Placement` in input pixels.
-        """
-        plain = self._require()
-        try:
-            yield self.set_marked_image(prompt, marker)
-        finally:
-            self._state = plain
+    def _theta(self, itae_theta: ItaeArg) -> float | None:
+        """A per-query ITAE argument as a threshold (:data:`ENGINE_ITAE`: the engine's own)."""
+        if itae_theta is ENGINE_ITAE:
+            return self.itae_theta
+        if itae_theta is not None and not np.isfinite(itae_theta):
+            raise PromptError("The ITAE threshold must be a finite number.")
+        return None if itae_theta is None else float(itae_theta)
 
     def _require(self) -> _ImageState:
         if self._state is None:
             raise NotReadyError("Open a photo first: no image is set.")
         return self._state
 
-    def _base(self) -> vit.ClsState:
-        st = self._require()
-        if st.base is None or st.base_theta != self.itae_theta:
-            st.base = self._last_block(st.tokens_last)
-            st.base_theta = self.itae_theta
-            st.fa_cache.clear()
-        return st.base
+    def _base(self, theta: ItaeArg = ENGINE_ITAE, state: _ImageState | None = None) -> vit.ClsState:
+        st = state or self._require()
+        theta = self._theta(theta)
+        base = st.base.get(theta)
+        if base is None:
+            base = st.base[theta] = self._last_block(st.tokens_last, theta)
+        return base
+
+    def _view(self, prompt: Prompt | None, marker: Marker | None) -> _ImageState:
+        """The current photo's state, or with ``marker`` drawn at ``prompt``."""
+        if marker is None:
+            return self._require()
+        if prompt is None:
+            raise PromptError("A marker is drawn at a prompt: give the prompt with the marker.")
+        return self._marked(prompt, marker)[0]
 
     def set_itae(self, theta: float | None) -> None:
-        """Turn ITAE on (``theta``) or off (``None``); the current image is re-scored from its cache."""
+        """Set the engine's ITAE threshold (``None``: off): what :meth:`encode_batch` encodes index photos with
+        and what a per-image call uses when it is given no ``itae_theta`` of its own."""
         if theta is not None and not np.isfinite(theta):
             raise PromptError("The ITAE threshold must be a finite number.")
         self.itae_theta = None if theta is None else float(theta)
 
     @torch.no_grad()
-    def encode_batch(self, images: Sequence[ImageLike] | torch.Tensor) -> EncodedBatch:
+    def encode_batch(self, images: Sequence[ImageLike] | torch.Tensor, *,
+                     itae_theta: ItaeArg = ENGINE_ITAE) -> EncodedBatch:
         """Encode a batch for the index: plain features plus the Query-DB cache.
 
         Args:
             images: a sequence of images, or an already preprocessed ``(B, 3, S, S)`` tensor.
+            itae_theta: ITAE threshold for these images (default: the engine's, the index's).
 
         Returns:
             :class:`EncodedBatch` with ``(B, feature_dim)``, ``(B, D)`` and ``(B, h, d_h)`` arrays.
@@ -409,7 +309,7 @@ class PHSEngine:
         depth = self.layout.depth
         with self._autocast():
             t = vit.run_blocks(self.model, vit.embed(self.model, x.to(self.device)), 0, depth - 1)
-            st = vit.last_block_cls(self.model, t, itae_theta=self.itae_theta)
+            st = vit.last_block_cls(self.model, t, itae_theta=self._theta(itae_theta))
         # The feature comes from the [CLS] state in fp32, exactly as a query's feature() and the fp32 pass of
         # the Query-DB re-rank compute it, so a stored photo and the same photo as a query agree.
         x_cls, o_cls = st.x_cls.float(), st.o_cls.float()
@@ -489,30 +389,44 @@ class PHSEngine:
         a = state.attn[0, :, self.layout.num_prefix_tokens :]
         return a.reshape(self.num_heads, gh, gw).cpu().numpy()
 
-    def attention_maps(self, prompt: Prompt | None = None, fa: FAParams | None = None) -> np.ndarray:
+    def _state_for(self, prompt: Prompt | None, fa: FAParams | None, marker: Marker | None,
+                   itae_theta: ItaeArg) -> vit.ClsState:
+        """The last block's [CLS] state a query reads: under FA, on the marked photo, or plain."""
+        theta = self._theta(itae_theta)
+        if fa is not None and prompt is not None:
+            if marker is not None:
+                raise PromptError("FA does not combine with a marker; choose one of them.")
+            return self._fa_state(prompt, fa, theta)
+        return self._base(theta, self._view(prompt, marker))
+
+    def attention_maps(self, prompt: Prompt | None = None, fa: FAParams | None = None, *,
+                       marker: Marker | None = None, itae_theta: ItaeArg = ENGINE_ITAE) -> np.ndarray:
         """Each head's [CLS]->patch attention in the last block (prefix tokens excluded).
 
         Args:
             prompt, fa: with both given, the maps under FA for that prompt.
+            marker: the maps of the photo with this marker drawn at ``prompt``.
+            itae_theta: ITAE threshold of this query (default: the engine's).
 
         Returns:
             ``(h, gh, gw)`` float32; each map sums to at most 1 (the rest went to prefix tokens).
         """
-        state = self._fa_state(prompt, fa) if (fa is not None and prompt is not None) else self._base()
-        return self._attn_maps(state)
+        return self._attn_maps(self._state_for(prompt, fa, marker, itae_theta))
 
     def query_norms(self) -> np.ndarray:
         """L2 norms of the last block's patch query vectors for the current image, ``(gh * gw,)`` (ITAE histogram)."""
-        return self._base().q_norms[0, self.layout.num_prefix_tokens :].cpu().numpy()
+        return self._base(self.itae_theta).q_norms[0, self.layout.num_prefix_tokens :].cpu().numpy()
 
-    def artifact_map(self) -> np.ndarray:
-        """``(gh, gw)`` bool: patches ITAE treats as artifacts at the current threshold (all False if off)."""
-        return self._base().artifacts[0].reshape(self.grid).cpu().numpy()
+    def artifact_map(self, *, itae_theta: ItaeArg = ENGINE_ITAE) -> np.ndarray:
+        """``(gh, gw)`` bool: patches ITAE treats as artifacts at the threshold (all False if off)."""
+        return self._base(self._theta(itae_theta)).artifacts[0].reshape(self.grid).cpu().numpy()
 
     def head_scores(self, prompt: Prompt, roi: RoiReduce | str = RoiReduce.SUM, fa: FAParams | None = None,
-                    mask_threshold: float | None = None) -> np.ndarray:
+                    mask_threshold: float | None = None, *, marker: Marker | None = None,
+                    itae_theta: ItaeArg = ENGINE_ITAE) -> np.ndarray:
         """ROI attention ``s_i`` per head for a prompt, ``(h,)``."""
-        return roi_attention(self.attention_maps(prompt, fa), self.roi(prompt, mask_threshold), roi)
+        maps = self.attention_maps(prompt, fa, marker=marker, itae_theta=itae_theta)
+        return roi_attention(maps, self.roi(prompt, mask_threshold), roi)
 
     def select_heads(
         self,
@@ -524,6 +438,9 @@ class PHSEngine:
         force_off: Iterable[int] = (),
         fa: FAParams | None = None,
         mask_threshold: float | None = None,
+        *,
+        marker: Marker | None = None,
+        itae_theta: ItaeArg = ENGINE_ITAE,
     ) -> HeadSelection:
         """Score every head on the prompt's ROI and keep the best ``h_on`` (no backbone run).
 
@@ -535,9 +452,11 @@ class PHSEngine:
             force_on, force_off: head indices toggled by hand.
             fa: score on the FA-modified attention (FA+PHS).
             mask_threshold: see :func:`core.method.prompts.prompt_to_roi`.
+            marker: score on the photo with this marker drawn at ``prompt`` (``lvp+phs``).
+            itae_theta: ITAE threshold of this query (default: the engine's).
         """
         h_on = self.recommended_h_on if h_on is None else int(min(max(int(h_on), 1), self.num_heads))
-        scores = self.head_scores(prompt, roi, fa, mask_threshold)
+        scores = self.head_scores(prompt, roi, fa, mask_threshold, marker=marker, itae_theta=itae_theta)
         selected = select_heads(scores, h_on, force_on, force_off)
         strategy = HeadStrategy(strategy)
         return HeadSelection(scores, selected, head_mask(selected, strategy), strategy, h_on)
@@ -549,6 +468,9 @@ class PHSEngine:
         strategy: HeadStrategy | str = HeadStrategy.BEFORE_SCALE,
         prompt: Prompt | None = None,
         fa: FAParams | None = None,
+        *,
+        marker: Marker | None = None,
+        itae_theta: ItaeArg = ENGINE_ITAE,
     ) -> np.ndarray:
         """The current image's feature for a head mask, from the cache.
 
@@ -556,11 +478,13 @@ class PHSEngine:
             head_mask: ``(h,)`` mask ``m``; ``None`` = the plain [CLS] feature (CBIR).
             strategy: the strategy the mask was made for.
             prompt, fa: with both given, start from the FA-modified state (FA, FA+PHS).
+            marker: the feature of the photo with this marker drawn at ``prompt`` (``lvp``, ``red-circle``).
+            itae_theta: ITAE threshold of this query (default: the engine's).
 
         Returns:
             ``(feature_dim,)`` float32, not normalised.
         """
-        st = self._fa_state(prompt, fa) if (fa is not None and prompt is not None) else self._base()
+        st = self._state_for(prompt, fa, marker, itae_theta)
         m = None if head_mask is None else torch.as_tensor(np.asarray(head_mask, dtype=np.float32), device=self.device)
         # One token: fp32 is the fastest here (bf16 autocast costs more in casts than it saves).
         f = vit.cls_feature(self.model, st.x_cls, st.o_cls, m, strategy)
@@ -569,11 +493,10 @@ class PHSEngine:
     # ----------------------------------------------------------------------------------------------------
     # baselines
 
-    def _fa_state(self, prompt: Prompt, fa: FAParams) -> vit.ClsState:
+    def _fa_state(self, prompt: Prompt, fa: FAParams, theta: float | None) -> vit.ClsState:
         st = self._require()
-        self._base()  # keeps the FA cache consistent with the ITAE setting
         box = self.roi(prompt).token_box()
-        key = (box, fa)
+        key = (box, fa, theta)
         cached = st.fa_cache.get(key)
         if cached is not None:
             return cached
@@ -589,15 +512,19 @@ class PHSEngine:
             t = vit.run_blocks(self.model, st.tokens_fa, start, depth - n)  # FA-free blocks in the cached span
             t = vit.run_blocks(self.model, t, depth - n, depth - 1, cls_bias=bias)
         self.counters.blocks += self.fa_blocks  # fa_blocks - 1 whole blocks + the last block's [CLS] row
-        state = self._last_block(t.float(), cls_bias=bias)
+        state = self._last_block(t.float(), theta, cls_bias=bias)
         if len(st.fa_cache) > 32:
             st.fa_cache.clear()
         st.fa_cache[key] = state
         return state
 
     @torch.no_grad()
-    def attn_mask_feature(self, prompt: Prompt) -> np.ndarray:
+    def attn_mask_feature(self, prompt: Prompt, *, itae_theta: ItaeArg = ENGINE_ITAE) -> np.ndarray:
         """Attention Mask baseline (Table A6): the last block's [CLS] attends only to the ROI patches.
+
+        Args:
+            prompt: the ROI's prompt.
+            itae_theta: ITAE threshold of this query (default: the engine's).
 
         Returns:
             ``(feature_dim,)`` float32, not normalised.
@@ -606,7 +533,7 @@ class PHSEngine:
         roi = self.roi(prompt)
         keep = np.concatenate([np.zeros(self.layout.num_prefix_tokens, bool), roi.positive.reshape(-1) > 0])
         keep_t = torch.as_tensor(keep, device=self.device)[None]
-        state = self._last_block(st.tokens_last, keep=keep_t)
+        state = self._last_block(st.tokens_last, self._theta(itae_theta), keep=keep_t)
         f = vit.cls_feature(self.model, state.x_cls, state.o_cls)  # one token: fp32, as feature()
         return f[0].float().cpu().numpy()
 
@@ -618,19 +545,21 @@ class PHSEngine:
         return self._image
 
     @torch.no_grad()
-    def encode_with_maps(self, image: Image.Image) -> tuple[EncodedBatch, np.ndarray]:
+    def encode_with_maps(self, image: Image.Image, *,
+                         itae_theta: ItaeArg = ENGINE_ITAE) -> tuple[EncodedBatch, np.ndarray]:
         """Encode another image without changing the current one: its Query-DB state and attention maps.
 
         Used by the crop-then-select mode of Table A7.
 
         Args:
             image: RGB PIL image (any size; squash-resized).
+            itae_theta: ITAE threshold of this query (default: the engine's).
 
         Returns:
             ``(encoded, maps)``: an :class:`EncodedBatch` of one image and its ``(h, gh, gw)`` last-block maps.
         """
         _, t_last = self._encode_tokens(self.preprocess(image)[None])
-        state = self._last_block(t_last)
+        state = self._last_block(t_last, self._theta(itae_theta))
         f = vit.cls_feature(self.model, state.x_cls, state.o_cls)  # fp32, as encode_batch
         enc = EncodedBatch(f.float().cpu().numpy(), state.x_cls.cpu().numpy(), state.o_cls.cpu().numpy())
         return enc, self._attn_maps(state)

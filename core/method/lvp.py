@@ -13,7 +13,8 @@ masked patch is pasted at a random position on a training image and the frozen V
 ``L_KL``). Training lives in :mod:`core.method.lvp_train`; this module is the method and its file format.
 
 The red circle (Shtedritski et al., the manual marker seed 004 compares with): a red ellipse outline drawn
-around the prompt, no training.
+around the prompt, no training. It, the placement and the pasting live in :mod:`core.method.markers`, the
+protocol the engine draws markers with (re-exported here).
 
 Coordinate conventions:
 
@@ -33,14 +34,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -49,13 +48,22 @@ from timm.models.vision_transformer import Attention, Block, VisionTransformer
 from core.errors import PromptError, UnsupportedModelError, WeightsError, WeightsNotFoundError
 from core.fileio import atomic_replace, atomic_write_text
 from core.method import vit
+from core.method.lvp_config import SHAPES, check_shape  # noqa: F401 (SHAPES re-exported)
+from core.method.markers import (  # noqa: F401 (re-exported: the markers' public home before the engine drew them)
+    Marker,
+    Placement,
+    RedCircle,
+    ellipse_outline,
+    mark_input,
+    normalise_rgb,
+    paste,
+    patch_origin,
+    prompt_extent,
+)
 from core.method.prompts import Prompt
 
 if TYPE_CHECKING:
     from core.method.engine import PHSEngine
-
-SHAPES = ("circle", "square")
-"""Shape masks of seed 004, Fig. 3: hollow circle and hollow square."""
 
 PROMPTS_FOLDER = "prompts"
 """Learned prompts live in ``<data dir>/prompts/``, one per model (see :func:`prompt_path`)."""
@@ -71,7 +79,7 @@ _IDENTITY_KEYS = ("model", "timm_name", "arch_overrides", "weights", "input_size
 
 
 # --------------------------------------------------------------------------------------------------------
-# shapes, placement and pasting
+# the shape mask (placement, pasting and the red circle: core.method.markers)
 
 
 def shape_mask(shape: str, size: int, ratio: float) -> torch.Tensor:
@@ -88,10 +96,7 @@ def shape_mask(shape: str, size: int, ratio: float) -> torch.Tensor:
     Returns:
         ``(n, n)`` float32, 1 where the patch is pasted, 0 where the image shows through.
     """
-    if shape not in SHAPES:
-        raise PromptError(f"The prompt shape must be circle or square, not '{shape}'.")
-    if not (0.0 <= ratio < 1.0):
-        raise PromptError(f"The shape ratio must be at least 0 and below 1, not {ratio}.")
+    check_shape(shape, ratio)
     if size < 1:
         raise PromptError(f"The prompt size must be at least 1 pixel, not {size}.")
     c = (torch.arange(size, dtype=torch.float64) + 0.5) - size / 2.0  # pixel centres relative to the centre
@@ -99,178 +104,6 @@ def shape_mask(shape: str, size: int, ratio: float) -> torch.Tensor:
     d = torch.sqrt(dx**2 + dy**2) if shape == "circle" else torch.maximum(dx.abs(), dy.abs())
     outer = size / 2.0
     return ((d <= outer + 1e-9) & (d >= ratio * outer - 1e-9)).float()
-
-
-def patch_origin(centre: float, size: int) -> int:
-    """First pixel (column or row) of a patch of side ``size`` centred at ``centre`` (may be negative)."""
-    return int(math.floor(centre - size / 2.0 + 0.5))
-
-
-def paste(x: torch.Tensor, patch: torch.Tensor, mask: torch.Tensor, centres: torch.Tensor | Sequence) -> torch.Tensor:
-    """Paste a masked patch on each image at its centre, clipped at the borders (differentiable in ``patch``).
-
-    ``x'[y, x] = x[y, x] (1 - M) + P M`` over the pixels the patch covers.
-
-    Args:
-        x: ``(B, 3, S, S)`` normalised images (not modified).
-        patch: ``(3, n, n)`` normalised patch, or ``(B, 3, n, n)`` one per image.
-        mask: ``(n, n)`` shape mask in ``[0, 1]``.
-        centres: ``(B, 2)`` ``(cx, cy)`` in input pixels.
-
-    Returns:
-        ``(B, 3, S, S)`` marked images.
-    """
-    b, _, s_h, s_w = x.shape
-    n = int(mask.shape[-1])
-    centres = torch.as_tensor(centres, dtype=torch.float64).reshape(b, 2)
-    mask = mask.to(x.dtype)
-    rows = []
-    for i in range(b):
-        x0, y0 = patch_origin(float(centres[i, 0]), n), patch_origin(float(centres[i, 1]), n)
-        cx0, cy0 = max(x0, 0), max(y0, 0)
-        cx1, cy1 = min(x0 + n, s_w), min(y0 + n, s_h)
-        img = x[i]
-        if cx1 <= cx0 or cy1 <= cy0:
-            rows.append(img)
-            continue
-        p = patch[i] if patch.dim() == 4 else patch
-        ps = p[:, cy0 - y0 : cy1 - y0, cx0 - x0 : cx1 - x0]
-        ms = mask[cy0 - y0 : cy1 - y0, cx0 - x0 : cx1 - x0]
-        region = img[:, cy0:cy1, cx0:cx1] * (1 - ms) + ps * ms
-        # Rebuild the image around the region (no in-place write, so autograd reaches the patch).
-        mid = torch.cat([img[:, cy0:cy1, :cx0], region, img[:, cy0:cy1, cx1:]], dim=2)
-        rows.append(torch.cat([img[:, :cy0], mid, img[:, cy1:]], dim=1))
-    return torch.stack(rows)
-
-
-def ellipse_outline(input_size: int, cx: float, cy: float, rx: float, ry: float, thickness: float) -> torch.Tensor:
-    """The red circle's pixels: between the ellipse ``(rx, ry)`` and the one ``thickness`` pixels inside it.
-
-    Args:
-        input_size: ``S``.
-        cx, cy, rx, ry: centre and radii in input pixels.
-        thickness: line width in input pixels.
-
-    Returns:
-        ``(S, S)`` bool, ``True`` on the outline (pixel centres tested).
-    """
-    c = torch.arange(input_size, dtype=torch.float64) + 0.5
-    u, v = c[None, :] - cx, c[:, None] - cy
-    rx, ry = max(rx, 0.5), max(ry, 0.5)
-    outer = (u / rx) ** 2 + (v / ry) ** 2 <= 1.0
-    ix, iy = rx - thickness, ry - thickness
-    if ix <= 0 or iy <= 0:
-        return outer
-    inner = (u / ix) ** 2 + (v / iy) ** 2 < 1.0
-    return outer & ~inner
-
-
-def normalise_rgb(rgb: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
-    """``(3, ...)`` RGB in ``[0, 1]`` -> normalised with the model's mean and std."""
-    shape = (3,) + (1,) * (rgb.dim() - 1)
-    m = torch.as_tensor(mean, dtype=rgb.dtype, device=rgb.device).view(shape)
-    s = torch.as_tensor(std, dtype=rgb.dtype, device=rgb.device).view(shape)
-    return (rgb - m) / s
-
-
-def to_rgb_uint8(x: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> np.ndarray:
-    """A normalised ``(3, S, S)`` input back to an ``(S, S, 3)`` uint8 RGB array (to show the marked input)."""
-    m = torch.as_tensor(mean, dtype=torch.float32).view(3, 1, 1)
-    s = torch.as_tensor(std, dtype=torch.float32).view(3, 1, 1)
-    rgb = (x.detach().float().cpu() * s + m).clamp(0, 1)
-    return (rgb.permute(1, 2, 0).numpy() * 255.0 + 0.5).astype(np.uint8)
-
-
-@dataclass(frozen=True)
-class Placement:
-    """Where a marker goes, in input pixels: centre ``(cx, cy)`` and extent ``width x height``.
-
-    A learned prompt is a square (``width == height``, its side); the red circle is an ellipse with
-    diameters ``width`` and ``height``.
-    """
-
-    cx: float
-    cy: float
-    width: float
-    height: float
-
-    def in_image(self, image_size: tuple[int, int], input_size: int) -> tuple[float, float, float, float]:
-        """The same placement in original-image pixels ``(cx, cy, width, height)`` (for drawing it on the photo).
-
-        Args:
-            image_size: ``(W, H)`` of the photo.
-            input_size: ``S``.
-        """
-        sx, sy = image_size[0] / input_size, image_size[1] / input_size
-        return self.cx * sx, self.cy * sy, self.width * sx, self.height * sy
-
-    def pixel_box(self, input_size: int) -> tuple[int, int, int, int]:
-        """The clipped pixel rectangle the marker can touch, ``(x0, y0, x1, y1)`` exclusive ends."""
-        w, h = int(round(self.width)), int(round(self.height))
-        x0, y0 = patch_origin(self.cx, w), patch_origin(self.cy, h)
-        return max(x0, 0), max(y0, 0), min(x0 + w, input_size), min(y0 + h, input_size)
-
-
-def prompt_extent(prompt: Prompt, image_size: tuple[int, int], input_size: int) -> tuple[float, float, float | None, float | None]:
-    """The prompt's centre and size in input pixels: ``(cx, cy, w, h)``, ``w = h = None`` for a point.
-
-    A box (or else a mask's bounding box) gives its centre and size; otherwise the first positive point.
-
-    Args:
-        prompt: in original-image pixels.
-        image_size: ``(W, H)`` of the photo.
-        input_size: ``S``.
-    """
-    w, h = image_size
-    sx, sy = input_size / w, input_size / h
-    box = prompt.box.clipped(w, h) if prompt.box is not None else (prompt.mask.bbox() if prompt.mask is not None else None)
-    if box is not None:
-        return (box.x0 + box.x1) / 2 * sx, (box.y0 + box.y1) / 2 * sy, (box.x1 - box.x0) * sx, (box.y1 - box.y0) * sy
-    p = next(p for p in prompt.points if p.positive)
-    if not (0.0 <= p.x <= w and 0.0 <= p.y <= h):
-        raise PromptError(f"The point ({p.x:g}, {p.y:g}) is outside the {w}x{h} image.")
-    return p.x * sx, p.y * sy, None, None
-
-
-# --------------------------------------------------------------------------------------------------------
-# markers
-
-
-@dataclass(frozen=True)
-class RedCircle:
-    """The manual marker: a red ellipse outline (no training).
-
-    Attributes:
-        size: diameter in input pixels for a point prompt (``None``: a quarter of ``S``); a box gets the
-            ellipse through its corners' midpoints (diameters = the box's width and height).
-        thickness: line width in input pixels (``None``: ``S / 48``, at least 1).
-        colour: RGB in ``[0, 1]``.
-    """
-
-    size: int | None = None
-    thickness: float | None = None
-    colour: tuple[float, float, float] = (1.0, 0.0, 0.0)
-
-    name = "red-circle"
-
-    def placement(self, prompt: Prompt, image_size: tuple[int, int], input_size: int) -> Placement:
-        """See :func:`marker_placement`."""
-        cx, cy, w, h = prompt_extent(prompt, image_size, input_size)
-        if w is None or h is None:
-            w = h = float(self.size or max(input_size // 4, 3))
-        return Placement(cx, cy, max(w, 3.0), max(h, 3.0))
-
-    def apply(self, x: torch.Tensor, placements: Sequence[Placement], mean: Sequence[float],
-              std: Sequence[float]) -> torch.Tensor:
-        """Draw the outline on ``(B, 3, S, S)`` normalised images, one placement per image."""
-        s = x.shape[-1]
-        t = self.thickness if self.thickness is not None else max(1.0, round(s / 48))
-        red = normalise_rgb(torch.tensor(self.colour, dtype=x.dtype), mean, std).view(3, 1, 1)
-        out = []
-        for img, pl in zip(x, placements):
-            ring = ellipse_outline(s, pl.cx, pl.cy, pl.width / 2, pl.height / 2, t).to(x.device)
-            out.append(torch.where(ring[None], red.to(x.device), img))
-        return torch.stack(out)
 
 
 class NeuralPrior(nn.Module):
@@ -345,7 +178,7 @@ class LearnedPrompt:
         return int(self.patch.shape[-1])
 
     def placement(self, prompt: Prompt, image_size: tuple[int, int], input_size: int) -> Placement:
-        """See :func:`marker_placement`: a point gets the trained size, a box the larger of its sides."""
+        """See :meth:`core.method.markers.Marker.placement`: a point gets the trained size, a box the larger of its sides."""
         cx, cy, w, h = prompt_extent(prompt, image_size, input_size)
         n = float(self.size) if w is None or h is None else float(min(max(round(max(w, h)), 3), input_size))
         return Placement(cx, cy, n, n)
@@ -424,43 +257,6 @@ class LearnedPrompt:
                 f"for it with `phs lvp train --model {theirs['model']} --images DIR`."
             )
 
-
-Marker = LearnedPrompt | RedCircle
-
-
-def marker_placement(prompt: Prompt, image_size: tuple[int, int], input_size: int, marker: Marker) -> Placement:
-    """Where ``marker`` is drawn for ``prompt``, in input pixels (the app draws it from this).
-
-    A point prompt puts the marker's centre on the point, at the learned prompt's trained side (or the red
-    circle's default diameter). A box (or a mask's bounding box) puts it at the box's centre, scaled to the
-    box: a learned prompt's side becomes the box's larger side, the red circle becomes the ellipse inscribed
-    in the box. Map back to the photo with :meth:`Placement.in_image`.
-
-    Args:
-        prompt: in original-image pixels.
-        image_size: ``(W, H)`` of the photo.
-        input_size: ``S``.
-        marker: a :class:`LearnedPrompt` or :class:`RedCircle`.
-    """
-    return marker.placement(prompt, image_size, input_size)
-
-
-def mark_input(x: torch.Tensor, prompt: Prompt, image_size: tuple[int, int], marker: Marker,
-               mean: Sequence[float], std: Sequence[float]) -> tuple[torch.Tensor, Placement]:
-    """The photo's model input with ``marker`` drawn at ``prompt``.
-
-    Args:
-        x: ``(3, S, S)`` normalised input of the photo (squash-resized).
-        prompt: in original-image pixels of the ``image_size`` photo.
-        image_size: ``(W, H)``.
-        marker: learned prompt or red circle.
-        mean, std: the model's normalisation.
-
-    Returns:
-        ``(3, S, S)`` marked input and the :class:`Placement` used.
-    """
-    pl = marker_placement(prompt, image_size, int(x.shape[-1]), marker)
-    return marker.apply(x[None], [pl], mean, std)[0], pl
 
 
 # --------------------------------------------------------------------------------------------------------

@@ -11,10 +11,10 @@ from it, and the images and positions of step ``k`` depend only on ``(seed, k)``
 resumed sees exactly the batches an uninterrupted run would. The checkpoint is removed once the prompt is
 written.
 
-Images: :class:`ImagePool` holds the training images at the model's input size, either generated scenes
-(:mod:`core.synthetic.scenes`; training streams use seeds ``>= 300000``, the evaluation of the attention gain
-uses seed 1, below 100000 like every evaluation of the demo model) or a photo folder (decoded lazily, kept in
-memory up to a budget).
+Images: :class:`ImagePool` holds the training images at the model's input size; its sources, generated
+scenes (training streams use seeds ``>= 300000``, the evaluation of the attention gain uses seed 1, below
+100000 like every evaluation of the demo model) or a photo folder (decoded lazily, kept in memory up to a
+budget), are in :mod:`core.synthetic.training_images`, above the method.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -30,9 +30,10 @@ import numpy as np
 import torch
 from PIL import Image
 
-from core.errors import ImageLoadError, PHSError
+from core.errors import PHSError
 from core.fileio import atomic_replace
 from core.method import lvp
+from core.method.lvp_config import TrainConfig  # noqa: F401 (re-exported)
 
 if TYPE_CHECKING:
     from core.method.engine import PHSEngine
@@ -45,58 +46,6 @@ EVAL_SCENE_SEED = 1
 
 SCENE_SIZE = 128
 """Synthetic scenes are drawn at this size and squash-resized to the model's input, like any photo."""
-
-
-@dataclass
-class TrainConfig:
-    """Everything that determines a learned prompt (recorded in its JSON sidecar).
-
-    Attributes:
-        shape: ``circle`` or ``square`` (seed 004, Fig. 3).
-        ratio: ``lambda``, inner to outer size of the hollow shape.
-        size: patch side in input pixels; ``None`` = three tokens (``3 x`` the model's patch size).
-        steps: optimisation steps.
-        batch: images per step.
-        lr: Adam learning rate of the neural prior.
-        sigma: standard deviation of the Gaussian target, in tokens.
-        seed: seeds the noise prior, the prior's initial weights, the images and the positions of each step.
-        scenes: generated training scenes (``--images synthetic``).
-        checkpoint_every: steps between checkpoints.
-        gain_images: held-out images for the attention gain written with the prompt (0: skip).
-    """
-
-    shape: str = "circle"
-    ratio: float = 0.5
-    size: int | None = None
-    steps: int = 600
-    batch: int = 32
-    lr: float = 3e-4
-    sigma: float = 1.0
-    seed: int = 0
-    scenes: int = 2000
-    checkpoint_every: int = 50
-    gain_images: int = 200
-
-    def resolved_size(self, patch_size: int, input_size: int) -> int:
-        """The patch side in input pixels (``size``, or three tokens), checked against the input."""
-        n = self.size if self.size is not None else 3 * patch_size
-        if not 3 <= n <= input_size:
-            raise PHSError(f"The prompt size must be between 3 and {input_size} pixels (the model's input), not {n}.")
-        return int(n)
-
-    def check(self) -> None:
-        """Refuse impossible settings with one sentence."""
-        lvp.shape_mask(self.shape, 4, self.ratio)
-        if self.steps < 1 or self.batch < 1:
-            raise PHSError(f"--steps and --batch must be at least 1, got {self.steps} and {self.batch}.")
-        if not (self.lr > 0 and self.sigma > 0):
-            raise PHSError("The learning rate and sigma must be positive.")
-        if self.scenes < 1 or self.checkpoint_every < 1 or self.gain_images < 0:
-            raise PHSError("--scenes and --checkpoint-every must be at least 1, and the gain images not negative.")
-
-    def resume_key(self) -> dict[str, Any]:
-        """Settings a checkpoint must share to be continued (``steps`` may grow, ``gain_images`` may change)."""
-        return {k: v for k, v in asdict(self).items() if k not in ("steps", "checkpoint_every", "gain_images")}
 
 
 @dataclass(frozen=True)
@@ -132,7 +81,15 @@ class TrainCancelled(PHSError):
 class ImagePool:
     """Training images at the model's input size, as ``(B, 3, S, S)`` uint8 batches.
 
-    Use :meth:`synthetic` or :meth:`folder`.
+    The sources (generated scenes, a photo folder) sit above the method, in
+    :mod:`core.synthetic.training_images`; this class only holds and batches what a loader returns.
+
+    Args:
+        input_size: ``S``.
+        count: number of images.
+        loader: image ``i`` as ``(3, S, S)`` uint8.
+        description: one line for the sidecar and the progress.
+        cache_bytes: decoded images kept in memory up to this size.
     """
 
     def __init__(self, input_size: int, count: int, loader: Callable[[int], np.ndarray], description: str,
@@ -160,47 +117,6 @@ class ImagePool:
     def batch(self, indices: torch.Tensor) -> torch.Tensor:
         """``(B, 3, S, S)`` uint8 for the given image indices."""
         return torch.from_numpy(np.stack([self.image(int(i)) for i in indices]))
-
-    @classmethod
-    def synthetic(cls, input_size: int, count: int, seed: int, progress: Callable[[int, int], None] | None = None,
-                  resample: Image.Resampling = Image.Resampling.BICUBIC) -> ImagePool:
-        """``count`` generated scenes of ``seed`` (drawn at 128 px, squash-resized), generated up front."""
-        from core.synthetic.scenes import generate_scene
-
-        images = np.empty((count, 3, input_size, input_size), np.uint8)
-        for i in range(count):
-            sc = generate_scene(seed, i, (SCENE_SIZE, SCENE_SIZE))
-            images[i] = to_input(Image.fromarray(sc.image), input_size, resample)
-            if progress is not None and ((i + 1) % 100 == 0 or i + 1 == count):
-                progress(i + 1, count)
-        return cls(input_size, count, lambda i: images[i], f"{count} synthetic scenes (seed {seed})", cache_bytes=0)
-
-    @classmethod
-    def folder(cls, path: str | Path, input_size: int,
-               resample: Image.Resampling = Image.Resampling.BICUBIC) -> ImagePool:
-        """Every photo under ``path`` (read only), decoded when first used.
-
-        Raises:
-            PHSError: the folder does not exist or holds no photo.
-        """
-        from core.imageio import load_image
-        from core.library.scan import scan_folder
-
-        root = Path(path).expanduser()
-        if not root.is_dir():
-            raise PHSError(f"The image folder {root} does not exist or is not a folder.")
-        files = [f.path for f in scan_folder(root)]
-        if not files:
-            raise PHSError(f"The folder {root} holds no photo to train on.")
-
-        def load(i: int) -> np.ndarray:
-            try:
-                return to_input(load_image(files[i], draft_size=input_size), input_size, resample)
-            except ImageLoadError:
-                # An unreadable photo is replaced by a grey image rather than stopping a long run.
-                return np.full((3, input_size, input_size), 127, np.uint8)
-
-        return cls(input_size, len(files), load, f"{len(files)} photos in {root}")
 
 
 def to_input(pil: Image.Image, s: int, resample: Image.Resampling) -> np.ndarray:
@@ -313,22 +229,14 @@ def train_prompt(
     s, ps = engine.input_size, engine.layout.patch_size
     n = cfg.resolved_size(ps, s)
     fingerprint = engine.fingerprint()
-    key = {"config": cfg.resume_key(), "size": n, "model": lvp.model_identity(fingerprint),
-           "images": images_label or pool.description}
-    key = json.loads(json.dumps(key, default=str))
+    key = json.loads(json.dumps({"config": cfg.resume_key(), "size": n, "model": lvp.model_identity(fingerprint),
+                                 "images": images_label or pool.description}, default=str))
     ckpt = checkpoint_path(out)
 
     prior = lvp.NeuralPrior(n, seed=cfg.seed).to(engine.device)
     opt = torch.optim.Adam(prior.parameters(), lr=cfg.lr)
     mask = lvp.shape_mask(cfg.shape, n, cfg.ratio).to(engine.device)
-    start, history, seconds_before = 0, [], 0.0
-    state = _load_checkpoint(ckpt, key) if resume else None
-    if state is not None:
-        prior.load_state_dict(state["prior"])
-        opt.load_state_dict(state["opt"])
-        start = int(state["step"])
-        history = [tuple(h) for h in state["history"]]
-        seconds_before = float(state["seconds"])
+    start, history, seconds_before = _restore(_load_checkpoint(ckpt, key) if resume else None, prior, opt)
 
     def save(step: int, seconds: float) -> None:
         _save_checkpoint(ckpt, {"key": json.dumps(key), "step": step, "prior": prior.state_dict(),
@@ -340,13 +248,7 @@ def train_prompt(
     t0 = time.perf_counter()
     step = start
     for step in range(start, cfg.steps):
-        idx, centres = step_batch(pool, cfg, step, s)
-        x = normalise(pool.batch(idx), engine).to(engine.device)
-        loss, on = batch_objective(engine, prior, mask, x, centres, cfg.sigma)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        history.append((float(loss.detach()), float(on.mean())))
+        history.append(_optimiser_step(engine, prior, opt, mask, pool, cfg, step))
         elapsed = seconds_before + time.perf_counter() - t0
         if progress is not None:
             recent = np.asarray(history[-20:])
@@ -362,8 +264,45 @@ def train_prompt(
 
     with torch.no_grad():
         patch = prior().detach().cpu()
+    meta = _sidecar(cfg, n, fingerprint, images_label or pool.description, history, train_s)
+    prompt = lvp.LearnedPrompt(patch, cfg.shape, cfg.ratio, meta)
+    if cfg.gain_images > 0:
+        meta |= evaluate_prompt(engine, prompt, eval_pool or pool, cfg.gain_images, seed=cfg.seed)
+    prompt = lvp.LearnedPrompt(patch, cfg.shape, cfg.ratio, meta)
+    prompt.save(out, prior.cpu())
+    ckpt.unlink(missing_ok=True)
+    return prompt
+
+
+def _restore(state: dict[str, Any] | None, prior: lvp.NeuralPrior, opt: torch.optim.Optimizer
+             ) -> tuple[int, list[tuple[float, float]], float]:
+    """Load a checkpoint's state into ``prior`` and ``opt``; returns ``(step, history, seconds)`` to go on from
+    (``(0, [], 0.0)`` without a checkpoint)."""
+    if state is None:
+        return 0, [], 0.0
+    prior.load_state_dict(state["prior"])
+    opt.load_state_dict(state["opt"])
+    return int(state["step"]), [tuple(h) for h in state["history"]], float(state["seconds"])
+
+
+def _optimiser_step(engine: PHSEngine, prior: lvp.NeuralPrior, opt: torch.optim.Optimizer, mask: torch.Tensor,
+                    pool: ImagePool, cfg: TrainConfig, step: int) -> tuple[float, float]:
+    """One step of ``L_KL`` on step ``step``'s batch; returns ``(loss, mean attention on target)``."""
+    idx, centres = step_batch(pool, cfg, step, engine.input_size)
+    x = normalise(pool.batch(idx), engine).to(engine.device)
+    loss, on = batch_objective(engine, prior, mask, x, centres, cfg.sigma)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    return float(loss.detach()), float(on.mean())
+
+
+def _sidecar(cfg: TrainConfig, n: int, fingerprint: dict[str, Any], images: str, history: list[tuple[float, float]],
+             train_s: float) -> dict[str, Any]:
+    """The JSON sidecar of a trained prompt: the model, the settings, and the loss and attention on target
+    averaged over the last 50 steps (``history`` holds ``(loss, attention on target)`` per step)."""
     recent = np.asarray(history[-50:]) if history else np.zeros((1, 2))
-    meta: dict[str, Any] = {
+    return {
         "fingerprint": fingerprint,
         "method": "learned visual prompt (seed 004)",
         "shape": cfg.shape,
@@ -374,19 +313,12 @@ def train_prompt(
         "batch": cfg.batch,
         "lr": cfg.lr,
         "seed": cfg.seed,
-        "images": images_label or pool.description,
+        "images": images,
         "final_loss": round(float(recent[:, 0].mean()), 4),
         "final_attn_on_target": round(float(recent[:, 1].mean()), 4),
         "train_seconds": round(train_s, 1),
         "torch_threads": torch.get_num_threads(),
     }
-    prompt = lvp.LearnedPrompt(patch, cfg.shape, cfg.ratio, meta)
-    if cfg.gain_images > 0:
-        meta |= evaluate_prompt(engine, prompt, eval_pool or pool, cfg.gain_images, seed=cfg.seed)
-    prompt = lvp.LearnedPrompt(patch, cfg.shape, cfg.ratio, meta)
-    prompt.save(out, prior.cpu())
-    ckpt.unlink(missing_ok=True)
-    return prompt
 
 
 @torch.no_grad()

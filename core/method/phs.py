@@ -186,3 +186,15 @@ def l2_normalize(x: np.ndarray, axis: int = -1, eps: float = 1e-12) -> np.ndarra
     """Divide by the L2 norm along ``axis`` (cosine similarity = dot product of normalised features)."""
     x = np.asarray(x, dtype=np.float32)
     return x / np.maximum(np.linalg.norm(x, axis=axis, keepdims=True), eps)
+
+
+def database_features(features: np.ndarray) -> np.ndarray:
+    """The form every gallery keeps plain features in (an index, the evaluation's database, a search's query).
+
+    Args:
+        features: ``(N, F)`` (or ``(F,)``) features as :meth:`core.method.engine.PHSEngine.encode_batch` returns them.
+
+    Returns:
+        The same shape, float32, each row of unit L2 norm, so a dot product is the cosine similarity.
+    """
+    return l2_normalize(features)

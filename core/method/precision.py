@@ -69,8 +69,8 @@ def cpu_has_native_bf16(flags: Iterable[str] | None = None) -> bool:
 def resolve_precision(precision: str, device: torch.device, native_cpu_bf16: bool | None = None) -> str:
     """The precision an engine encodes photos in.
 
-    ``auto``: bf16 on CUDA where supported (fp16 on older GPUs), bf16 on a CPU with native bf16 (about
-    2.7x faster than fp32 for a ViT-B forward on AVX-512 BF16), fp32 on every other CPU and device.
+    ``auto``: bf16 on CUDA where supported (fp16 on older GPUs), bf16 on a CPU with native bf16 (several
+    times faster than fp32 for a ViT forward there: README, "Measured figures"), fp32 on every other CPU and device.
 
     Raises:
         PromptError: an unknown precision.

@@ -33,6 +33,7 @@ from typing import Any
 
 import numpy as np
 
+from core.defaults import OBJECT_CANDIDATES  # noqa: F401 (re-exported)
 from core.errors import PromptError
 from core.method.phs import HeadStrategy, l2_normalize
 from core.method.prompts import Prompt
@@ -51,8 +52,8 @@ EXCLUDE_WEIGHT = 0.5
 #: Library photos whose cosines give each object's mean and spread (the z-score of its scores).
 STATS_SAMPLE = 1024
 
-#: Query-Only neighbours taken per wanted object as candidates (each is then scored for every object).
-OBJECT_CANDIDATES = 200
+# OBJECT_CANDIDATES: Query-Only neighbours taken per wanted object as candidates (each is then scored for every
+# object); decided in core.defaults with the other defaults.
 
 
 @dataclass(frozen=True)
@@ -68,6 +69,9 @@ class ObjectSpec:
             for the query's.
         h_on: heads kept for this object; ``None`` for the query's.
         force_on, force_off: head indices toggled by hand for this object.
+        feature: this object's query feature computed before (a
+            :class:`core.search.service.QueryFeature` of the same mark and settings): used as it is, so an object
+            kept from another photo is not decoded and encoded again on every search.
     """
 
     prompt: Prompt
@@ -77,6 +81,7 @@ class ObjectSpec:
     h_on: int | None = None
     force_on: tuple[int, ...] = ()
     force_off: tuple[int, ...] = ()
+    feature: Any = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.prompt, Prompt):

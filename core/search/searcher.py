@@ -22,7 +22,7 @@ from core.errors import PHSError
 from core.library.filters import PhotoFilter
 from core.library.photo_index import EngineLike, PhotoIndex, path_of
 from core.library.vectors import APPROX_THRESHOLD, SINGLE_QUERY_THREADS, gpu_available
-from core.search.service import DEFAULT_CANDIDATES, SearchHit, rank
+from core.search.service import SearchHit
 
 
 class Searcher:
@@ -202,36 +202,6 @@ class Searcher:
             rel = self._info[int(i)][0]
             out.append(SearchHit(path_of(self.index.folder, rel), rel, float(s), int(i)))
         return out
-
-    # ------------------------------------------------------------------------------------------ search
-    def search(
-        self,
-        query: np.ndarray,
-        k: int = 20,
-        *,
-        mode: str = "qo",
-        head_mask: np.ndarray | None = None,
-        candidates: int | None = DEFAULT_CANDIDATES,
-        strategy: str = "before+scale",
-    ) -> list[SearchHit]:
-        """Rank the indexed photos for a raw query feature (see :func:`core.search.service.rank`).
-
-        Args:
-            query: ``(F,)`` query feature, raw or normalised.
-            k: number of hits.
-            mode: ``"qo"`` or ``"qd"`` (re-rank with ``head_mask``).
-            head_mask: ``(h,)`` the query's head mask; with ``None`` QD equals QO.
-            candidates: K' re-ranked in QD (raised to ``k``); ``None`` re-ranks every photo.
-            strategy: head-mask strategy of the query.
-
-        Returns:
-            Up to ``k`` hits, best first.
-        """
-        if k < 1:
-            raise PHSError("The number of results k must be at least 1.")
-        scores, ids = rank(self.engine, self, query, k=k, mode=mode, candidates=candidates,  # type: ignore[arg-type]
-                           strategy=strategy, head_mask=head_mask)  # fmt: skip
-        return self.hits(scores, ids)
 
     def close(self) -> None:
         """Close the index."""

@@ -26,12 +26,12 @@ import time
 import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 
-from core.defaults import MARKER_METHODS
-from core.errors import NotReadyError, PHSError, PromptError
+from core.defaults import DEFAULT_CANDIDATES, LEARNED_METHODS, MARKER_METHODS, METHODS, MODES  # noqa: F401 (re-exported)
+from core.errors import NotReadyError, PHSError, PromptError, WeightsNotFoundError
 from core.method.engine import FAParams, PHSEngine
 from core.method.phs import (
     HeadSelection,
@@ -44,18 +44,8 @@ from core.method.phs import (
 )
 from core.method.prompts import Prompt, Roi, prompt_pixel_mask
 from core.method.transforms import ImageLike
+from core.search.gallery import Gallery, MemoryGallery, SearchHit  # noqa: F401 (re-exported)
 from core.search.objects import OBJECT_CANDIDATES, ObjectQuery, ObjectSpec, check_objects, rank_objects
-
-METHODS: tuple[str, ...] = (
-    "cbir", "crop", "mask", "attn-mask", "fa", "phs", "fa+phs", "crop+phs", "lvp", "red-circle", "lvp+phs",
-)
-"""Query methods, in the order of the papers' tables (seed 000, then seed 004's markers)."""
-
-MODES: tuple[str, ...] = ("qo", "qd")
-"""``qo`` Query-Only, ``qd`` Query-DB (two-stage re-rank of the Query-Only candidates)."""
-
-DEFAULT_CANDIDATES = 1000
-"""K': Query-Only candidates re-ranked by Query-DB in the shipped search."""
 
 PHS_METHODS = frozenset({"phs", "fa+phs", "crop+phs", "lvp+phs"})
 """Methods that select heads (and so give a head mask for Query-DB)."""
@@ -90,6 +80,9 @@ class QuerySpec:
         k: hits wanted (clipped to the gallery size).
         candidates: K' for Query-DB; ``None`` re-ranks the whole gallery (exact Query-DB).
         with_maps: also return the ``(h, gh, gw)`` attention maps (for display).
+        fallback: the method that answers when ``method`` needs a learned prompt and the model has none
+            (the app falls back to ``phs`` and offers to train one); ``None``: refuse with the sentence that
+            says how to train one (``phs search``, ``phs eval``).
         objects: several objects instead of ``prompt`` (:class:`core.search.objects.ObjectSpec`, each its own
             heads and score; the spec's method and head settings are their defaults). One wanted object on
             the query photo ranks exactly as ``prompt`` would.
@@ -112,6 +105,7 @@ class QuerySpec:
     k: int = 20
     candidates: int | None = DEFAULT_CANDIDATES
     with_maps: bool = False
+    fallback: str | None = None
     objects: tuple[ObjectSpec, ...] = ()
     combine: str = "and"
     object_candidates: int | None = OBJECT_CANDIDATES
@@ -124,6 +118,8 @@ class QuerySpec:
         for method in [self.method, *(o.method for o in self.objects if o.method is not None)]:
             if method not in METHODS:
                 raise PromptError(f"Unknown method '{method}'; choose one of {', '.join(METHODS)}.")
+        if self.fallback is not None and (self.fallback not in METHODS or self.fallback in LEARNED_METHODS):
+            raise PromptError(f"A method without a learned prompt must be the fallback, not '{self.fallback}'.")
         if self.mode not in MODES:
             raise PromptError(f"The search mode must be qo or qd, not '{self.mode}'.")
         RoiReduce(self.roi)
@@ -157,95 +153,19 @@ class QueryFeature:
         selection: the head selection of the PHS methods, else ``None``.
         placement: where a marker method pasted its marker, ``(cx, cy, width, height)`` in pixels of the
             photo (EXIF orientation applied), else ``None``.
+        fell_back: the spec's fallback ran because its method needs a learned prompt the model lacks.
     """
 
     feature: np.ndarray
     method: str
     selection: HeadSelection | None = None
     placement: tuple[float, float, float, float] | None = None
+    fell_back: bool = False
 
     @property
     def head_mask(self) -> np.ndarray | None:
         """``(h,)`` the query's head mask ``m`` (``None`` for methods that keep every head)."""
         return None if self.selection is None else self.selection.head_mask
-
-
-@dataclass(frozen=True)
-class SearchHit:
-    """One result.
-
-    Attributes:
-        path: absolute path of the photo.
-        rel: path relative to the photo folder.
-        score: cosine similarity to the query (higher is better).
-        id: SQLite row id = FAISS id.
-    """
-
-    path: Any
-    rel: str
-    score: float
-    id: int
-
-    def as_dict(self) -> dict[str, Any]:
-        """``{"path": str, "score": float}`` for JSON output."""
-        return {"path": str(self.path), "score": round(float(self.score), 6)}
-
-
-class Gallery(Protocol):
-    """What :func:`rank` needs of a set of database photos (an on-disk index or arrays in memory)."""
-
-    @property
-    def size(self) -> int:
-        """Photos searchable now."""
-
-    def nearest(self, query: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """Query-Only: ``(scores, ids)`` of the ``k`` best plain features for a unit ``(F,)`` query, best first."""
-
-    def all_ids(self) -> np.ndarray:
-        """``(N,)`` int64 ids of every searchable photo."""
-
-    def states(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """The Query-DB cache of ``ids``: ``(n, D)`` ``X_cls`` and ``(n, h, d_h)`` ``O[CLS]``."""
-
-
-@dataclass(frozen=True, eq=False)
-class MemoryGallery:
-    """A gallery held in arrays (the evaluation's database).
-
-    Attributes:
-        features: ``(N, F)`` unit-normalised plain features.
-        x_cls: ``(N, D)`` Query-DB cache ``X_cls``.
-        o_cls: ``(N, h, d_h)`` Query-DB cache ``O[CLS]``.
-    """
-
-    features: np.ndarray
-    x_cls: np.ndarray
-    o_cls: np.ndarray
-
-    @property
-    def size(self) -> int:
-        """Number of photos."""
-        return int(self.features.shape[0])
-
-    def nearest(self, query: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """Exact cosine top ``k`` (ids are row indices)."""
-        s = self.features @ query
-        kk = min(int(k), s.shape[0])
-        idx = np.argpartition(-s, kk - 1)[:kk]
-        idx = idx[np.argsort(-s[idx], kind="stable")]
-        return s[idx], idx.astype(np.int64)
-
-    def features_of(self, ids: np.ndarray) -> np.ndarray:
-        """``(n, F)`` plain features of ``ids`` (several objects score every candidate for every object)."""
-        return self.features[ids]
-
-    def all_ids(self) -> np.ndarray:
-        """Row indices ``0 .. N-1``."""
-        return np.arange(self.size, dtype=np.int64)
-
-    def states(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Rows of the Query-DB cache."""
-        return self.x_cls[ids], self.o_cls[ids]
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -276,31 +196,42 @@ def query_feature(engine: PHSEngine, spec: QuerySpec) -> QueryFeature:
     """
     if not engine.is_image_set:
         raise NotReadyError("Open a photo first: no image is set.")
-    engine.set_itae(spec.itae_theta)
-    method = spec.effective_method
+    method, fell_back = runnable_method(engine, spec)
+    query = _query_feature(engine, spec, method)
+    return replace(query, fell_back=True) if fell_back else query
+
+
+def _query_feature(engine: PHSEngine, spec: QuerySpec, method: str) -> QueryFeature:
+    """:func:`query_feature` for the method that runs."""
+    theta = spec.itae_theta  # an argument of this query: the engine's own setting (the index's) stays
     prompt = spec.prompt
     if method == "cbir" or prompt is None:
-        return QueryFeature(engine.feature(), "cbir")
+        return QueryFeature(engine.feature(itae_theta=theta), "cbir")
     strategy = HeadStrategy(spec.strategy)
     fa = spec.fa
     h_on = resolved_h_on(engine, spec)
+    heads = {"h_on": h_on, "roi": spec.roi, "strategy": strategy, "force_on": spec.force_on,
+             "force_off": spec.force_off, "itae_theta": theta}  # fmt: skip
     if method == "phs":
-        sel = engine.select_heads(prompt, h_on, spec.roi, strategy, spec.force_on, spec.force_off)
-        return QueryFeature(engine.feature(sel.head_mask, strategy), method, sel)
+        sel = engine.select_heads(prompt, **heads)
+        return QueryFeature(engine.feature(sel.head_mask, strategy, itae_theta=theta), method, sel)
     if method == "fa":
-        return QueryFeature(engine.feature(None, prompt=prompt, fa=fa), method)
+        return QueryFeature(engine.feature(None, prompt=prompt, fa=fa, itae_theta=theta), method)
     if method == "fa+phs":
-        sel = engine.select_heads(prompt, h_on, spec.roi, strategy, spec.force_on, spec.force_off, fa=fa)
-        return QueryFeature(engine.feature(sel.head_mask, strategy, prompt=prompt, fa=fa), method, sel)
+        sel = engine.select_heads(prompt, fa=fa, **heads)
+        return QueryFeature(engine.feature(sel.head_mask, strategy, prompt=prompt, fa=fa, itae_theta=theta), method,
+                            sel)  # fmt: skip
     if method == "attn-mask":
-        return QueryFeature(engine.attn_mask_feature(prompt), method)
+        return QueryFeature(engine.attn_mask_feature(prompt, itae_theta=theta), method)
     if method in MARKER_METHODS:
-        with engine.marked(prompt, marker_for(engine, method)) as pl:
-            where = pl.in_image(engine.image_size, engine.input_size)
-            if method != "lvp+phs":
-                return QueryFeature(engine.feature(), method, placement=where)
-            sel = engine.select_heads(prompt, h_on, spec.roi, strategy, spec.force_on, spec.force_off)
-            return QueryFeature(engine.feature(sel.head_mask, strategy), method, sel, where)
+        marker = marker_for(engine, method)
+        where = engine.placement(prompt, marker).in_image(engine.image_size, engine.input_size)
+        if method != "lvp+phs":
+            return QueryFeature(engine.feature(prompt=prompt, marker=marker, itae_theta=theta), method,
+                                placement=where)  # fmt: skip
+        sel = engine.select_heads(prompt, marker=marker, **heads)
+        feature = engine.feature(sel.head_mask, strategy, prompt=prompt, marker=marker, itae_theta=theta)
+        return QueryFeature(feature, method, sel, where)
     image = engine.current_image()
     w, h = image.size
     if method == "mask":
@@ -309,14 +240,14 @@ def query_feature(engine: PHSEngine, spec: QuerySpec) -> QueryFeature:
         arr[~keep] = 0
         from PIL import Image
 
-        return QueryFeature(engine.encode_batch([Image.fromarray(arr)]).features[0], method)
+        return QueryFeature(engine.encode_batch([Image.fromarray(arr)], itae_theta=theta).features[0], method)
     b = prompt.bounding_box(w, h)
     crop = image.crop((int(b.x0), int(b.y0), max(int(np.ceil(b.x1)), int(b.x0) + 1),
                        max(int(np.ceil(b.y1)), int(b.y0) + 1)))  # fmt: skip
     if method == "crop":
-        return QueryFeature(engine.encode_batch([crop]).features[0], method)
+        return QueryFeature(engine.encode_batch([crop], itae_theta=theta).features[0], method)
     # crop+phs: encode the crop, score heads over the whole crop, keep h - 1 (Table A7).
-    enc, maps = engine.encode_with_maps(crop)
+    enc, maps = engine.encode_with_maps(crop, itae_theta=theta)
     scores = roi_attention(maps, Roi(np.ones(engine.grid, np.float32)), spec.roi)
     selected = select_heads(scores, h_on, spec.force_on, spec.force_off)
     sel = HeadSelection(scores, selected, head_mask(selected, strategy), strategy, h_on)
@@ -325,6 +256,23 @@ def query_feature(engine: PHSEngine, spec: QuerySpec) -> QueryFeature:
 
 
 _LEARNED: weakref.WeakKeyDictionary[PHSEngine, Any] = weakref.WeakKeyDictionary()
+
+
+def runnable_method(engine: PHSEngine, spec: QuerySpec) -> tuple[str, bool]:
+    """The method a spec runs, and whether its fallback stands in.
+
+    The fallback stands in when the spec's method needs a learned prompt that the engine's model does not have
+    and the spec names one (whether or not there is a prompt yet); without a prompt the method is ``cbir``.
+    A missing learned prompt without a fallback raises when the marker is needed
+    (:class:`core.errors.WeightsNotFoundError`, the sentence says how to train one).
+    """
+    method, fell_back = spec.method, False
+    if method in LEARNED_METHODS and spec.fallback is not None:
+        try:
+            marker_for(engine, method)
+        except WeightsNotFoundError:
+            method, fell_back = spec.fallback, True
+    return ("cbir" if spec.prompt is None else method), fell_back
 
 
 def marker_for(engine: PHSEngine, method: str) -> Any:
@@ -351,13 +299,12 @@ def forget_learned_prompt(engine: PHSEngine) -> None:
 def attention_maps(engine: PHSEngine, spec: QuerySpec, query: QueryFeature) -> np.ndarray:
     """``(h, gh, gw)`` last-block maps of what the query looked at: under FA for the FA methods, on the
     marked photo for the marker methods, else on the photo."""
-    method, prompt = query.method, spec.prompt
+    method, prompt, theta = query.method, spec.prompt, spec.itae_theta
     if method in FA_METHODS and prompt is not None:
-        return engine.attention_maps(prompt, spec.fa)
+        return engine.attention_maps(prompt, spec.fa, itae_theta=theta)
     if method in MARKER_METHODS and prompt is not None:
-        with engine.marked(prompt, marker_for(engine, method)):
-            return engine.attention_maps()
-    return engine.attention_maps()
+        return engine.attention_maps(prompt, marker=marker_for(engine, method), itae_theta=theta)
+    return engine.attention_maps(itae_theta=theta)
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -368,8 +315,8 @@ def cosines(features: np.ndarray, query: np.ndarray) -> np.ndarray:
     """``(n,)`` cosine of each row of ``features`` ``(n, F)`` with a unit ``query`` ``(F,)``.
 
     Without BLAS on purpose: numpy's multi-threaded BLAS leaves its threads spinning after a small product,
-    and they took the cores from the re-rank's next matrix products (p50 55-66 ms against 39-41 ms with one
-    BLAS thread, 1,000 ViT-B candidates on 2 cores).
+    and they took the cores from the re-rank's next matrix products (figures: README, "Measured figures";
+    bench/bench_scale.py).
     """
     return np.einsum("ij,j->i", l2_normalize(features), query)
 
@@ -429,8 +376,8 @@ def rank(
     if fast == "fp32":
         scores = cosines(engine.features_from_cache(x_cls, o_cls, m, strategy), q)
     else:
-        # Two passes: every candidate in the fast precision (bf16 where native: about 4x less than fp32 on
-        # the CPU), then the best of them again in fp32, so the returned order and scores are fp32's.
+        # Two passes: every candidate in the fast precision (bf16 where native, much cheaper than fp32 on the
+        # CPU), then the best of them again in fp32, so the returned order and scores are fp32's.
         scores = cosines(engine.features_from_cache(x_cls, o_cls, m, strategy, precision=fast), q)
         n_refine = min(len(ids), max(REFINE_MIN, REFINE_FACTOR * k))
         scores = np.where(np.isfinite(scores), scores, -np.inf)
@@ -454,7 +401,8 @@ class Outcome:
     Attributes:
         spec: the spec that ran.
         query: the query feature, method and head selection.
-        hits: ranked photos (empty without a gallery); :class:`SearchHit` for an index, else ``(score, id)``.
+        hits: ranked photos (empty without a gallery), as the gallery's :meth:`Gallery.hits` gives them:
+            :class:`SearchHit` for an index, ``(score, row index)`` for a :class:`MemoryGallery`.
         maps: ``(h, gh, gw)`` last-block [CLS]->patch attention (under FA for the FA methods) when asked.
         timings_ms: ``{"encode": ..., "query": ..., "search": ..., "total": ...}`` in milliseconds.
         objects: with ``spec.objects``, each object's query feature and heads, in their order (``query`` is
@@ -469,6 +417,11 @@ class Outcome:
     timings_ms: dict[str, float] = field(default_factory=dict)
     objects: tuple[QueryFeature, ...] = ()
     object_scores: np.ndarray | None = None
+
+    @property
+    def fell_back(self) -> bool:
+        """Whether the spec's fallback answered (its method needs a learned prompt the model does not have)."""
+        return self.query.fell_back
 
     @property
     def selection(self) -> HeadSelection | None:
@@ -495,7 +448,8 @@ class QueryService:
     Not thread-safe: one caller at a time (the app runs it in one worker thread).
 
     Args:
-        engine: the model (its ITAE setting follows each spec).
+        engine: the model; each spec's ITAE threshold and marker are arguments of its query, so the engine's
+            own settings (those of the index it also reads) never change.
         gallery: an opened index (:class:`core.search.searcher.Searcher`) or a :class:`MemoryGallery`.
     """
 
@@ -531,8 +485,7 @@ class QueryService:
         if self.gallery is not None:  # rank() answers an empty gallery with no hits
             scores, ids = rank(self.engine, self.gallery, query, k=spec.k, mode=spec.mode,
                                candidates=spec.candidates, strategy=spec.strategy)  # fmt: skip
-            to_hits = getattr(self.gallery, "hits", None)
-            hits = to_hits(scores, ids) if to_hits is not None else list(zip(scores.tolist(), ids.tolist()))
+            hits = self.gallery.hits(scores, ids)
         t3 = time.perf_counter()
         timings = {"encode": (t1 - t0) * 1000, "query": (t2 - t1) * 1000, "search": (t3 - t2) * 1000,
                    "total": (t3 - t0) * 1000}  # fmt: skip
@@ -555,10 +508,13 @@ class QueryService:
         t1 = time.perf_counter()
         queries: list[QueryFeature | None] = [None] * len(objs)
         for j in sorted(range(len(objs)), key=lambda i: objs[i].photo is not None):  # the query photo's first
+            if objs[j].feature is not None:  # computed before: no decode, no encode
+                queries[j] = objs[j].feature
+                continue
             if objs[j].photo is not None:
                 self.engine.set_image(objs[j].photo)
             queries[j] = query_feature(self.engine, single[j])
-        if any(o.photo is not None for o in objs) and main is not None:
+        if any(o.photo is not None and o.feature is None for o in objs) and main is not None:
             self.engine.set_image(main)  # back to the query photo (from the engine's cache)
         feats = tuple(q for q in queries if q is not None)
         t2 = time.perf_counter()
@@ -568,8 +524,7 @@ class QueryService:
             r = rank_objects(self.engine, self.gallery, [ObjectQuery(q.feature, q.head_mask, o.excluded)
                              for q, o in zip(feats, objs)], k=spec.k, combine=spec.combine, mode=spec.mode,
                              candidates=spec.object_candidates, strategy=spec.strategy)  # fmt: skip
-            to_hits = getattr(self.gallery, "hits", None)
-            hits = to_hits(r.scores, r.ids) if to_hits is not None else list(zip(r.scores.tolist(), r.ids.tolist()))
+            hits = self.gallery.hits(r.scores, r.ids)
             row = {int(i): j for j, i in enumerate(r.ids.tolist())}
             per = r.object_scores[[row[int(h.id if isinstance(h, SearchHit) else h[1])] for h in hits]]
         t3 = time.perf_counter()

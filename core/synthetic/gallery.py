@@ -2,7 +2,7 @@
 
 When no real model weights are on the machine, the desktop app (and anyone trying the CLI) starts with the
 demo model (``load_engine("demo")``) and this gallery: JPEG photos of synthetic scenes from
-:mod:`core.synthetic.scenes`, written by :func:`core.evaluation.datasets.write_scene_folder` (the writer of ``phs scenes``) into
+:mod:`core.synthetic.scenes`, written by :func:`core.synthetic.scene_folder.write_scene_folder` (the writer of ``phs scenes``) into
 ``core.paths.data_dir() / "demo-gallery"`` (never anywhere else), with a COCO ``annotations.json`` naming
 the objects in each photo, so a person (or a test) can check that the photos at the top of a search contain
 the marked kind of object.
@@ -16,11 +16,10 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
-from core.evaluation.datasets import ANNOTATIONS_FILE, write_scene_folder
 from core.paths import data_dir
+from core.synthetic.scene_folder import ANNOTATIONS_FILE, write_scene_folder
 
 DEMO_FOLDER = "demo-gallery"
-ANNOTATIONS = ANNOTATIONS_FILE
 DEMO_SEED = 20240611
 """Scene seed of the demo gallery (a seed the demo model was not trained on is the honest choice)."""
 DEMO_SIZE = (224, 224)
@@ -34,7 +33,7 @@ def demo_gallery_dir() -> Path:
 
 def demo_gallery_ready(folder: Path | None = None) -> bool:
     """Whether a complete demo gallery has been written (its annotations are written last)."""
-    return ((folder or demo_gallery_dir()) / ANNOTATIONS).is_file()
+    return ((folder or demo_gallery_dir()) / ANNOTATIONS_FILE).is_file()
 
 
 def write_demo_gallery(
@@ -68,7 +67,7 @@ def write_demo_gallery(
 def gallery_categories(folder: Path) -> dict[str, set[str]]:
     """``{file name: {category names}}`` from a gallery's ``annotations.json`` (empty if there is none)."""
     try:
-        coco = json.loads((Path(folder) / ANNOTATIONS).read_text("utf-8"))
+        coco = json.loads((Path(folder) / ANNOTATIONS_FILE).read_text("utf-8"))
     except (OSError, ValueError):
         return {}
     names = {c["id"]: c["name"] for c in coco.get("categories", [])}

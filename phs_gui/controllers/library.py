@@ -10,7 +10,15 @@ from PySide6.QtCore import QObject, Signal
 
 from core.library import IndexProgress, IndexReport
 from core.synthetic.gallery import demo_gallery_dir, demo_gallery_ready, gallery_categories
-from phs_gui.jobs import OpenedFolder, demo_job, index_job, index_summary, open_index_job
+from phs_gui.jobs import (
+    OpenedFolder,
+    demo_job,
+    index_job,
+    index_summary,
+    indexed_folders,
+    open_index_job,
+    remove_index_job,
+)
 from phs_gui.result_rows import shown
 from phs_gui.session import SearchSession
 from phs_gui.settings import Preferences
@@ -106,9 +114,11 @@ class LibraryController(QObject):
         return self.indexing or self._demo is not None or self._opening > 0
 
     def refresh(self) -> None:
-        """Tell the panel the folder list again."""
-        self.folders_changed.emit(list(self.prefs.folders), self.prefs.current_folder,
-                                  {str(demo_gallery_dir()): DEMO_LABEL})
+        """Tell the panel the folder list again: the folders added here, then every other folder indexed with
+        this model (from the command line too), which are listed but not remembered in the settings."""
+        folders = list(self.prefs.folders)
+        folders += [f for f in indexed_folders(self.session) if f not in folders]
+        self.folders_changed.emit(folders, self.prefs.current_folder, {str(demo_gallery_dir()): DEMO_LABEL})
 
     def set_session(self, session: SearchSession, is_demo: bool) -> None:
         """A model was loaded: open the current folder's index for it (the demo gallery on the demo model)."""
@@ -122,6 +132,7 @@ class LibraryController(QObject):
                 self.add_folder(str(demo_gallery_dir()), select=True)
             if not self.prefs.last_photo or not Path(self.prefs.last_photo).is_file():
                 self._emit_first_photo()
+        self.refresh()  # the folders indexed with this model
         self.open_current(index_if_missing=is_demo)
 
     # ------------------------------------------------------------------------------------------ folders
@@ -139,10 +150,17 @@ class LibraryController(QObject):
         self.open_current(index_if_missing=True)
 
     def remove_folder(self, folder: str) -> None:
-        """Take a folder off the list (its photos are never touched; its index stays on disk)."""
+        """Remove a folder from the library: off the list, and its index for this model deleted from disk in
+        the engine lane (after the index is closed); its photos are never touched."""
         if self._indexing is not None and self._indexing_folder == folder:
             self.message.emit("That folder is being indexed; cancel the run first, then remove it.", "info", None, "")
             return
+        if self.session is not None:
+            w = Worker(remove_index_job, self.session, folder, doing=f"removing the index of {folder}")
+            w.signals.result.connect(lambda freed, f=folder: self._on_removed(f, freed))
+            w.signals.error.connect(lambda text: (self.message.emit(text, "error", None, ""), self.refresh()))
+            self._open_seq += 1
+            self.lane.submit(f"remove:{self._open_seq}", w)
         self.prefs.folders = [f for f in self.prefs.folders if f != folder]
         if self.prefs.current_folder == folder:
             self.prefs.current_folder = self.prefs.folders[0] if self.prefs.folders else ""
@@ -150,6 +168,12 @@ class LibraryController(QObject):
             self.open_current(index_if_missing=False, during_run=True)
             if not self.prefs.current_folder:
                 self.status.emit("No folder yet: add one to search your photos.")
+        self.refresh()
+
+    def _on_removed(self, folder: str, freed: int) -> None:
+        if freed:
+            self.message.emit(f"Removed {shown(folder)} from the library: its index ({freed / 1e6:.1f} MB) is "
+                              "deleted; the photos are untouched.", "info", None, "")  # fmt: skip
         self.refresh()
 
     def open_current(self, index_if_missing: bool, during_run: bool = False) -> None:

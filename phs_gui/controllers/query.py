@@ -9,6 +9,7 @@ follow). The controller holds no widget; it says what to show through its signal
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -17,6 +18,7 @@ from PySide6.QtCore import QObject, QTimer, Signal
 
 from core.defaults import LEARNED_METHODS, MARKER_METHODS
 from phs_gui.jobs import EncodedPhoto, QueryAnswer, load_and_encode, query_job
+from phs_gui.objects_state import carried, objects_from_dict, objects_to_dict
 from phs_gui.prompt_state import History, PromptState, state_from_dict, state_to_dict
 from phs_gui.result_rows import shown
 from phs_gui.session import SearchOptions, SearchSession
@@ -82,6 +84,8 @@ class QueryController(QObject):
         self._timer.setSingleShot(True)
         self._timer.setInterval(PREVIEW_DEBOUNCE_MS)
         self._timer.timeout.connect(self.rescore)
+        #: ``(state, gen) -> Worker`` for a state with several objects (set by the objects controller).
+        self.request_objects: Callable[[PromptState, int], Worker] | None = None
 
     # ------------------------------------------------------------------------------------------- photo
     def set_session(self, session: SearchSession | None) -> None:
@@ -137,16 +141,16 @@ class QueryController(QObject):
         if gen != self._encode_gen:  # another photo was asked for meanwhile; its encode follows
             return
         self._encoding = None
-        self.photo_path = out.path
+        old, old_photo, self.photo_path = self.state, self.photo_path, out.path
         self.prefs.add_recent(out.path)
         self.prefs.last_photo = out.path
         self.backdrops = out.backdrops
         self.outcome = None
         self.encode_ms = out.encode_ms
         self.photo_opened.emit(out)  # the canvas shows the photo with an empty prompt
-        self.state = self._restored(out) or PromptState(out.size)
+        self.state = self._restored(out) or carried(old, old_photo, out.size, out.path) or PromptState(out.size)
         self.history.reset(self.state)
-        if not self.state.is_empty or self.state.forced:
+        if not self.state.is_empty or self.state.forced or self.state.objects is not None:
             self.state_restored.emit(self.state)
         self._emit_history()
         self.message_withdrawn.emit("error")
@@ -156,14 +160,16 @@ class QueryController(QObject):
         marks, self._restore_marks = self._restore_marks, {}
         if marks.get("photo") != out.path or self.session is None:
             return None
-        return state_from_dict(marks, out.size, self.session.engine.num_heads)
+        st = state_from_dict(marks, out.size, self.session.engine.num_heads)
+        return st if st is None or "objects" not in marks else objects_from_dict(
+            marks, st, out.path, self.session.engine.num_heads)
 
     def marks(self) -> dict:
         """What is marked on the photo shown, to put back on the next launch (``{}``: nothing)."""
         st = self.state
-        if st is None or self.photo_path is None or (st.is_empty and not st.forced):
+        if st is None or self.photo_path is None or (st.is_empty and not st.forced and st.objects is None):
             return {}
-        return {"photo": self.photo_path, **state_to_dict(st)}
+        return {"photo": self.photo_path, **state_to_dict(st), **objects_to_dict(st, self.photo_path)}
 
     # ------------------------------------------------------------------------------------------ prompts
     def set_prompt(self, state: PromptState) -> None:
@@ -171,7 +177,8 @@ class QueryController(QObject):
         self._timer.stop()
         self.message_withdrawn.emit("hint")  # the person marks their own: the first launch's hint is done
         cur = self.state
-        self.state = state.with_forced(cur.force_on, cur.force_off) if cur is not None else state
+        self.state = replace(state, force_on=cur.force_on, force_off=cur.force_off, objects=cur.objects) \
+            if cur is not None else state
         if self.history.push(self.state):
             self.edited.emit()
         self._emit_history()
@@ -181,9 +188,17 @@ class QueryController(QObject):
         """The prompt while a box is dragged: one request every few milliseconds at most, from the box shown
         then (a debounce that restarts on every move would answer only when the hand pauses)."""
         cur = self.state
-        self.state = state.with_forced(cur.force_on, cur.force_off) if cur is not None else state
+        self.state = replace(state, force_on=cur.force_on, force_off=cur.force_off, objects=cur.objects) \
+            if cur is not None else state
         if not self._timer.isActive():
             self._timer.start()
+
+    def apply(self, state: PromptState) -> None:
+        """An edit of the objects (not of the canvas): recorded as it is, shown and answered."""
+        self._timer.stop()
+        if self.history.push(state):
+            self.edited.emit()
+            self._restore(state)
 
     def undo(self) -> None:
         """Restore the previous prompt (heads forced by hand included) and its results."""
@@ -260,8 +275,11 @@ class QueryController(QObject):
         # Heads forced with nothing marked change nothing: none is sent, and the panel says they wait.
         on = () if st is None or prompt is None else tuple(sorted(st.force_on))
         off = () if st is None or prompt is None else tuple(sorted(st.force_off))
-        w = Worker(query_job, self.session, gen, prompt, self.prefs.search, on, off, self.backdrops, self.photo_path,
-                   doing="searching")
+        if st is not None and st.objects is not None and self.request_objects is not None:
+            w = self.request_objects(st, gen)
+        else:
+            w = Worker(query_job, self.session, gen, prompt, self.prefs.search, on, off, self.backdrops,
+                       self.photo_path, doing="searching")
         w.signals.result.connect(lambda ans, photo=self._encode_gen: self._on_answer(ans, photo))
         w.signals.error.connect(lambda t, g=gen, rv=revert: self._on_query_error(t, g, rv))
         self.lane.submit("query", w)

@@ -7,6 +7,8 @@ import sys
 import time
 from pathlib import Path
 
+from core.cli import plural
+
 NAME = "eval"
 HELP = "Benchmark visual-prompt retrieval (MP@k, MAP@k) on synthetic scenes, COCO or PASCAL VOC."
 
@@ -28,6 +30,8 @@ def _int_list(text: str) -> list[int]:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``phs eval``."""
+    from core.defaults import DEFAULT_CANDIDATES, FA_ALPHA, FA_SIGMA
+
     d = parser.add_argument_group("data")
     d.add_argument("--dataset", choices=("synthetic", "coco", "voc"), default="synthetic")
     d.add_argument("--annotations", type=Path, help="COCO instances JSON, or the VOC20xx folder")
@@ -60,11 +64,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "640 px side, scaled to each image (default for synthetic scenes)")
     m.add_argument("--noise-absolute", action="store_const", const="absolute", dest="noise_scale",
                    help=argparse.SUPPRESS)
-    m.add_argument("--candidates", type=int, default=1000,
-                   help="K': Query-Only candidates re-ranked by the shipped Query-DB (default 1000)")
+    m.add_argument("--candidates", type=int, default=DEFAULT_CANDIDATES,
+                   help="K': Query-Only candidates re-ranked by the shipped Query-DB")
     m.add_argument("--h-on-sweep", type=_int_list, default=[], metavar="1,2,...", help="h_on sweep (Fig. A1)")
-    m.add_argument("--fa-alpha", type=float, default=0.2)
-    m.add_argument("--fa-sigma", type=float, default=100.0)
+    m.add_argument("--fa-alpha", type=float, default=FA_ALPHA, help="FA strength alpha")
+    m.add_argument("--fa-sigma", type=float, default=FA_SIGMA, help="FA Gaussian width sigma")
     m.add_argument("--k", type=int, default=100, help="cut-off of MP@k and MAP@k")
     m.add_argument("--objects", type=int, default=None, metavar="N",
                    help="prompt N objects of different categories per query (methods cbir, phs-qo, phs-objects, "
@@ -128,7 +132,8 @@ def run(args: argparse.Namespace) -> int:
                   f"(train one with `phs lvp train --model {args.model} --images DIR`).", file=sys.stderr)
             config.methods = methods
     if not args.quiet:
-        print(f"phs eval: {engine.describe()}; {len(queries)} query images, {len(database)} database images",
+        print(f"phs eval: {engine.describe()}; {plural(len(queries), 'query image')}, "
+              f"{plural(len(database), 'database image')}",
               file=sys.stderr)
     result = evaluate(engine, queries, database, config, progress=not args.quiet,
                       info={"dataset": args.dataset, "seed": args.seed, "min_query_objects": min_objects})

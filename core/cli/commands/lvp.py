@@ -10,6 +10,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from core.cli import plural
 from core.errors import PHSError
 
 NAME = "lvp"
@@ -18,10 +19,10 @@ HELP = "Learned visual prompts (seed 004): train one for a model (`phs lvp train
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add ``phs lvp train`` and ``phs lvp info``."""
-    from core.method.lvp_train import TrainConfig
+    from core.method.lvp_config import TrainConfig
 
     sub = parser.add_subparsers(dest="lvp_command", metavar="ACTION")
-    t = sub.add_parser("train", help="train a learned prompt for a model", description="Train a learned visual "
+    t = sub.add_parser("train", formatter_class=parser.formatter_class, help="train a learned prompt for a model", description="Train a learned visual "
                        "prompt for a model: a patch that draws the last layer's [CLS] attention to where it is pasted.")
     t.add_argument("--model", required=True, help="model name (see `phs models`)")
     t.add_argument("--weights", type=Path, default=None, help="a local weights file (.safetensors or .pth)")
@@ -52,7 +53,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     t.add_argument("--device", default="auto", help="auto, cpu, cuda or mps (default auto)")
     t.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
-    i = sub.add_parser("info", help="list the learned prompts found", description="List the learned prompts on "
+    i = sub.add_parser("info", formatter_class=parser.formatter_class, help="list the learned prompts found", description="List the learned prompts on "
                        "this machine (data directory and the shipped demo prompt).")
     i.add_argument("--model", default=None, help="only the prompts of this model")
 
@@ -73,15 +74,13 @@ def _train(args: argparse.Namespace) -> int:
     from core.method import lvp
     from core.method.engine import load_engine
     from core.method.lvp_train import (
-        EVAL_SCENE_SEED,
-        TRAIN_SCENE_SEED,
-        ImagePool,
         TrainConfig,
         TrainProgress,
         checkpoint_path,
         engine_resample,
         train_prompt,
     )
+    from core.synthetic.training_images import training_pools
 
     if args.threads is not None:
         if args.threads < 1:
@@ -96,16 +95,7 @@ def _train(args: argparse.Namespace) -> int:
         raise PHSError(f"The image folder {args.images} does not exist or is not a folder (or say `synthetic`).")
     engine = load_engine(args.model, weights=args.weights, device=args.device, precision="fp32")
     out = (args.out or lvp.prompt_path(engine)).with_suffix(".safetensors")
-    s = engine.input_size
-    resample = engine_resample(engine)
-    if synthetic:
-        seed = TRAIN_SCENE_SEED + args.seed
-        pool = ImagePool.synthetic(s, cfg.scenes, seed, resample=resample)
-        eval_pool = ImagePool.synthetic(s, cfg.gain_images, EVAL_SCENE_SEED, resample=resample) if cfg.gain_images else None
-        label = f"synthetic scenes, seed {seed}, {cfg.scenes} scenes"
-    else:
-        pool = ImagePool.folder(args.images, s, resample=resample)
-        eval_pool, label = None, f"photos in {Path(args.images).expanduser().resolve()}"
+    pool, eval_pool, label = training_pools(args.images, cfg, engine.input_size, engine_resample(engine))
     if checkpoint_path(out).is_file() and not args.fresh and not args.quiet:
         print(f"Resuming from {checkpoint_path(out)} if it matches these settings.", file=sys.stderr)
     bar = None
@@ -128,7 +118,7 @@ def _train(args: argparse.Namespace) -> int:
         if bar is not None:
             bar.close()
     m = prompt.meta
-    print(f"Wrote {out} and {out.with_suffix('.json').name}: {m['steps']} steps in {m['train_seconds']} s, "
+    print(f"Wrote {out} and {out.with_suffix('.json').name}: {plural(m['steps'], 'step')} in {m['train_seconds']} s, "
           f"final loss {m['final_loss']}, attention on target {m['final_attn_on_target']} ({engine.describe()}).")
     if "attention_gain" in m:
         g = m["attention_gain"]
@@ -148,7 +138,7 @@ def _info(model: str | None) -> int:
         fp = meta.get("fingerprint", {})
         print(f"{path}")
         print(f"  model {fp.get('model', '?')} ({fp.get('weights', '?')}), {meta.get('shape')} ratio {meta.get('ratio')}, "
-              f"{meta.get('size')} px, {meta.get('steps')} steps on {meta.get('images', '?')}")
+              f"{meta.get('size')} px, {plural(int(meta.get('steps') or 0), 'step')} on {meta.get('images', '?')}")
         print(f"  final loss {meta.get('final_loss')}, attention on target {meta.get('final_attn_on_target')}")
         gain = meta.get("attention_gain")
         if gain:

@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+from core.cli import plural
 from core.errors import PHSError
 
 NAME = "scenes"
@@ -50,7 +51,7 @@ def _size(args: argparse.Namespace) -> tuple[int, int]:
 
 def run(args: argparse.Namespace) -> int:
     """Generate the scenes; user errors raise :class:`core.errors.PHSError`."""
-    from core.evaluation.datasets import write_scene_folder
+    from core.synthetic.scene_folder import write_scene_folder
 
     size = _size(args)
     if args.n < 1:
@@ -91,6 +92,6 @@ def run(args: argparse.Namespace) -> int:
         raise PHSError(f"Cannot write into {args.out_dir}: {err.strerror or err}.") from err
     if not args.quiet:
         print(
-            f"Wrote {args.n} scenes ({size[0]}x{size[1]}) and {ann.name} to {ann.parent} in {time.perf_counter() - t0:.1f} s."
+            f"Wrote {plural(args.n, 'scene')} ({size[0]}x{size[1]}) and {ann.name} to {ann.parent} in {time.perf_counter() - t0:.1f} s."
         )
     return 0

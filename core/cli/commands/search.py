@@ -2,7 +2,8 @@
 
 Coordinates are in pixels of the query photo as displayed (EXIF orientation applied), ``x`` to the right,
 ``y`` down; a box is ``x0,y0,x1,y1`` (XYXY); a mask is an image of the query's size, white inside.
-Without a point, box or mask the whole photo is the query (plain [CLS], CBIR).
+Without a point, box or mask the whole photo is the query (plain [CLS], CBIR). Identical files are listed
+once, with the others as its copies (``+N copies``; ``copies`` in JSON), as the app shows them.
 
 Several objects (``--object`` and ``--exclude``, each ``box:X0,Y0,X1,Y1``, ``point:X,Y`` or ``mask:FILE``,
 optionally ``@PHOTO`` for a mark on another photo) each get their own heads and a score per photo, combined
@@ -13,11 +14,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from pathlib import Path
 
-import numpy as np
-
+from core.cli import plural
+from core.defaults import query_method
 from core.errors import PromptError
 
 NAME = "search"
@@ -26,8 +28,7 @@ HELP = "Search an indexed folder with a query photo and a point, box or mask on 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``phs search`` (the app's search options, named as in the app)."""
-    from core.search.objects import OBJECT_CANDIDATES
-    from core.search.service import DEFAULT_CANDIDATES, METHODS
+    from core.defaults import DEFAULT_CANDIDATES, FA_ALPHA, FA_BLOCKS, FA_SIGMA, METHODS, OBJECT_CANDIDATES
 
     parser.add_argument("--folder", type=Path, default=None, help="the indexed photo folder (or --all)")
     parser.add_argument("--all", action="store_true",
@@ -67,9 +68,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     m.add_argument("--strategy", default="before+scale",
                    choices=("identity", "after", "before", "after+scale", "before+scale"),
                    help="where the head mask applies (default before+scale)")
-    m.add_argument("--fa-layers", type=int, default=4, help="last blocks FA acts on (default 4)")
-    m.add_argument("--fa-alpha", type=float, default=0.2, help="FA strength alpha (default 0.2)")
-    m.add_argument("--fa-sigma", type=float, default=100.0, help="FA Gaussian width sigma (default 100)")
+    m.add_argument("--fa-layers", type=int, default=FA_BLOCKS, help="last blocks FA acts on")
+    m.add_argument("--fa-alpha", type=float, default=FA_ALPHA, help="FA strength alpha")
+    m.add_argument("--fa-sigma", type=float, default=FA_SIGMA, help="FA Gaussian width sigma")
     m.add_argument("--itae", type=float, default=None, metavar="THETA",
                    help="ITAE: attenuate patches whose query norm exceeds THETA, on the query photo")
     m.add_argument("--force-on", type=int, action="append", default=[], metavar="I",
@@ -87,7 +88,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     r.add_argument("--mode", choices=("qo", "qd"), default="qo", help="qo: Query-Only; qd: Query-DB re-rank")
     r.add_argument("--candidates", type=int, default=DEFAULT_CANDIDATES,
                    help=f"Query-Only candidates re-ranked in qd mode (default {DEFAULT_CANDIDATES})")
-    r.add_argument("--json", action="store_true", help='print [{"path": ..., "score": ...}, ...] best first')
+    r.add_argument("--json", action="store_true",
+                   help='print [{"path": ..., "score": ..., "copies": [...], "is_query": ...}, ...] best first')
     r.add_argument("--propose", action="store_true",
                    help="also propose where the marked object is in each result: its box (x0,y0,x1,y1 pixels of "
                         "that photo), from the query's kept heads")
@@ -99,13 +101,15 @@ def _numbers(text: str, n: int, what: str) -> list[float]:
         values = [float(p) for p in parts]
     except ValueError:
         values = []
-    if len(values) != n or not all(np.isfinite(values)):
+    if len(values) != n or not all(math.isfinite(v) for v in values):
         raise PromptError(f"{what} expects {n} comma-separated numbers, not '{text}'.")
     return values
 
 
 def build_prompt(args: argparse.Namespace):  # -> core.method.prompts.Prompt | None
     """The prompt described by the command-line options, ``None`` when there is none."""
+    import numpy as np
+
     from core.imageio import load_image
     from core.method.prompts import Box, Mask, Point, Prompt
 
@@ -129,6 +133,8 @@ def parse_object(text: str, excluded: bool = False):  # -> core.search.objects.O
     Raises:
         PromptError: a malformed SPEC, or a mask or photo file that cannot be read (one sentence).
     """
+    import numpy as np
+
     from core.imageio import load_image, read_photo_bytes
     from core.method.prompts import Box, Mask, Point, Prompt
     from core.search.objects import ObjectSpec
@@ -212,9 +218,9 @@ def run(args: argparse.Namespace) -> int:
     """Search and print the ranked photos."""
     from core.search.service import QuerySpec
 
-    method = "fa+phs" if args.fa else args.method
     if args.fa and args.method not in ("phs", "fa+phs"):
         raise PromptError("--fa combines with the phs method only; use --method fa for FA alone.")
+    method = query_method(args.method, args.fa)
     from core.method.engine import FAParams
 
     if not (abs(args.fa_alpha) <= 100 and 0 < args.fa_sigma <= 1e5):  # NaN fails both
@@ -226,6 +232,9 @@ def run(args: argparse.Namespace) -> int:
     objects = [parse_object(t) for t in args.object] + [parse_object(t, True) for t in args.exclude]
     if objects and prompt is not None:
         raise PromptError("Mark with either --point/--box/--mask or --object/--exclude, not both.")
+    if prompt is None and not objects and (args.force_on or args.force_off):
+        print("phs search: --force-on/--force-off choose heads for a prompt; without a point, box or mask the "
+              "whole photo is the query and they have no effect.", file=sys.stderr)
     from core.library.filters import PhotoFilter
 
     photo_filter = PhotoFilter.from_text(args.after, args.before, args.under, args.type)
@@ -249,6 +258,7 @@ def run(args: argparse.Namespace) -> int:
     if model is None:
         model = library_model() if args.all else indexed_model(args.folder)
     from core.method.engine import load_engine
+    from core.search.copies import group_hits
     from core.search.service import QueryService
 
     engine = load_engine(model, weights=args.weights, device=args.device, download=args.model is not None)
@@ -257,11 +267,13 @@ def run(args: argparse.Namespace) -> int:
         outcome = QueryService(engine, gallery).run(spec)
         for warning in gallery.warnings:  # e.g. the newest changes could not be read
             print(f"phs: note: {warning}", file=sys.stderr)
-        hits = outcome.hits
-        rows = [h.as_dict() for h in hits]
+        hits = list(outcome.hits)
+        rows = [{"path": r.path, "score": round(float(r.score), 6), "copies": list(r.copies), "is_query": r.is_query}
+                for r in group_hits(hits, str(args.image))]  # fmt: skip
         if objects and outcome.object_scores is not None:
-            for row, scores in zip(rows, outcome.object_scores.tolist()):
-                row["objects"] = [round(float(v), 6) for v in scores]
+            at = {str(h.path): i for i, h in enumerate(hits)}
+            for row in rows:
+                row["objects"] = [round(float(v), 6) for v in outcome.object_scores[at[row["path"]]].tolist()]
         if args.propose:
             _add_proposals(engine, outcome, rows)
     if args.json:
@@ -269,10 +281,14 @@ def run(args: argparse.Namespace) -> int:
     else:
         from core.cli.commands.index import printable
 
-        for rank, (h, row) in enumerate(zip(hits, rows), 1):
+        for rank, row in enumerate(rows, 1):
+            notes = ([f"+{plural(len(row['copies']), 'copy', 'copies')}"] if row["copies"] else []) + (
+                ["the query photo"] if row["is_query"] else [])
             box = f"  box {','.join(f'{v:.0f}' for v in row['box'])}" if "box" in row else ""
             each = "  [" + " ".join(f"{v:.4f}" for v in row["objects"]) + "]" if "objects" in row else ""
-            print(f"{rank:4d}  {h.score:.4f}  {printable(h.path)}{box}{each}")  # a name cannot drive the terminal
+            note = f"  ({'; '.join(notes)})" if notes else ""
+            # A name cannot drive the terminal.
+            print(f"{rank:4d}  {row['score']:.4f}  {printable(row['path'])}{box}{note}{each}")
     return 0
 
 
