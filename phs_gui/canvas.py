@@ -241,7 +241,11 @@ class Canvas(BrushStrokes, QGraphicsView):
             painter.drawText(self.viewport().rect(), Qt.AlignmentFlag.AlignCenter, self._placeholder)
             painter.restore()
 
+    overlay = None  # (painter, zoom) -> None: what else is drawn over the photo (saved annotations)
+
     def drawForeground(self, painter: QPainter, rect: QRectF) -> None:  # noqa: N802 - Qt API
+        if self._state is not None and self.overlay is not None:
+            self.overlay(painter, max(self.zoom, 1e-6))
         if self._state is not None:
             paint_prompt(painter, self._state, max(self.zoom, 1e-6), self._marker, self._tool, self._hover,
                          self._brush, self.mark_colour)

@@ -79,6 +79,7 @@ def save_geometry(win: QMainWindow) -> None:
 def default_layout(win: QMainWindow) -> None:
     """The photo gets the most room: narrow side panels, the library tabbed behind the search knobs."""
     win.tabifyDockWidget(win.docks.left, win.docks.library_dock)  # type: ignore[attr-defined]
+    win.tabifyDockWidget(win.docks.library_dock, win.labels_dock)  # type: ignore[attr-defined]
     win.docks.left.raise_()  # type: ignore[attr-defined]
     fit_docks(win)
 

@@ -285,6 +285,7 @@ class MainWindow(QMainWindow):
         left = max(0, int((deadline - time.perf_counter()) * 1000))
         stopped = self.workers.shutdown(left) and stopped
         self.docks.results.shutdown()
+        self.annotations.close()
         self.model.close(stopped)
         self.gc_guard.stop()
         self.stopped_cleanly = stopped

@@ -23,12 +23,17 @@ from PySide6.QtWidgets import (
 
 from phs_gui.render import blend_map, to_qimage
 
+_DECISIONS = {Qt.Key.Key_Return: True, Qt.Key.Key_Enter: True, Qt.Key.Key_A: True, Qt.Key.Key_Delete: False,
+              Qt.Key.Key_X: False}
+
 
 class PreviewDialog(QDialog):
     """One result photo, large, optionally with the attention of the query's kept heads over it."""
 
     step_requested = Signal(int)  # -1 previous, +1 next
     use_as_query = Signal(object)  # a path (str, possibly not UTF-8)
+    decided = Signal(bool)  # Enter/A accepts, Del/X rejects the proposal shown
+    overlay = None  # (path, pixmap of the photo) -> pixmap: what is drawn over the photo (a proposal)
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -63,12 +68,18 @@ class PreviewDialog(QDialog):
         lay.addWidget(self.caption)
         lay.addLayout(row)
         self.resize(900, 700)
-        for child in (self.where_box, prev_b, next_b, use_b):  # Left/Right step whichever of them has the focus
+        for child in (self, self.where_box, prev_b, next_b, use_b):  # Left/Right step whichever of them has the focus
             child.installEventFilter(self)
 
     def eventFilter(self, obj: QObject, event: QEvent) -> bool:  # noqa: N802 - Qt API
         if event.type() == QEvent.Type.KeyPress and event.key() in (Qt.Key.Key_Left, Qt.Key.Key_Right):
             self.step_requested.emit(-1 if event.key() == Qt.Key.Key_Left else 1)
+            return True
+        if event.type() == QEvent.Type.ShortcutOverride and event.key() in _DECISIONS:
+            event.accept()  # A, X, Enter, Del decide here, not the main window's shortcuts
+            return True
+        if event.type() == QEvent.Type.KeyPress and event.key() in _DECISIONS:
+            self.decided.emit(_DECISIONS[event.key()])
             return True
         return super().eventFilter(obj, event)
 
@@ -98,9 +109,12 @@ class PreviewDialog(QDialog):
             return
         rgb = blend_map(self._rgb, self._where, alpha=0.55) if self.showing_where else self._rgb
         pm = QPixmap.fromImage(to_qimage(rgb))
+        pm = self.overlay(self.path, pm) if self.overlay is not None else pm
         size = self.image.size()
         self.image.setPixmap(pm.scaled(QSize(max(size.width(), 64), max(size.height(), 64)),
                                        Qt.AspectRatioMode.KeepAspectRatio, Qt.TransformationMode.SmoothTransformation))
+
+    redraw = _draw
 
     def resizeEvent(self, event: QResizeEvent) -> None:  # noqa: N802 - Qt API
         super().resizeEvent(event)
@@ -111,5 +125,7 @@ class PreviewDialog(QDialog):
             self.step_requested.emit(-1)
         elif event.key() == Qt.Key.Key_Right:
             self.step_requested.emit(1)
+        elif event.key() in _DECISIONS:
+            self.decided.emit(_DECISIONS[event.key()])
         else:
             super().keyPressEvent(event)

@@ -171,7 +171,7 @@ class ResultsGrid(QListWidget):
                 if row.is_query:
                     item.setForeground(QColor(240, 190, 40))
                 pm = self.cache.get(path)
-                item.setIcon(QIcon(pm if pm is not None else self._placeholder))
+                item.setIcon(QIcon(self._placeholder if pm is None else self.decorate(path, pm)))
                 self.addItem(item)
                 if pm is None:
                     self._request(path)
@@ -228,6 +228,8 @@ class ResultsGrid(QListWidget):
         w.signals.result.connect(self._on_thumbnail)
         self._pool.start(w)
 
+    decorate = staticmethod(lambda path, pm: pm)  # (path, thumbnail) -> what the tile shows (a proposal drawn)
+
     def _on_thumbnail(self, out: tuple[str, np.ndarray | None, str]) -> None:
         path, arr, facts = out
         self._pending.discard(path)
@@ -245,7 +247,7 @@ class ResultsGrid(QListWidget):
         for i in range(self.count()):
             it = self.item(i)
             if self.path_of(it) == path:
-                it.setIcon(QIcon(pm))
+                it.setIcon(QIcon(self.decorate(path, pm)))
                 if path in rows:
                     it.setToolTip(self._tooltip(rows[path]))
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from phs_gui import dialogs
+from phs_gui.annotating import install as install_annotating
 from phs_gui.layout import follow_thumb_size
 
 if TYPE_CHECKING:
@@ -17,6 +18,7 @@ def wire(self: MainWindow) -> None:
     """Connect everything in the window ``self``."""
     _widgets_to_controllers(self)
     _controllers_to_widgets(self)
+    install_annotating(self)  # its controllers, dock and menus; undo and redo go through its edit journal
 
 
 def _widgets_to_controllers(self: MainWindow) -> None:
@@ -33,8 +35,6 @@ def _widgets_to_controllers(self: MainWindow) -> None:
     a.add_folder.triggered.connect(self.add_folder_dialog)
     a.export.triggered.connect(grid.export_dialog)
     a.quit.triggered.connect(self.close)
-    a.undo.triggered.connect(q.undo)
-    a.redo.triggered.connect(q.redo)
     a.clear.triggered.connect(c.clear_prompt)
     a.fit.triggered.connect(c.fit_to_window)
     a.zoom_in.triggered.connect(lambda: c.zoom_by(1.25))
@@ -68,8 +68,7 @@ def _widgets_to_controllers(self: MainWindow) -> None:
 
 def _controllers_to_widgets(self: MainWindow) -> None:
     """What each controller says, to the widgets that show it (and to the controllers that act on it)."""
-    a, s, q, lib, m, t, pv = (self.actions_, self.status, self.query, self.library, self.model, self.training_,
-                              self.previews)
+    s, q, lib, m, t, pv = self.status, self.query, self.library, self.model, self.training_, self.previews
     c, grid, lp = self.canvas, self.docks.results, self.docks.library
     m.loading.connect(lambda text: (s.model.setText(text), s.cancel_load.show()))
     m.load_over.connect(self._model_idle)
@@ -80,7 +79,6 @@ def _controllers_to_widgets(self: MainWindow) -> None:
     q.heads_answered.connect(self.docks.heads.show_answer)
     q.heads_answered.connect(lambda ans: c.set_marker(ans.marker, ans.outcome.query.placement))
     q.results_answered.connect(lambda ans: (grid.show_rows(ans.rows), pv.set_outcome(ans.outcome)))
-    q.history_changed.connect(lambda u, r: (a.undo.setEnabled(u), a.redo.setEnabled(r)))
     q.timing.connect(s.timing.setText)
     q.train_requested.connect(self.train_learned_prompt)
     q.hint.connect(self.show_hint)

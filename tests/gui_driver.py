@@ -85,6 +85,8 @@ def other_scene(tmp_path: Path) -> Path:
 class WindowDriver:
     """Drives one window as a person would and reads what it shows."""
 
+    ctrl = Qt.KeyboardModifier.ControlModifier
+
     def __init__(self, qtbot, window: MainWindow) -> None:
         self.qtbot = qtbot
         self.w = window
@@ -146,6 +148,65 @@ class WindowDriver:
         """The sentence above the photo (``""`` when hidden)."""
         return self.w.banner.text
 
+    # ---------------------------------------------------------------------------------------- annotating
+    def save_mark(self, label: str, monkeypatch) -> None:
+        """Edit › Save mark with a label (Ctrl+S), typing ``label`` in the dialog; wait until it is listed."""
+        from phs_gui import labels_panel
+
+        before = self.w.labels_panel.on_photo.count()
+        monkeypatch.setattr(labels_panel, "ask_label", lambda *a, **k: label)
+        self.qtbot.keyClick(self.w.canvas, Qt.Key.Key_S, Qt.KeyboardModifier.ControlModifier)
+        self.qtbot.waitUntil(lambda: self.w.labels_panel.on_photo.count() == before + 1, timeout=WAIT_MS)
+
+    def annotations_listed(self) -> list[str]:
+        """The Labels panel's lines for the photo shown."""
+        lw = self.w.labels_panel.on_photo
+        return [lw.item(i).text() for i in range(lw.count())]
+
+    def choose_label(self, name: str) -> None:
+        """Click a label in the Labels panel."""
+        lw = self.w.labels_panel.labels
+        row = next(i for i in range(lw.count()) if lw.item(i).text().startswith(f"{name}  ("))
+        self.qtbot.mouseClick(lw.viewport(), Qt.MouseButton.LeftButton, pos=lw.visualItemRect(lw.item(row)).center())
+
+    def canvas_pixels_of(self, color: str) -> int:
+        """How many pixels of the photo view are drawn in ``color`` (#rrggbb)."""
+        import numpy as np
+        from PySide6.QtGui import QColor, QImage
+
+        img = self.w.canvas.viewport().grab().toImage().convertToFormat(QImage.Format.Format_RGB888)
+        arr = np.frombuffer(img.constBits(), np.uint8).reshape(img.height(), img.bytesPerLine())
+        rgb = arr[:, : img.width() * 3].reshape(img.height(), img.width(), 3).astype(int)
+        c = QColor(color)
+        return int((np.abs(rgb - np.array([c.red(), c.green(), c.blue()])).sum(axis=2) < 30).sum())
+
+    def propose(self) -> None:
+        """Tick Propose over the results and wait until every result shown has its proposal."""
+        self.qtbot.mouseClick(self.w.propose_bar.toggle, Qt.MouseButton.LeftButton)
+        self.qtbot.waitUntil(lambda: self.w.proposals.done and self.w.settled, timeout=WAIT_MS)
+
+    def preview_result(self, row: int) -> None:
+        """Enter on result ``row``: the preview opens on it."""
+        grid = self.w.docks.results
+        grid.setFocus()
+        grid.setCurrentRow(row)
+        self.qtbot.keyClick(grid, Qt.Key.Key_Return)
+        self.qtbot.waitUntil(lambda: self.w.previews.dialog is not None and self.w.previews.dialog.isVisible()
+                             and self.w.previews.dialog.path == grid.paths()[row], timeout=WAIT_MS)
+
+    def accept_in_preview(self) -> str:
+        """A in the preview: accept the proposal shown; wait for the next result. Returns the accepted photo."""
+        d = self.w.previews.dialog
+        path = d.path
+        self.qtbot.keyClick(d, Qt.Key.Key_A)
+        self.qtbot.waitUntil(lambda: d.path != path, timeout=WAIT_MS)
+        return path
+
+    def close_preview(self) -> None:
+        """Close the preview; the window is the active one again (its shortcuts apply)."""
+        self.w.previews.dialog.close()
+        self.w.activateWindow()
+        self.qtbot.waitUntil(self.w.isActiveWindow, timeout=5000)
 
 def scene_boxes(photo: str) -> list[tuple[str, list[float]]]:
     """``(category, XYXY box)`` of each object of a demo scene, largest first, from its COCO annotations."""

@@ -45,6 +45,7 @@ class QueryController(QObject):
         message_withdrawn(str): the message of this kind no longer holds.
         train_requested(): the person asked to train a learned prompt from a message.
         hint(str): a one-line hint on how to use the window (the first launch's).
+        edited(): an edit entered the prompt history (the window's undo history records it).
     """
 
     photo_opened = Signal(object)
@@ -57,6 +58,7 @@ class QueryController(QObject):
     message_withdrawn = Signal(str)
     train_requested = Signal()
     hint = Signal(str)
+    edited = Signal()
 
     def __init__(self, prefs: Preferences, lane: SerialLane, parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -177,7 +179,8 @@ class QueryController(QObject):
         cur = self.state
         self.state = replace(state, force_on=cur.force_on, force_off=cur.force_off, objects=cur.objects) \
             if cur is not None else state
-        self.history.push(self.state)
+        if self.history.push(self.state):
+            self.edited.emit()
         self._emit_history()
         self.rescore()
 
@@ -194,6 +197,7 @@ class QueryController(QObject):
         """An edit of the objects (not of the canvas): recorded as it is, shown and answered."""
         self._timer.stop()
         if self.history.push(state):
+            self.edited.emit()
             self._restore(state)
 
     def undo(self) -> None:
@@ -240,7 +244,8 @@ class QueryController(QObject):
 
     def _force(self, on: set[int], off: set[int], revert: PromptState) -> None:
         self.state = revert.with_forced(on, off)
-        self.history.push(self.state)
+        if self.history.push(self.state):
+            self.edited.emit()
         self._emit_history()
         self.rescore(revert=revert)
 
