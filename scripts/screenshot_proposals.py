@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -20,26 +19,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-
-
-def with_xvfb(size: str, out: Path) -> int:
-    """Run this script inside a new Xvfb display of ``size`` with openbox."""
-    for tool in ("Xvfb", "openbox", "import"):
-        if shutil.which(tool) is None:
-            print(f"screenshot_proposals: {tool} is missing: apt-get install xvfb openbox imagemagick", file=sys.stderr)
-            return 2
-    display = ":97"
-    xvfb = subprocess.Popen(["Xvfb", display, "-screen", "0", f"{size}x24", "-nolisten", "tcp"])
-    time.sleep(1.0)
-    env = dict(os.environ, DISPLAY=display, QT_QPA_PLATFORM="xcb")
-    wm = subprocess.Popen(["openbox"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    time.sleep(1.0)
-    try:
-        return subprocess.run([sys.executable, __file__, "--size", size, "--out", str(out), "--inside"],
-                              env=env).returncode
-    finally:
-        wm.terminate()
-        xvfb.terminate()
+sys.path.insert(0, str(ROOT / "scripts"))
+from screenshots import wait_until, with_xvfb  # noqa: E402 (the X screen and the wait, as for the other shots)
 
 
 def shoot(size: str, out: Path) -> int:
@@ -53,12 +34,7 @@ def shoot(size: str, out: Path) -> int:
     app = QApplication.instance() or QApplication(sys.argv)
 
     def wait(cond, timeout_s: float = 900) -> None:
-        t0 = time.perf_counter()
-        while not cond():
-            app.processEvents()
-            time.sleep(0.005)
-            if time.perf_counter() - t0 > timeout_s:
-                raise TimeoutError("the app did not get there in time")
+        wait_until(app, cond, timeout_s)
 
     w = MainWindow()
     w.show()
@@ -90,7 +66,8 @@ def main() -> int:
     ap.add_argument("--inside", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
-    return shoot(args.size, args.out) if args.inside else with_xvfb(args.size, args.out.resolve())
+    return shoot(args.size, args.out) if args.inside else with_xvfb(args.size, ["--out", str(args.out.resolve())],
+                                                                     script=__file__)
 
 
 if __name__ == "__main__":

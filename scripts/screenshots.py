@@ -29,11 +29,13 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 
-def with_xvfb(size: str, argv: list[str]) -> int:
-    """Run this script for one ``size`` inside a new Xvfb display with openbox."""
+def with_xvfb(size: str, argv: list[str], script: str = __file__) -> int:
+    """Run ``script`` with ``argv`` for one ``size`` inside a new Xvfb display with openbox (it gets
+    ``--size SIZE --inside``)."""
+    name = Path(script).stem
     for tool in ("Xvfb", "openbox", "import"):
         if shutil.which(tool) is None:
-            print(f"screenshots: {tool} is missing: apt-get install xvfb openbox imagemagick", file=sys.stderr)
+            print(f"{name}: {tool} is missing: apt-get install xvfb openbox imagemagick", file=sys.stderr)
             return 2
     display = f":{90 + int(size.split('x')[0]) % 7}"
     xvfb = subprocess.Popen(["Xvfb", display, "-screen", "0", f"{size}x24", "-nolisten", "tcp"])
@@ -42,10 +44,20 @@ def with_xvfb(size: str, argv: list[str]) -> int:
     wm = subprocess.Popen(["openbox"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     time.sleep(1.0)
     try:
-        return subprocess.run([sys.executable, __file__, *argv, "--size", size, "--inside"], env=env).returncode
+        return subprocess.run([sys.executable, script, *argv, "--size", size, "--inside"], env=env).returncode
     finally:
         wm.terminate()
         xvfb.terminate()
+
+
+def wait_until(app, cond, timeout_s: float = 900) -> None:
+    """Process the app's events until ``cond()`` holds (a TimeoutError after ``timeout_s``)."""
+    t0 = time.perf_counter()
+    while not cond():
+        app.processEvents()
+        time.sleep(0.005)
+        if time.perf_counter() - t0 > timeout_s:
+            raise TimeoutError("the app did not get there in time")
 
 
 def journey(size: str, photos: Path, out: Path) -> int:
@@ -61,12 +73,7 @@ def journey(size: str, photos: Path, out: Path) -> int:
     app = QApplication.instance() or QApplication(sys.argv)
 
     def wait(cond, timeout_s: float = 900) -> None:
-        t0 = time.perf_counter()
-        while not cond():
-            app.processEvents()
-            time.sleep(0.005)
-            if time.perf_counter() - t0 > timeout_s:
-                raise TimeoutError("the app did not get there in time")
+        wait_until(app, cond, timeout_s)
 
     def pause(ms: int) -> None:
         t0 = time.perf_counter()
