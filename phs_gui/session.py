@@ -189,8 +189,9 @@ class SearchSession:
 
     @property
     def indexed_count(self) -> int:
-        """Photos searchable now (0 without a folder)."""
-        return 0 if self.searcher is None else self.searcher.size
+        """Photos indexed in the open folder, whatever the filter lets through (0 without a folder); which
+        photos pass is read from the index database, in the engine lane only (:meth:`apply_filter`)."""
+        return 0 if self.searcher is None else int(self.searcher.index.vectors().ntotal)
 
     @property
     def last_encode_ms(self) -> float | None:

@@ -70,7 +70,7 @@ def test_filter_bar_searches_among_passing_photos_clears_refuses_bad_dates_and_i
         qtbot.waitUntil(lambda: d.filter_count() == "7 photos pass the filter", timeout=WAIT_MS)
         names = _names(d)
         assert len(names) == K and all(n.startswith(("new", "trips/")) for n in names), names
-        assert w.prefs.search.after == "2022-01-01"
+        assert w.prefs.search.after == "2022-01-01" and w.session.indexed_count == 14  # the folder holds 14
 
         # Under trips (and after 2022): only the trips photos, all 4 of them.
         assert "trips" in [w.docks.results_panel.filter_bar.under.itemText(i)
