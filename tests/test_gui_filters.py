@@ -123,3 +123,15 @@ def test_filter_bar_searches_among_passing_photos_clears_refuses_bad_dates_and_i
         assert len(names) == K and all(n.startswith(("new", "trips/")) for n in names), names
     finally:
         w2.shutdown()
+
+
+def test_a_filter_edited_by_hand_into_no_filter_is_dropped_and_a_good_one_kept(tmp_path):
+    from phs_gui.settings import load_preferences
+
+    path = tmp_path / "settings.json"
+    path.write_text('{"search": {"after": "2023-13", "under": "trips", "top_k": 7}}', "utf-8")
+    bad = load_preferences(path).search
+    assert (bad.after, bad.under, bad.top_k) == ("", "", 7)
+    path.write_text('{"search": {"after": "2023-02", "before": "2024", "under": "trips", "types": "jpg"}}', "utf-8")
+    good = load_preferences(path).search
+    assert (good.after, good.before, good.under, good.types) == ("2023-02", "2024", "trips", "jpg")
