@@ -92,6 +92,8 @@ class QueryAnswer:
             ran, else ``None``; where it sits is ``outcome.query.placement``.
         missing_prompt: a learned prompt was asked for but none exists for the model (PHS ran instead).
         idle_forced: ``(on, off)`` heads forced by hand that are not in effect (nothing is marked).
+        passing: photos that pass the search's filter, ``None`` when no filter is set.
+        subfolders: the open folder's subfolders (relative, POSIX separators), for the filter bar.
     """
 
     gen: int
@@ -105,6 +107,8 @@ class QueryAnswer:
     marker: str | None = None
     missing_prompt: bool = False
     idle_forced: tuple[tuple[int, ...], tuple[int, ...]] | None = None
+    passing: int | None = None
+    subfolders: tuple[str, ...] = ()
 
 
 def query_job(session: SearchSession, gen: int, prompt: object, options: SearchOptions,
@@ -115,13 +119,14 @@ def query_job(session: SearchSession, gen: int, prompt: object, options: SearchO
         return None
     t0 = time.perf_counter()
     out = session.run(prompt, options, force_on, force_off)  # type: ignore[arg-type]
+    passing, subfolders = session.apply_filter(options), tuple(session.subfolders())  # type: ignore[arg-type]
     missing = out.fell_back  # no learned prompt to paste yet: PHS answered, the window offers to train one
     marker = session.marker_shape(out.query.method) if out.query.placement is not None else None
     tiles, big = ([], None) if backdrops is None else render_maps(backdrops[0], backdrops[1], out.maps,
                                                                  out.combined_map())
     rows = group_hits(list(out.hits), query_path)
     return QueryAnswer(gen, out, force_on, force_off, tiles, big, (time.perf_counter() - t0) * 1000, rows,
-                       marker, missing)
+                       marker, missing, passing=passing, subfolders=subfolders)
 
 
 def train_job(name: str, device: str, source: str, settings: dict, *, report: Callable,

@@ -105,6 +105,9 @@ class MainWindow(QMainWindow):
         self.docks.controls.set_options(self.prefs.search)
         self.docks.results_panel.hide_query.setChecked(self.prefs.hide_query)
         self.docks.results_panel.size_slider.setValue(self.prefs.thumb_px)
+        o = self.prefs.search
+        self.docks.results_panel.filter_bar.set_values(
+            {"after": o.after, "before": o.before, "under": o.under, "types": o.types})
         self._model_idle()
         self.library.refresh()
         self._refresh_recent()
@@ -249,7 +252,9 @@ class MainWindow(QMainWindow):
 
     def save_settings(self) -> None:
         """Write the preferences file and the window geometry."""
-        self.prefs.search = self.docks.controls.options()
+        o = self.prefs.search  # the controls hold every option but the filter (the filter bar's)
+        self.prefs.search = replace(self.docks.controls.options(), after=o.after, before=o.before, under=o.under,
+                                    types=o.types)
         self.prefs.marks = self.query.marks()
         self.prefs.brush_px = self.canvas.brush_size
         try:

@@ -46,6 +46,7 @@ def objects_job(session: SearchSession, gen: int, req: ObjectsRequest, options: 
     t0 = time.perf_counter()
     spec = replace(session.spec(None, options), objects=req.specs, combine=req.combine)
     with session.lock:
+        passing = session.apply_filter(options)
         out = session.service.run(spec)
         j = req.heads_of if 0 <= req.heads_of < len(out.objects) else 0
         here = next((i for i, o in enumerate(req.specs) if o.photo is None), None)
@@ -65,4 +66,5 @@ def objects_job(session: SearchSession, gen: int, req: ObjectsRequest, options: 
     shown = req.specs[j] if req.specs else None
     on = () if shown is None else shown.force_on
     off = () if shown is None else shown.force_off
-    return QueryAnswer(gen, view, on, off, tiles, big, (time.perf_counter() - t0) * 1000, rows)
+    return QueryAnswer(gen, view, on, off, tiles, big, (time.perf_counter() - t0) * 1000, rows, passing=passing,
+                       subfolders=tuple(session.subfolders()))

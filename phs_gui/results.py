@@ -31,6 +31,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from phs_gui.filter_bar import FilterBar
 from phs_gui.object_bars import objects_tooltip
 from phs_gui.render import format_score
 from phs_gui.result_rows import (  # noqa: F401 - re-exported for the window's jobs
@@ -387,4 +388,6 @@ class ResultsPanel(QWidget):
         lay.setContentsMargins(0, 0, 0, 0)
         lay.setSpacing(2)
         lay.addLayout(bar)
+        self.filter_bar = FilterBar()  # the search's filter: runs in the search, never hides tiles
+        lay.addWidget(self.filter_bar)
         lay.addWidget(self.grid, 1)

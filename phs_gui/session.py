@@ -23,6 +23,7 @@ import numpy as np
 from core.defaults import DEFAULT_H_ON, FA_ALPHA, FA_BLOCKS, FA_SIGMA, MARKER_METHODS, query_method
 
 if TYPE_CHECKING:  # the engine and the service import torch: they load with the model, after the window shows
+    from core.library.filters import PhotoFilter
     from core.method.engine import FAParams, PHSEngine
     from core.method.prompts import Prompt
     from core.search import Outcome, QuerySpec, Searcher
@@ -52,6 +53,9 @@ class SearchOptions:
         fa_on, fa_blocks, fa_alpha, fa_sigma: FALIP foveal attention.
         itae_on, itae_theta: ITAE on the query photo.
         top_k: results wanted.
+        after, before, under, types: the filter, as typed (``YYYY``, ``YYYY-MM`` or ``YYYY-MM-DD``; a subfolder
+            of the open folder; comma-separated suffixes); ``""`` leaves nothing out
+            (:meth:`core.library.filters.PhotoFilter.from_text`).
     """
 
     method: str = "phs"
@@ -65,6 +69,21 @@ class SearchOptions:
     itae_on: bool = False
     itae_theta: float = 0.0
     top_k: int = 24
+    after: str = ""
+    before: str = ""
+    under: str = ""
+    types: str = ""
+
+    def photo_filter(self) -> PhotoFilter | None:
+        """The filter the search runs under, or ``None`` when nothing is left out.
+
+        Raises:
+            PHSError: a date or subfolder that is not one (one sentence).
+        """
+        from core.library.filters import PhotoFilter
+
+        f = PhotoFilter.from_text(self.after, self.before, self.under, self.types)
+        return f if f.active else None
 
     def fa(self) -> FAParams | None:
         """The FA parameters, or ``None`` when FA is off or a marker method runs."""
@@ -93,6 +112,8 @@ class SearchSession:
         self.service = QueryService(engine)
         self.searcher: Searcher | None = None
         self.folder: Path | None = None
+        self._filter: PhotoFilter | None = None  # the filter set on the open searcher
+        self._subfolders: tuple[Path | None, tuple[str, ...]] | None = None  # (folder, its subfolders)
         # The service is not thread-safe: the window's engine lane and the GUI thread (opening a folder)
         # take turns through this lock.
         self.lock = threading.RLock()
@@ -109,6 +130,7 @@ class SearchSession:
         with self.lock:
             self.close_folder()
             self.searcher = Searcher(folder, self.index_engine)
+            self._filter, self._subfolders = None, None
             self.service.gallery = self.searcher
             self.folder = Path(folder)
             return self.searcher.size
@@ -122,10 +144,54 @@ class SearchSession:
             self.service.gallery = None
             self.folder = None
 
+    def apply_filter(self, options: SearchOptions) -> int | None:
+        """Search among the photos that pass ``options``' filter from now on (reads the index database: call
+        it from a worker); returns how many pass, or ``None`` when no filter is set.
+
+        Raises:
+            PHSError: a date or subfolder that is not one (one sentence).
+        """
+        wanted = options.photo_filter()
+        with self.lock:
+            if self.searcher is None:
+                return None
+            if wanted != self._filter:
+                self.searcher.set_filter(wanted)
+                self._filter = wanted
+            return None if wanted is None else self.searcher.size
+
+    def subfolders(self, depth: int = 2) -> list[str]:
+        """The open folder's subfolders down to ``depth`` levels, relative, POSIX separators, sorted (hidden
+        ones left out; lists directories: call it from a worker)."""
+        import os
+
+        root = self.folder
+        if self._subfolders is not None and self._subfolders[0] == root:
+            return list(self._subfolders[1])
+        out: list[str] = []
+        level = [("", root)] if root is not None else []
+        for _ in range(depth):
+            nxt = []
+            for rel, path in level:
+                try:
+                    with os.scandir(path) as it:
+                        dirs = [e for e in it if e.is_dir(follow_symlinks=False) and not e.name.startswith(".")]
+                except OSError:
+                    continue
+                for e in dirs:
+                    sub = f"{rel}/{e.name}" if rel else e.name
+                    out.append(sub)
+                    nxt.append((sub, e.path))
+            level = nxt
+        out.sort(key=str.lower)
+        self._subfolders = (root, tuple(out))
+        return out
+
     @property
     def indexed_count(self) -> int:
-        """Photos searchable now (0 without a folder)."""
-        return 0 if self.searcher is None else self.searcher.size
+        """Photos indexed in the open folder, whatever the filter lets through (0 without a folder); which
+        photos pass is read from the index database, in the engine lane only (:meth:`apply_filter`)."""
+        return 0 if self.searcher is None else int(self.searcher.index.vectors().ntotal)
 
     @property
     def last_encode_ms(self) -> float | None:
@@ -246,6 +312,7 @@ class SearchSession:
             PHSError: a prompt or head choice the engine refuses (one sentence).
         """
         with self.lock:
+            self.apply_filter(options)
             return self.service.run(self.spec(prompt, options, force_on, force_off))
 
     def close(self) -> None:

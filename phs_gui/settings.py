@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from core.errors import PHSError
 from core.library.store import atomic_write_bytes
 from core.paths import data_dir
 from phs_gui.session import SearchOptions
@@ -121,6 +122,10 @@ def load_preferences(path: Path | None = None) -> Preferences:
     sigma = o.fa_sigma if o.fa_sigma > 0 else SearchOptions.fa_sigma
     prefs.search = replace(o, h_on=max(1, o.h_on), top_k=min(max(1, o.top_k), 500), fa_blocks=max(1, o.fa_blocks),
                            fa_sigma=sigma)
+    try:
+        prefs.search.photo_filter()
+    except PHSError:  # a filter edited by hand into something that is not one: search everything
+        prefs.search = replace(prefs.search, after="", before="", under="", types="")
     prefs.marks = raw["marks"] if isinstance(raw.get("marks"), dict) else {}
     prefs.thumb_px = min(max(64, prefs.thumb_px), 256)
     prefs.brush_px = min(max(2, prefs.brush_px), 200)

@@ -55,6 +55,7 @@ def _widgets_to_controllers(self: MainWindow) -> None:
     grid.preview_requested.connect(lambda p: pv.show(p, grid.caption(p)))
     grid.message.connect(lambda text: self.show_message(text, "error"))
     grid.notice.connect(lambda text: self.show_message(text, "info"))
+    d.results_panel.filter_bar.changed.connect(q.set_filter)
     d.results_panel.hide_query.toggled.connect(lambda on: setattr(self.prefs, "hide_query", on))
     d.results_panel.size_slider.valueChanged.connect(lambda v: setattr(self.prefs, "thumb_px", int(v)))
     grid.min_height_changed.connect(lambda old, new: follow_thumb_size(self, old, new))
@@ -79,6 +80,8 @@ def _controllers_to_widgets(self: MainWindow) -> None:
     q.heads_answered.connect(self.docks.heads.show_answer)
     q.heads_answered.connect(lambda ans: c.set_marker(ans.marker, ans.outcome.query.placement))
     q.results_answered.connect(lambda ans: (grid.show_rows(ans.rows), pv.set_outcome(ans.outcome)))
+    fb = self.docks.results_panel.filter_bar
+    q.results_answered.connect(lambda ans: (fb.show_count(ans.passing), fb.set_subfolders(ans.subfolders)))
     q.timing.connect(s.timing.setText)
     q.train_requested.connect(self.train_learned_prompt)
     q.hint.connect(self.show_hint)

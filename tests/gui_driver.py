@@ -148,6 +148,31 @@ class WindowDriver:
         """The sentence above the photo (``""`` when hidden)."""
         return self.w.banner.text
 
+    # ------------------------------------------------------------------------------------------- filters
+    def set_filter_field(self, name: str, text: str) -> None:
+        """Type ``text`` into the filter bar's ``after``, ``before``, ``under`` or ``types`` field (replacing what
+        was there), press Enter and wait for the answer."""
+        bar = self.w.docks.results_panel.filter_bar
+        edit = bar.under.lineEdit() if name == "under" else getattr(bar, name)
+        edit.selectAll()
+        self.qtbot.keyClick(edit, Qt.Key.Key_Delete)
+        self.qtbot.keyClicks(edit, text)
+        self.qtbot.keyClick(edit, Qt.Key.Key_Return)
+        self.settle()
+
+    def clear_filter(self) -> None:
+        """Press the filter bar's Clear and wait for the answer."""
+        self.qtbot.mouseClick(self.w.docks.results_panel.filter_bar.clear_button, Qt.MouseButton.LeftButton)
+        self.settle()
+
+    def filter_shown(self) -> dict[str, str]:
+        """The filter bar's fields as shown."""
+        return self.w.docks.results_panel.filter_bar.values()
+
+    def filter_count(self) -> str:
+        """The filter bar's "N photos pass the filter" (``""`` without a filter)."""
+        return self.w.docks.results_panel.filter_bar.count.text()
+
     # ---------------------------------------------------------------------------------------- annotating
     def save_mark(self, label: str, monkeypatch) -> None:
         """Edit › Save mark with a label (Ctrl+S), typing ``label`` in the dialog; wait until it is listed."""

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 from PySide6.QtCore import QObject, QTimer, Signal
 
 from core.defaults import LEARNED_METHODS, MARKER_METHODS
+from core.errors import PHSError
 from phs_gui.jobs import EncodedPhoto, QueryAnswer, load_and_encode, query_job
 from phs_gui.objects_state import carried, objects_from_dict, objects_to_dict
 from phs_gui.prompt_state import History, PromptState, state_from_dict, state_to_dict
@@ -251,12 +252,29 @@ class QueryController(QObject):
 
     # ----------------------------------------------------------------------------------------- answers
     def set_options(self, options: SearchOptions) -> None:
-        """New search options: kept in the preferences and answered."""
+        """New search options: kept in the preferences (with the filter set now) and answered."""
+        cur = self.prefs.search
+        options = replace(options, after=cur.after, before=cur.before, under=cur.under, types=cur.types)
         self.prefs.search = options
         if options.method not in LEARNED_METHODS:
             self.message_withdrawn.emit("no-prompt")
         if options.method not in MARKER_METHODS:
             self.message_withdrawn.emit("marker-mask")
+        self.rescore()
+
+    def set_filter(self, values: dict[str, str]) -> None:
+        """A new filter from the filter bar (``after``, ``before``, ``under``, ``types`` as typed): part of the
+        search options, answered by a search among the photos that pass. A date or subfolder that is not one
+        is said in one sentence and changes nothing."""
+        options = replace(self.prefs.search, **{k: str(values.get(k, "")) for k in ("after", "before", "under",
+                                                                                   "types")})
+        try:
+            options.photo_filter()
+        except PHSError as e:
+            self.message.emit(str(e), "error", None, "filter")
+            return
+        self.message_withdrawn.emit("filter")
+        self.prefs.search = options
         self.rescore()
 
     def rescore(self, revert: PromptState | None = None) -> None:
