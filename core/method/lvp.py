@@ -16,16 +16,9 @@ The red circle (Shtedritski et al., the manual marker seed 004 compares with): a
 around the prompt, no training. It, the placement and the pasting live in :mod:`core.method.markers`, the
 protocol the engine draws markers with (re-exported here).
 
-Coordinate conventions:
+Coordinate conventions: those of :mod:`core.method.markers` (model-input pixels of the ``S x S`` input,
+patches ``(3, n, n)`` RGB in ``[0, 1]`` pasted into normalised images). Besides:
 
-* Everything here is in **model-input pixels** of the ``S x S`` input: ``x`` right, ``y`` down, pixel
-  ``(c, r)`` covers ``[c, c+1) x [r, r+1)``, its centre is ``(c + 0.5, r + 0.5)``. The photo is
-  squash-resized to ``S x S``, so ``(x, y)`` in a ``W x H`` photo is ``(x S / W, y S / H)`` here.
-* A square patch of side ``n`` centred at ``(cx, cy)`` covers columns ``x0 .. x0 + n - 1`` with
-  ``x0 = floor(cx - n / 2 + 1/2)`` (rows alike); the part outside ``[0, S)`` is clipped away.
-* Images are ``(B, 3, S, S)`` (or ``(3, S, S)``) float tensors **normalised** with the model's mean and std;
-  patches are ``(3, n, n)`` RGB in ``[0, 1]`` and are normalised when pasted. Pasting is a per-pixel convex
-  combination, so pasting then normalising equals normalising then pasting.
 * The token grid is ``(gh, gw)``, row-major; the token under input pixel ``(x, y)`` is
   ``(floor(y / p), floor(x / p))`` for patch side ``p`` (clamped to the grid).
 """
