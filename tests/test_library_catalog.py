@@ -121,3 +121,12 @@ def test_phs_search_all_with_the_demo_model(tmp_path, capsys):
     assert {Path(h["path"]).parent for h in hits} == {a.resolve(), b.resolve()}
     assert phs(["search", "--image", str(query)]) == 2
     assert "--all" in capsys.readouterr().err
+
+
+def test_list_escapes_control_characters_in_folder_names(tmp_path, capsys):
+    folder = tmp_path / "evil\x1b[31mname"
+    make_folder(folder, 2)
+    index_folder(folder, FakeEngine())
+    assert phs(["library", "list"]) == 0
+    out = capsys.readouterr().out
+    assert "\x1b" not in out and "\\x1b[31mname" in out

@@ -15,6 +15,7 @@ import re
 from collections import Counter
 from pathlib import Path
 
+from core.cli import plural
 from core.errors import PHSError
 
 NAME = "index"
@@ -88,11 +89,6 @@ def printable(text: object) -> str:
     s = str(text)
     s = s.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
     return _CONTROL.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), s)
-
-
-def plural(n: int, word: str, many: str | None = None) -> str:
-    """``1 photo``, ``2 photos``."""
-    return f"{n} {word if n == 1 else (many or word + 's')}"
 
 
 def failure_kind(reason: str) -> str:

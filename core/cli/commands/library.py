@@ -30,17 +30,15 @@ def _size(n: int) -> str:
     return f"{n / 1e6:.1f} MB" if n >= 1e5 else f"{n / 1e3:.0f} kB"
 
 
-def _plural(n: int, word: str) -> str:
-    return f"{n} {word}" if n == 1 else f"{n} {word}s"
-
-
 def run(args: argparse.Namespace) -> int:
     """List or remove."""
+    from core.cli import plural
+    from core.cli.commands.index import printable
     from core.library.catalog import library_folders, remove_folder
 
     if args.library_command == "remove":
         for entry in remove_folder(args.folder, args.model):
-            print(f"Removed the {entry.model} index of {entry.folder} ({_size(entry.bytes_on_disk)}).")
+            print(f"Removed the {entry.model} index of {printable(entry.folder)} ({_size(entry.bytes_on_disk)}).")
         return 0
     entries = library_folders(args.model)
     if args.json:
@@ -57,6 +55,6 @@ def run(args: argparse.Namespace) -> int:
     for e in entries:
         when = time.strftime("%Y-%m-%d %H:%M", time.localtime(e.last_change))
         gone = "" if e.present else "  (folder not there now)"
-        print(f"{e.folder}  {e.model}: {_plural(e.photos, 'photo')}, {e.failed} failed, "
+        print(f"{printable(e.folder)}  {e.model}: {plural(e.photos, 'photo')}, {e.failed} failed, "
               f"{_size(e.bytes_on_disk)}, changed {when}{gone}")  # fmt: skip
     return 0
