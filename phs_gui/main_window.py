@@ -25,6 +25,7 @@ from phs_gui.controllers.model import ModelController
 from phs_gui.controllers.preview import PreviewController
 from phs_gui.controllers.query import QueryController
 from phs_gui.controllers.training import TrainingController
+from phs_gui.controllers.watching import WatchController
 from phs_gui.dialogs import ask_training_source, shortcut_rows, shortcuts_dialog
 from phs_gui.jobs import EngineLoader, QueryAnswer, default_engine_loader, index_summary  # noqa: F401 - re-exported
 from phs_gui.layout import (
@@ -71,6 +72,7 @@ class MainWindow(QMainWindow):
         self.lane = SerialLane()  # every use of the engine, one at a time
         self.model = ModelController(self.workers, engine_loader, check_weights, self)
         self.library = LibraryController(self.prefs, self.workers, self.lane, demo_count, self)
+        self.watching = WatchController(self.prefs, self)  # the library's folders kept current
         self.query = QueryController(self.prefs, self.lane, self)
         self.training_ = TrainingController(self.workers, self)
         self.previews = PreviewController(self, self.workers, self.lane, self)
@@ -104,6 +106,7 @@ class MainWindow(QMainWindow):
         """The remembered choices, shown once at start."""
         self.docks.controls.set_options(self.prefs.search)
         self.docks.results_panel.hide_query.setChecked(self.prefs.hide_query)
+        self.actions_.keep_current.setChecked(self.prefs.keep_current)
         self.docks.results_panel.size_slider.setValue(self.prefs.thumb_px)
         o = self.prefs.search
         self.docks.results_panel.filter_bar.set_values(
@@ -285,10 +288,12 @@ class MainWindow(QMainWindow):
         import time
 
         self.query.shutdown()
+        self.watching.shutdown()  # the watchers and a background run are asked to stop; waited for below
         deadline = time.perf_counter() + wait_ms / 1000
         stopped = self.lane.shutdown(wait_ms)
         left = max(0, int((deadline - time.perf_counter()) * 1000))
         stopped = self.workers.shutdown(left) and stopped
+        stopped = self.watching.wait(max(0, int((deadline - time.perf_counter()) * 1000))) and stopped
         self.docks.results.shutdown()
         self.annotations.close()
         self.model.close(stopped)

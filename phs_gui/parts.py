@@ -55,6 +55,7 @@ class Actions:
     brush_down: QAction
     brush_up: QAction
     train: QAction
+    keep_current: QAction
     brush_spin: QSpinBox
     tools: dict[Tool, QAction] = field(default_factory=dict)
 
@@ -248,8 +249,12 @@ def _make_actions(win: QMainWindow) -> Actions:
         brush_up=_action(win, "Larger brush", "]", "Larger brush (])"),
         train=_action(win, "&Train learned prompt…", None, "Train the learned prompt for the current model on "
                       "the current photo folder or on generated scenes"),
+        keep_current=_action(win, "&Keep folders up to date", None, "Watch the library's folders and index new, "
+                             "changed and deleted photos in the background, also those changed while the app was "
+                             "closed"),
         brush_spin=spin,
     )
+    a.keep_current.setCheckable(True)
     a.redo.setShortcuts([QKeySequence("Ctrl+Shift+Z"), QKeySequence("Ctrl+Y")])
     a.shortcuts.setShortcutContext(Qt.ShortcutContext.ApplicationShortcut)
     for action, short in ((a.open, "Open"), (a.undo, "Undo"), (a.redo, "Redo"), (a.clear, "Clear"),
@@ -273,7 +278,7 @@ def build_actions(win: QMainWindow, docks: Docks) -> Actions:
     file_menu.addAction(a.open)
     file_menu.addMenu(a.recent)
     file_menu.addSeparator()
-    file_menu.addActions([a.add_folder, a.export])
+    file_menu.addActions([a.add_folder, a.keep_current, a.export])
     file_menu.addSeparator()
     file_menu.addAction(a.quit)
     edit_menu.addActions([a.undo, a.redo, a.clear])

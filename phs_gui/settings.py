@@ -39,6 +39,8 @@ class Preferences:
         brush_px: brush diameter in screen pixels.
         marks: the last photo's prompt (``points``, ``box``, ``mask_png`` base64, ``force_on``, ``force_off``),
             restored with it on the next launch; ``{}`` when nothing was marked.
+        keep_current: watch the library's folders and bring their indexes up to date in the background while
+            the app runs, and check them for changes at start (File › Keep folders up to date).
     """
 
     model: str = "dinov2-b14"
@@ -52,6 +54,7 @@ class Preferences:
     thumb_px: int = 132
     brush_px: int = 24
     marks: dict = field(default_factory=dict)
+    keep_current: bool = True
 
     def add_recent(self, path: str | Path) -> None:
         """Put a photo at the top of the recent files (at most :data:`MAX_RECENT`)."""

@@ -44,6 +44,7 @@ def _widgets_to_controllers(self: MainWindow) -> None:
     a.brush_down.triggered.connect(lambda: c.set_brush_size(round(c.brush_size / 1.2)))
     a.brush_up.triggered.connect(lambda: c.set_brush_size(round(c.brush_size * 1.2) + 1))
     a.train.triggered.connect(self.train_learned_prompt)
+    a.keep_current.toggled.connect(self.watching.set_enabled)
     a.brush_spin.valueChanged.connect(c.set_brush_size)
     for tool, action in a.tools.items():
         action.triggered.connect(lambda _=False, tl=tool: self.set_tool(tl))
@@ -95,12 +96,27 @@ def _controllers_to_widgets(self: MainWindow) -> None:
     lib.count.connect(grid.show_library_size)
     lib.searchable_changed.connect(q.rescore)
     lib.first_photo.connect(q.open_if_none)
+    _watching(self)
     t.running.connect(self._show_training)
     t.progress.connect(s.show_training)
     t.trained.connect(q.rescore)
     pv.step_requested.connect(grid.step_from)
     pv.use_as_query.connect(q.open_photo)
-    for ctl in (m, lib, q, t):
+    for ctl in (m, lib, q, t, self.watching):
         ctl.message.connect(self.show_message)
     q.message_withdrawn.connect(lambda kind: self.banner.hide_errors() if kind == "error"
                                 else self.banner.hide_kind(kind))
+
+
+def _watching(self: MainWindow) -> None:
+    """The watched folders: told the model, the Library list and when the panel's own run or a model load
+    holds them; what they find goes to the Library panel's line and to the folder searched."""
+    wt, m, lib = self.watching, self.model, self.library
+    m.loaded.connect(lambda session, *_: wt.set_session(session))  # after the window's own slot: folder opened
+    m.loading.connect(lambda _text: wt.pause("model", True))
+    m.load_over.connect(lambda: wt.pause("model", False))
+    lib.folders_changed.connect(wt.set_folders)
+    lib.running.connect(lambda on: wt.pause("indexing", on))
+    lib.count.connect(lambda *_: wt.pause("opening", False))  # the folder searched is open: checks may start
+    wt.status.connect(self.docks.library.show_status)
+    wt.changed.connect(lib.refresh_searched)

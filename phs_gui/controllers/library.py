@@ -221,6 +221,14 @@ class LibraryController(QObject):
         self._maybe_idle()
         self._notify_searchable(out)
 
+    def refresh_searched(self, folder: str) -> None:
+        """The index of ``folder`` changed in the background: when it is the folder searched, open it again so
+        that counts and results say so (and search again even if the number of photos is the same)."""
+        if self.session is None or folder != self.prefs.current_folder or self.indexing:
+            return
+        self._searched = None
+        self.open_current(index_if_missing=False, during_run=True)
+
     def _notify_searchable(self, out: OpenedFolder) -> None:
         if (out.folder, out.count) != self._searched:  # the same photos as before: the answer shown holds
             self._searched = (out.folder, out.count)
