@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 
 from core.library import IndexReport, index_folder
 from core.library.watch import TICK_S, FolderWatcher
+from phs_gui.jobs import INDEX_WRITER
 from phs_gui.result_rows import shown
 
 if TYPE_CHECKING:
@@ -212,7 +213,8 @@ def watch_index_job(folder: str, engine: PHSEngine, settle_s: float, *, report: 
     niced = lower_priority()
     before = searchable_before(folder, engine)
     try:
-        rep = index_folder(folder, engine, batch_size=8, workers=2, cancel=cancel, settle_s=settle_s)
+        with INDEX_WRITER:  # the Library panel's run, if one started meanwhile, goes first
+            rep = index_folder(folder, engine, batch_size=8, workers=2, cancel=cancel, settle_s=settle_s)
     except FolderVanishedError:
         return WatchRun(folder, None, before, niced)
     return WatchRun(folder, rep, before, niced)

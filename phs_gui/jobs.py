@@ -6,6 +6,7 @@ and returns a plain value the GUI thread only has to draw. Nothing here touches 
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -178,9 +179,16 @@ def preview_job(path: str, *, report: object, cancel: object) -> tuple[str, np.n
     return path, np.asarray(img)
 
 
+INDEX_WRITER = threading.Lock()
+"""One indexing run at a time in the window: the Library panel's run waits here for a background run that keeps
+the folders current (which is asked to stop when the panel's run starts and ends after its current photo)
+instead of finding the index's file lock taken."""
+
+
 def index_job(folder: str, engine: PHSEngine, *, report: Callable, cancel: object) -> IndexReport:
     """Worker body: index a folder incrementally, reporting progress after every photo."""
-    return index_folder(folder, engine, batch_size=8, workers=2, progress=report, cancel=cancel)  # type: ignore[arg-type]
+    with INDEX_WRITER:
+        return index_folder(folder, engine, batch_size=8, workers=2, progress=report, cancel=cancel)  # type: ignore[arg-type]
 
 
 def demo_job(n: int, *, report: Callable, cancel: object) -> Path:
@@ -259,7 +267,16 @@ def remove_index_job(session: SearchSession, folder: str, *, report: object, can
         return 0
     if session.folder is not None and st.folder_key(session.folder) == st.folder_key(folder):
         session.close_folder()
+    for _ in range(REMOVE_TRIES - 1):  # a background run of it, asked to stop, ends after its current photo
+        try:
+            return sum(e.bytes_on_disk for e in remove_folder(folder, model))
+        except st.IndexBusyError:
+            time.sleep(0.1)
     return sum(e.bytes_on_disk for e in remove_folder(folder, model))
+
+
+REMOVE_TRIES = 20
+"""Removing an index tries this many times, 0.1 s apart, while another run in the window still holds it."""
 
 
 def indexed_folders(session: SearchSession | None) -> list[str]:

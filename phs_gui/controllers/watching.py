@@ -172,6 +172,8 @@ class WatchController(QObject):
             return
         indexed = set(indexed_folders(self.session)) if self.enabled and self.session is not None else set()
         self._watched = [f for f in dict.fromkeys(self._folders) if f in indexed]
+        if self._run is not None and self._run_folder not in self._watched:
+            self._run.cancel()  # taken off the list (removed): its index is about to be deleted
         if self._thread is None:
             if not self._watched:
                 return
@@ -207,6 +209,9 @@ class WatchController(QObject):
                 or not self._queue):
             return
         folder = self._queue.pop(0)
+        if folder not in self._watched:  # taken off the list meanwhile: never index it again
+            self._next()
+            return
         session = self.session
         w = Worker(watch_index_job, folder, session.index_engine, self.timing.quiet_s,
                    doing=f"bringing the index of {folder} up to date")
@@ -235,7 +240,7 @@ class WatchController(QObject):
             self.status.emit(text)
         if rep.settling and self._thread is not None:
             self._thread.note_change(run.folder)  # come back once those photos are written
-        if rep.cancelled and self.enabled:
+        if rep.cancelled and self.enabled and run.folder in self._watched:
             self._enqueue(run.folder, first=True)  # held for the panel's run: finish after it
 
     def _on_error(self, folder: str, text: str, session: SearchSession) -> None:
