@@ -211,12 +211,12 @@ def watch_index_job(folder: str, engine: PHSEngine, settle_s: float, *, report: 
     from core.library import FolderVanishedError
 
     niced = lower_priority()
-    before = searchable_before(folder, engine)
-    try:
-        with INDEX_WRITER:  # the Library panel's run, if one started meanwhile, goes first
+    with INDEX_WRITER:  # one writer at a time with the Library panel's run
+        before = searchable_before(folder, engine)
+        try:
             rep = index_folder(folder, engine, batch_size=8, workers=2, cancel=cancel, settle_s=settle_s)
-    except FolderVanishedError:
-        return WatchRun(folder, None, before, niced)
+        except FolderVanishedError:
+            return WatchRun(folder, None, before, niced)
     return WatchRun(folder, rep, before, niced)
 
 
@@ -236,7 +236,7 @@ def change_sentence(run: WatchRun, at: float | None = None) -> str:
         (added, "added" if run.before is not None else "new or changed", "to" if run.before is not None else "in"),
         (touched - added, "changed", "in"),
         (rep.removed, "removed", "from"),
-        (rep.failed, "could not be read (see Failed files)", "in"),
+        (rep.failed, "could not be read", "in"),
     ]
     what = [w for w in what if w[0]]
     if not what:

@@ -293,5 +293,5 @@ def test_the_sentence_says_what_changed_and_nothing_when_nothing_did():
     s = change_sentence(WatchRun("/p/Pictures", _report(removed=1, done_total=8), 9, True), at)
     assert s.startswith("1 photo removed from Pictures (")
     s = change_sentence(WatchRun("/p/Pictures", _report(indexed=1, failed=2, done_total=10), None, True), at)
-    assert s.startswith("1 photo new or changed in Pictures, 2 could not be read (see Failed files) (")
+    assert s.startswith("1 photo new or changed in Pictures, 2 could not be read (")
     assert change_sentence(WatchRun("/p/Pictures", None, 9, True), at) == ""

@@ -77,7 +77,7 @@ class WatchController(QObject):
         self._queue: list[str] = []
         self._run: Worker | None = None
         self._run_folder = ""
-        self._holds: set[str] = set()  # why no run may start now: "indexing" (the panel's run), "model"
+        self._holds: set[str] = set()  # why no run may start now (see pause)
         self._closed = False
         self._errors: dict[str, str] = {}  # the last fault said per folder (said once until a run succeeds)
         self._pool = WorkerPool(max_threads=1)  # its own thread: the one whose priority a run lowers
@@ -86,7 +86,7 @@ class WatchController(QObject):
 
     @property
     def enabled(self) -> bool:
-        """Folders are kept up to date (View › Keep folders up to date)."""
+        """Folders are kept up to date (File › Keep folders up to date)."""
         return self.prefs.keep_current
 
     @property
