@@ -84,6 +84,12 @@ class WatchThread(threading.Thread):
         if w is not None:
             w.note_change()
 
+    def _tell(self, folder: str, why: str) -> None:
+        if self._halt.is_set():
+            return  # stopping: whoever listened may be gone
+        with contextlib.suppress(RuntimeError):  # its receiver was deleted meanwhile (the window closed)
+            self._say(folder, why)
+
     def stop(self, timeout_s: float = 2.0) -> None:
         """Stop every watcher and the thread (waits at most ``timeout_s`` for it)."""
         self._halt.set()
@@ -137,12 +143,12 @@ class WatchThread(threading.Thread):
             self._retry_at[folder] = time.monotonic() + RETRY_S
             if folder not in self._gone:
                 self._gone.add(folder)
-                self._say(folder, "vanished")
+                self._tell(folder, "vanished")
             return
         self._gone.discard(folder)
         if w.backend == "polling" and not self.timing.polling:
-            self._say(folder, "polling")
-        self._say(folder, why)
+            self._tell(folder, "polling")
+        self._tell(folder, why)
 
     def _check(self, folder: str, w: FolderWatcher) -> None:
         if folder in self._gone:
@@ -155,7 +161,7 @@ class WatchThread(threading.Thread):
             w.stop()
             self._gone.add(folder)
         if why is not None:
-            self._say(folder, why)
+            self._tell(folder, why)
 
 
 def lower_priority(niceness: int = BACKGROUND_NICENESS) -> bool:

@@ -137,6 +137,51 @@ def test_a_change_made_while_the_app_was_closed_is_found_on_the_next_launch(qtbo
         w2.shutdown()
 
 
+def test_a_photo_still_being_written_is_left_until_it_is_whole_then_found(qtbot, tmp_path):
+    import io
+
+    import numpy as np
+
+    folder = _indexed_folder(tmp_path)
+    rng = np.random.default_rng(5)
+    buf = io.BytesIO()
+    Image.fromarray(rng.integers(0, 256, (768, 1024, 3), dtype=np.uint8)).save(buf, "JPEG", quality=95)
+    data = buf.getvalue()
+    w = first_launch(qtbot, n=8)
+    d = WindowDriver(qtbot, w)
+    try:
+        _search_folder(qtbot, w, folder, 4)
+        qtbot.waitUntil(lambda: str(folder) in w.watching.watched and not w.watching.busy, timeout=WAIT_MS)
+        target = folder / "slow-copy.jpg"
+        runs: list = []
+        chunks = np.array_split(np.frombuffer(data, np.uint8), 20)
+
+        def write_slowly() -> None:  # a slow copy: a chunk every 0.1 s for 2 s, longer than the longest wait
+            with open(target, "wb") as fh:
+                for c in chunks:
+                    fh.write(c.tobytes())
+                    fh.flush()
+                    time.sleep(0.1)
+
+        writer = threading.Thread(target=write_slowly)
+        writer.start()
+        def note_runs() -> bool:
+            run = w.watching.last_run
+            if run is not None and run.report is not None and run not in runs:
+                runs.append(run)
+            return not writer.is_alive()
+
+        qtbot.waitUntil(note_runs, timeout=WAIT_MS)
+        writer.join()
+        qtbot.waitUntil(lambda: str(target) in d.result_paths() and w.settled, timeout=WAIT_MS)
+        assert any(r.report.settling for r in runs), runs  # a run came while it was written, and left it
+        assert not any(r.report.failed for r in runs), runs  # never read half-written
+        assert w.docks.library.failures.count() == 0 and "could not be read" not in _line(w)
+        assert w.banner.level != "error" or not w.banner.text
+    finally:
+        w.shutdown()
+
+
 def test_a_folder_that_vanishes_is_one_sentence_keeps_its_index_and_is_watched_again_when_back(qtbot, tmp_path):
     folder = _indexed_folder(tmp_path)
     away = tmp_path / "unplugged"
