@@ -185,15 +185,19 @@ class WatchRun:
 
     Attributes:
         folder: the photo folder.
-        report: the indexer's report (``None`` when the folder vanished during the run).
+        report: the indexer's report (``None`` when the run did not end with one: see ``outcome``).
         before: photos searchable before the run (from the index description), ``None`` if unknown.
         niced: the run's thread had its priority lowered.
+        outcome: ``"done"``; ``"vanished"`` (the folder disappeared during the run; what it committed is
+            kept); ``"cancelled"`` (asked to stop before it began); ``"no-index"`` (the folder has no index for
+            the model now, removed meanwhile: a background run never makes one).
     """
 
     folder: str
     report: IndexReport | None
     before: int | None
     niced: bool
+    outcome: str = "done"
 
 
 def searchable_before(folder: str, engine: PHSEngine) -> int | None:
@@ -217,12 +221,14 @@ def watch_index_job(folder: str, engine: PHSEngine, settle_s: float, *, report: 
     from core.library import FolderVanishedError
 
     niced = lower_priority()
-    with INDEX_WRITER:  # one writer at a time with the Library panel's run
+    with INDEX_WRITER:  # one writer at a time with the Library panel's run and Remove
         before = searchable_before(folder, engine)
+        if cancel.is_set() or before is None:  # stopped while it waited, or its index was removed meanwhile
+            return WatchRun(folder, None, before, niced, "cancelled" if before is not None else "no-index")
         try:
             rep = index_folder(folder, engine, batch_size=8, workers=2, cancel=cancel, settle_s=settle_s)
         except FolderVanishedError:
-            return WatchRun(folder, None, before, niced)
+            return WatchRun(folder, None, before, niced, "vanished")
     return WatchRun(folder, rep, before, niced)
 
 

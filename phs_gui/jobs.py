@@ -267,16 +267,18 @@ def remove_index_job(session: SearchSession, folder: str, *, report: object, can
         return 0
     if session.folder is not None and st.folder_key(session.folder) == st.folder_key(folder):
         session.close_folder()
-    for _ in range(REMOVE_TRIES - 1):  # a background run of it, asked to stop, ends after its current photo
-        try:
-            return sum(e.bytes_on_disk for e in remove_folder(folder, model))
-        except st.IndexBusyError:
-            time.sleep(0.1)
-    return sum(e.bytes_on_disk for e in remove_folder(folder, model))
+    # A background run of it, asked to stop when it left the list, ends after its current photo: wait for it
+    # (a run of another folder in the Library panel may hold the writer turn for long: then go on without it).
+    writer = INDEX_WRITER.acquire(timeout=REMOVE_WAIT_S)
+    try:
+        return sum(e.bytes_on_disk for e in remove_folder(folder, model))
+    finally:
+        if writer:
+            INDEX_WRITER.release()
 
 
-REMOVE_TRIES = 20
-"""Removing an index tries this many times, 0.1 s apart, while another run in the window still holds it."""
+REMOVE_WAIT_S = 2.0
+"""Longest wait of Remove for the window's indexing run to give up its turn (seconds)."""
 
 
 def indexed_folders(session: SearchSession | None) -> list[str]:

@@ -340,3 +340,25 @@ def test_the_sentence_says_what_changed_and_nothing_when_nothing_did():
     s = change_sentence(WatchRun("/p/Pictures", _report(indexed=1, failed=2, done_total=10), None, True), at)
     assert s.startswith("1 photo new or changed in Pictures, 2 could not be read (")
     assert change_sentence(WatchRun("/p/Pictures", None, 9, True), at) == ""
+
+
+def test_removing_a_folder_during_its_background_run_deletes_its_index_for_good(qtbot, tmp_path, monkeypatch):
+    from PySide6.QtCore import Qt
+
+    folder = _indexed_folder(tmp_path)
+    staged = _scenes(tmp_path / "camera", range(600, 900), prefix="burst")
+    w = first_launch(qtbot, n=8)
+    try:
+        _search_folder(qtbot, w, folder, 4)
+        qtbot.waitUntil(lambda: str(folder) in w.watching.watched and not w.watching.busy, timeout=WAIT_MS)
+        _copy_in(staged, folder)
+        qtbot.waitUntil(lambda: w.watching.running_folder == str(folder) and _done_rows(folder) > 4,
+                        timeout=WAIT_MS)
+        monkeypatch.setattr("phs_gui.dialogs.confirm_remove_folder", lambda parent, f: True)
+        qtbot.mouseClick(w.docks.library.remove_button, Qt.MouseButton.LeftButton)
+        qtbot.waitUntil(lambda: "deleted" in w.banner.text, timeout=WAIT_MS)
+        qtbot.waitUntil(lambda: not w.watching.busy and str(folder) not in w.watching.watched, timeout=WAIT_MS)
+        assert not st.list_indexes(folder) and str(folder) not in w.docks.library.folders  # not made again
+        assert len(list(folder.glob("*.jpg"))) == 304  # the photos are untouched
+    finally:
+        w.shutdown()

@@ -230,7 +230,9 @@ class WatchController(QObject):
             return
         self.last_run = run
         rep = run.report
-        if rep is None:  # vanished during the run: what it committed is kept; the watcher says it
+        if run.outcome == "cancelled" and self.enabled and run.folder in self._watched:
+            self._enqueue(run.folder, first=True)  # held before it began: it runs once the hold is over
+        if rep is None:  # vanished during the run (the watcher says it), cancelled early or no index any more
             return
         self._errors.pop(run.folder, None)
         if rep.indexed or rep.reused or rep.removed:
