@@ -362,3 +362,34 @@ def test_removing_a_folder_during_its_background_run_deletes_its_index_for_good(
         assert len(list(folder.glob("*.jpg"))) == 304  # the photos are untouched
     finally:
         w.shutdown()
+
+
+def test_a_full_disk_during_a_background_run_is_one_sentence_and_watching_goes_on(qtbot, tmp_path, monkeypatch):
+    import errno
+
+    import core.library.store as store
+
+    folder = _indexed_folder(tmp_path)
+    w = first_launch(qtbot, n=8)
+    d = WindowDriver(qtbot, w)
+    try:
+        _search_folder(qtbot, w, folder, 4)
+        qtbot.waitUntil(lambda: str(folder) in w.watching.watched and not w.watching.busy, timeout=WAIT_MS)
+
+        def no_space(*_a, **_k):
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        with monkeypatch.context() as m:
+            m.setattr(store.QDCache, "write", no_space)
+            first = _copy_in(_scenes(tmp_path / "camera", range(60, 62), prefix="full"), folder)
+            qtbot.waitUntil(lambda: "could not be brought up to date" in w.banner.text, timeout=WAIT_MS)
+            qtbot.waitUntil(lambda: not w.watching.busy, timeout=WAIT_MS)
+        said = w.banner.text
+        assert said.startswith("Pictures could not be brought up to date: the disk holding the index")
+        assert "is full" in said and said.count(". ") == 0 and w.banner.level == "error"
+        assert len(d.result_paths()) == 4 and w.docks.library.failures.count() == 0  # nothing marked failed
+        # Space freed: the next change brings both in.
+        second = _copy_in(_scenes(tmp_path / "camera", range(62, 63), prefix="freed"), folder)
+        qtbot.waitUntil(lambda: set(first + second) <= set(d.result_paths()) and w.settled, timeout=WAIT_MS)
+    finally:
+        w.shutdown()
