@@ -118,10 +118,10 @@ class ResultsGrid(QListWidget):
         self.doItemsLayout()
         self.viewport().update()
 
-    def show_library_size(self, n: int, folder: str) -> None:
-        """What the empty grid says, from the library: no folder open, or an empty index."""
-        self.set_empty_text("No results yet: add a photo folder and index it (Library, left)." if not folder
-                            else ("The index is empty." if n == 0 else "No results."))
+    def show_library_size(self, n: int, folders: list) -> None:
+        """What the empty grid says, from the library: no folder searched, or empty indexes."""
+        self.set_empty_text("No folder is searched: add a photo folder or check one under Library (left)."
+                            if not folders else ("The index is empty." if n == 0 else "No results."))
 
     def set_empty_text(self, text: str) -> None:
         """What the empty grid says."""

@@ -257,6 +257,7 @@ def test_while_a_folder_indexes_what_it_committed_is_searched_and_counted(qtbot,
     from PIL import Image
 
     import phs_gui.controllers.library as library_controller
+    from core.synthetic.gallery import demo_gallery_dir
     from core.synthetic.scenes import generate_scene
 
     monkeypatch.setattr(library_controller, "REOPEN_S", 0.2)
@@ -274,6 +275,7 @@ def test_while_a_folder_indexes_what_it_committed_is_searched_and_counted(qtbot,
             return encode(batch)
 
         engine.encode_batch = slow_encode
+        WindowDriver(qtbot, w).set_searched(demo_gallery_dir(), False)  # the new folder alone is searched
         w.library.add_folder(str(folder), select=True)
         w.library.select_folder(str(folder))
         grid = w.docks.results
@@ -283,7 +285,7 @@ def test_while_a_folder_indexes_what_it_committed_is_searched_and_counted(qtbot,
         assert w.indexing and 0 < n < 40 and grid.count() == min(n, w.prefs.search.top_k)
         assert all(p.startswith(str(folder)) for p in grid.paths())
         qtbot.waitUntil(lambda: not w.indexing and w.settled, timeout=WAIT_MS)
-        assert w.status.indexed.text().startswith("40 photos indexed")
+        assert w.status.indexed.text() == "40 photos in 1 folder"
         assert w.docks.library.status.text().startswith("40 photos searchable")
     finally:
         w.shutdown()
