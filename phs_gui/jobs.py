@@ -257,7 +257,9 @@ def open_library_job(session: SearchSession, current: str, searched: list[str], 
     from core.library import IndexMissingError
     from core.library.photo_index import PhotoIndex
 
-    problems = session.search_folders(searched, reopen=reopen)
+    gone = [f for f in searched if not Path(f).is_dir()]  # unplugged: left out, as `phs search --all` does
+    problems = session.search_folders([f for f in searched if f not in gone], reopen=reopen)
+    problems.update({f: FileNotFoundError(f) for f in gone})
     open_now = tuple(f for f in searched if f not in problems)
     left_out = {f: left_out_sentence(f, err) for f, err in problems.items()}
     failures: list = []
@@ -278,11 +280,6 @@ def open_library_job(session: SearchSession, current: str, searched: list[str], 
         except PHSError as err:
             error = str(err)
     return OpenedFolder(current, count, list(failures), missing, error, open_now, left_out, session.indexed_count)
-
-
-def open_index_job(session: SearchSession, folder: str, *, report: object, cancel: object) -> OpenedFolder:
-    """Worker body: search ``folder`` alone (see :func:`open_library_job`)."""
-    return open_library_job(session, folder, [folder] if folder else [], folder, report=report, cancel=cancel)
 
 
 def remove_index_job(session: SearchSession, folder: str, *, report: object, cancel: object) -> int:

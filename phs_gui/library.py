@@ -113,6 +113,7 @@ class LibraryPanel(QWidget):
         lay.addWidget(self.status)
         lay.addWidget(self.failures_label)
         lay.addWidget(self.failures)
+        lay.addStretch(1)  # the lines stay under the bar; the room left is below them
         self.failures.hide()
         self.failures_label.hide()
         self.add_button.clicked.connect(self.add_folder_requested)

@@ -134,3 +134,41 @@ def test_checked_folders_are_searched_together_ranked_as_the_core_ranks_them_and
         qtbot.waitUntil(lambda: "beta" not in d2.banner(), timeout=WAIT_MS)
     finally:
         w2.shutdown()
+
+
+def test_a_folder_unplugged_or_without_an_index_is_left_out_with_a_sentence_and_the_others_searched(tmp_path):
+    from phs_gui.jobs import open_library_job
+    from phs_gui.session import SearchOptions, SearchSession
+
+    a = _folder(tmp_path / "alpha", 41, 3)
+    b = _folder(tmp_path / "beta", 42, 2)
+    never = _folder(tmp_path / "gamma", 43, 2)  # listed but never indexed
+    engine = load_engine("demo", device="cpu")
+    for f in (a, b):
+        index_folder(f, engine)
+    session = SearchSession(engine)
+    folders = [str(a), str(b), str(never)]
+    try:
+        out = open_library_job(session, str(a), folders, report=None, cancel=None)
+        assert out.searched == (str(a), str(b)) and out.searched_count == 5 and out.count == 3
+        assert list(out.left_out) == [str(never)] and "gamma is not searched" in out.left_out[str(never)]
+        session.encode(str(a / "alpha0.jpg"))
+        assert {Path(h.path).parent for h in session.run(None, SearchOptions(top_k=10)).hits} == {a, b}
+
+        b.rename(tmp_path / "unplugged")
+        out = open_library_job(session, str(a), folders, report=None, cancel=None)
+        assert out.searched == (str(a),) and session.indexed_count == 3
+        assert out.left_out[str(b)] == ("beta is not searched: the folder is not there now (moved, deleted or on "
+                                        "an unplugged drive).")
+        assert {Path(h.path).parent for h in session.run(None, SearchOptions(top_k=10)).hits} == {a}
+
+        (tmp_path / "unplugged").rename(b)
+        out = open_library_job(session, str(a), folders[:2], report=None, cancel=None)
+        assert out.searched == (str(a), str(b)) and not out.left_out
+        # The filter's "under" and its subfolder list span every folder searched.
+        (a / "trips").mkdir()
+        (b / "trips").mkdir()
+        (b / "home").mkdir()
+        assert session.subfolders() == ["home", "trips"]
+    finally:
+        session.close()

@@ -112,6 +112,7 @@ class LibraryController(QObject):
         self._searched: tuple[tuple[str, ...], int] | None = None  # (folders, photos) the last answer searched
         self._listed: list[str] = []  # the folders of the list, in order
         self._left_out: dict[str, str] = {}  # the checked folders not searched, as last said
+        self._removing: set[str] = set()  # folders whose index is being deleted
 
     @property
     def indexing(self) -> bool:
@@ -134,7 +135,7 @@ class LibraryController(QObject):
 
     def searched_folders(self) -> list[str]:
         """The folders of the list whose check box is on (every folder new to the list is)."""
-        return [f for f in self._listed if f not in self.prefs.not_searched]
+        return [f for f in self._listed if f not in self.prefs.not_searched and f not in self._removing]
 
     def set_searched(self, folder: str, on: bool) -> None:
         """Search ``folder`` (``on``) or stop searching it; the search reruns over the folders checked now."""
@@ -180,22 +181,23 @@ class LibraryController(QObject):
         if self.session is not None:
             w = Worker(remove_index_job, self.session, folder, doing=f"removing the index of {folder}")
             w.signals.result.connect(lambda freed, f=folder: self._on_removed(f, freed))
-            w.signals.error.connect(lambda text: (self.message.emit(text, "error", None, ""), self.refresh()))
+            w.signals.error.connect(lambda text, f=folder: (self._removing.discard(f),
+                                                            self.message.emit(text, "error", None, ""), self.refresh()))
             self._open_seq += 1
             self.lane.submit(f"remove:{self._open_seq}", w)
         self.prefs.folders = [f for f in self.prefs.folders if f != folder]
         self.prefs.not_searched = [f for f in self.prefs.not_searched if f != folder]
-        self._listed = [f for f in self._listed if f != folder]  # its index may still be listed until deleted
+        self._removing.add(folder)  # listed until its index is deleted, no longer searched
         if self.prefs.current_folder == folder:
             self.prefs.current_folder = self.prefs.folders[0] if self.prefs.folders else ""
             self.failures.emit([])
             if not self.prefs.current_folder:
                 self.status.emit("No folder yet: add one to search your photos.")
+        self.refresh()
         self.open_current(index_if_missing=False, during_run=True)
-        self.folders_changed.emit(self._listed, self.prefs.current_folder, {str(demo_gallery_dir()): DEMO_LABEL},
-                                  self.searched_folders())
 
     def _on_removed(self, folder: str, freed: int) -> None:
+        self._removing.discard(folder)
         if freed:
             self.message.emit(f"Removed {shown(folder)} from the library: its index ({freed / 1e6:.1f} MB) is "
                               "deleted; the photos are untouched.", "info", None, "")  # fmt: skip
