@@ -168,7 +168,7 @@ class ResultsGrid(QListWidget):
                     second = f"+{len(row.copies)} {'copy' if len(row.copies) == 1 else 'copies'}"
                 else:
                     second = self.fontMetrics().elidedText(tile_name(path, self.roots), Qt.TextElideMode.ElideMiddle,
-                                                           self.gridSize().width() - 8)  # one line, never wrapped
+                                                           self.iconSize().width())  # one line, never wrapped
                 item = QListWidgetItem(f"#{rank}  {format_score(row.score)}\n{second}")
                 item.setData(PATH_ROLE, rank - 1)  # the real path stays in Python: Qt's text may not hold it
                 item.setToolTip(self._tooltip(row))
