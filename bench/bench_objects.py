@@ -115,7 +115,7 @@ def main() -> None:
     os.environ.setdefault("PHS_DATA_DIR", str(root / "data"))
     folder = root / f"photos{args.rows}"
     folder.mkdir(parents=True, exist_ok=True)
-    marker = root / f"built{args.rows}"
+    marker = root / f"photos{args.rows}-built"
     if not marker.exists():
         scale = Path(__file__).resolve().parent / "bench_scale.py"
         subprocess.run([sys.executable, str(scale), "--keep", str(root), "--_build", str(args.rows)], check=True)

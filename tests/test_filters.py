@@ -189,3 +189,27 @@ def test_phs_search_filters_with_the_demo_model(tmp_path, capsys):
     assert len(hits) == 2 and all("/trips/sea" in h["path"] for h in hits)
     assert phs(["search", "--all", "--image", query, "--after", "2022-13-01"]) == 2
     assert "no such date" in capsys.readouterr().err
+
+
+def test_query_db_candidates_of_an_inverted_file_pass_the_filter(tmp_path, monkeypatch):
+    """The Query-DB re-rank takes its candidates from the inverted file without exact re-scoring; a filter
+    holds there too, also where the inverted file itself applies it (many photos pass)."""
+    import core.search.searcher as searcher_mod
+
+    folder = tmp_path / "lib"
+    for i in range(24):
+        _photo(folder / ("trips" if i % 3 == 0 else "home") / f"p{i:02d}.jpg", i, None)
+    engine = FakeEngine()
+    index_folder(folder, engine, approx_threshold=10)
+    flt = PhotoFilter.from_text(under="trips")
+    for exact_max in (20_000, 0):  # an exact scan of the few that pass, or the inverted file's selector
+        monkeypatch.setattr(searcher_mod, "EXACT_AMONG_MAX", exact_max)
+        with Searcher(folder, engine, approx_threshold=10) as s:
+            assert s.index.vectors().kind == "ivfpq"
+            s.set_filter(flt)
+            q = engine.feature_of(colour_image(3))
+            cand = s.candidates(q / np.linalg.norm(q), 20)
+            assert len(cand) and {h.rel.split("/")[0] for h in s.hits(np.zeros(len(cand)), cand)} == {"trips"}
+            mask = np.ones(engine.num_heads, np.float32)
+            scores, ids = rank(engine, s, q, k=5, mode="qd", head_mask=mask, candidates=20)
+            assert len(ids) == 5 and all(h.rel.startswith("trips/") for h in s.hits(scores, ids))

@@ -219,6 +219,32 @@ def test_qd_check_finds_nan_zero_and_missing_rows(tmp_path):
     qd.close()
 
 
+
+def test_checksums_are_remembered_per_slot_until_the_row_changes(tmp_path):
+    """A reader hashes a row once per recorded checksum: a row rewritten under a new checksum (its photo
+    changed) is hashed again, and a checksum that no longer matches the slot's row is a mismatch."""
+    from core.library.database import qd_checksum
+
+    writer = QDCache(tmp_path / "q.f16", 4, 2, 2, writable=True)
+    a, b = np.full((1, 8), 0.5, np.float16), np.full((1, 8), 0.25, np.float16)
+    writer.write(np.array([0]), a)
+    writer.flush()
+    ca, cb = qd_checksum("x.jpg", a[0]), qd_checksum("x.jpg", b[0])
+    reader = QDCache(tmp_path / "q.f16", 4, 2, 2, writable=False)
+    for _ in range(2):
+        x, _ = reader.read(np.array([0]), [ca], ["x.jpg"])
+        assert reader.last_mismatched == 0 and np.allclose(x, 0.5)
+    writer.write(np.array([0]), b)  # the photo changed: new row, new checksum in its database row
+    writer.flush()
+    x, _ = reader.read(np.array([0]), [cb], ["x.jpg"])
+    assert reader.last_mismatched == 0 and np.allclose(x, 0.25)
+    x, _ = reader.read(np.array([0]), [ca], ["x.jpg"])  # a database row older than the cache row
+    assert reader.last_mismatched == 1 and np.isnan(x).all()
+    x, _ = writer.read(np.array([0]), [ca], ["x.jpg"])
+    assert writer.last_mismatched == 1
+    reader.close()
+    writer.close()
+
 # ------------------------------------------------------------------------------------ 6. PHS_DATA_DIR
 @pytest.mark.parametrize("under", [False, True])
 def test_data_dir_that_is_a_file_is_one_sentence_in_every_command(tmp_path, photos, monkeypatch, capsys, under):

@@ -25,6 +25,7 @@ from core.library import store as st
 from core.library.store import Database, index_dir_for
 from core.library.vectors import VectorIndex
 from core.search import Searcher
+from core.search.service import rank
 from tests.index_fakes import FakeEngine, check_consistency, colour_image, make_folder, tree_hash
 from tests.search_helpers import search
 
@@ -278,6 +279,26 @@ def test_ivf_past_threshold_recorded_in_sidecar_and_removal_is_incremental(photo
         assert search(s, engine.feature_of(colour_image(3)), 1)[0].rel == "album0/img003.png"
     check_consistency(photos, engine)
 
+
+
+def test_an_open_searcher_follows_removals_in_query_db_mode(photos):
+    """A searcher kept open while a run removes photos: the Query-DB re-rank (candidates from the inverted
+    file, looked-up rows kept between queries of one database generation) never shows a removed photo."""
+    engine = FakeEngine()
+    index_folder(photos, engine, batch_size=8, approx_threshold=10)
+    mask = np.ones(engine.num_heads, np.float32)
+    q = engine.feature_of(colour_image(3))
+    with Searcher(photos, engine, approx_threshold=10) as s:
+        first = s.hits(*rank(engine, s, q, k=20, mode="qd", head_mask=mask, candidates=20))
+        assert first[0].rel == "album0/img003.png" and len(first) == 20
+        (photos / "album0" / "img003.png").unlink()
+        (photos / "album1" / "img001.png").unlink()
+        index_folder(photos, engine, approx_threshold=10)
+        again = s.hits(*rank(engine, s, q, k=20, mode="qd", head_mask=mask, candidates=20))
+        rels = [h.rel for h in again]
+        assert len(rels) == 18 and "album0/img003.png" not in rels and "album1/img001.png" not in rels
+        x, _ = s.states(np.array([h.id for h in first[:1]] + [again[0].id]))  # a removed photo's row: NaN
+        assert np.isnan(x[0]).all() and np.isfinite(x[1]).all()
 
 def test_an_index_from_an_earlier_version_with_an_ivf_float16_file_is_rebuilt(photos):
     import faiss

@@ -14,6 +14,9 @@ import numpy as np
 
 from core.library.errors import _NO_SPACE, IndexDamagedError, IndexReadOnlyError
 
+#: Rows whose checksum match is remembered by a reader (about 100 bytes each); past it the memo starts over.
+VERIFIED_MAX = 200_000
+
 _FLOAT16_MAX = float(np.finfo(np.float16).max)
 
 
@@ -40,6 +43,9 @@ class QDCache:
         self._capacity = 0
         #: Rows of the last :meth:`read` left out because they did not match their checksum.
         self.last_mismatched = 0
+        #: slot -> the checksum its row was found to match in this mapping, so the rows of the candidates a
+        #: prompt edit shares with the previous one are not hashed again (cleared when the file is mapped anew).
+        self._verified: dict[int, int] = {}
         # The writer writes through this descriptor (pwrite), never through the memory map: a store into
         # a mapped page the file system cannot back (a full disk) is a SIGBUS that kills the process,
         # where a write() fails with ENOSPC.
@@ -55,6 +61,7 @@ class QDCache:
         """(Re)map the file read-only through a descriptor, so a file deleted meanwhile (its folder removed
         during a run) stays readable and a FIFO or folder in its place is refused instead of blocking."""
         self._mm = None
+        self._verified = {}
         own = self._fd is None
         try:
             fd = os.open(self.path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0)) if own else self._fd
@@ -120,6 +127,8 @@ class QDCache:
         if len(slots) == 0:
             return
         self.ensure_capacity(int(slots.max()) + 1)
+        for slot in slots.tolist():
+            self._verified.pop(slot, None)
         data = np.ascontiguousarray(rows, dtype=np.float16)
         for slot, row in zip(slots.tolist(), data):
             buf = memoryview(row.tobytes())
@@ -174,9 +183,13 @@ class QDCache:
         return np.asarray(self._mm[np.asarray(slots, dtype=np.int64)])
 
     def read(
-        self, slots: np.ndarray, checks: Sequence[int | None] | None = None, owners: Sequence[str] | None = None
+        self,
+        slots: np.ndarray,
+        checks: Sequence[int | None] | None = None,
+        owners: Sequence[str] | None = None,
+        dtype: type = np.float32,
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Read slots as float32, verifying each row against its recorded checksum when given.
+        """Read slots, verifying each row against its recorded checksum when given.
 
         A row whose checksum does not match (finite but not its photo's own) is returned as NaN, so the
         Query-DB re-rank leaves that photo out; :attr:`last_mismatched` counts them for the caller to report.
@@ -185,9 +198,11 @@ class QDCache:
             slots: (n,) slot numbers.
             checks: (n,) recorded checksums (None entries are not checked).
             owners: (n,) relative paths owning the rows (with ``checks``).
+            dtype: ``np.float32``, or ``np.float16`` (the rows as stored, no conversion: for a caller that
+                converts them itself, e.g. to bf16).
 
         Returns:
-            ``x_cls`` (n, D) and ``o_cls`` (n, h, d_h), float32.
+            ``x_cls`` (n, D) and ``o_cls`` (n, h, d_h) of ``dtype``.
         """
         self.last_mismatched = 0
         slots = np.asarray(slots, dtype=np.int64)
@@ -199,20 +214,42 @@ class QDCache:
             )
         if not len(slots):
             return (
-                np.zeros((0, self.embed_dim), np.float32),
-                np.zeros((0, self.num_heads, self.head_dim), np.float32),
+                np.zeros((0, self.embed_dim), dtype),
+                np.zeros((0, self.num_heads, self.head_dim), dtype),
             )
         assert self._mm is not None
-        raw = np.asarray(self._mm[slots])
-        rows = raw.astype(np.float32)
+        raw = np.asarray(self._mm[slots])  # a copy (fancy indexing)
+        rows = raw if dtype == np.float16 else raw.astype(dtype)
         bad = np.zeros(len(rows), dtype=bool)
         if checks is not None and owners is not None:
-            bad = ~_checks_match(raw, checks, owners)
-            rows[bad] = np.nan
+            bad = ~self._verified_match(slots, raw, checks, owners)
+            rows[bad] = np.nan  # after the checksums: ``rows`` may be ``raw`` itself
             self.last_mismatched = int(bad.sum())
         if not np.isfinite(rows[~bad]).all():
             raise IndexDamagedError(f"The Query-DB cache of this index holds damaged rows: {self.repair_hint}.")
         return rows[:, : self.embed_dim], rows[:, self.embed_dim :].reshape(-1, self.num_heads, self.head_dim)
+
+    def _verified_match(
+        self, slots: np.ndarray, rows: np.ndarray, checks: Sequence[int | None], owners: Sequence[str]
+    ) -> np.ndarray:
+        """(n,) bool: each float16 row matches its recorded checksum (rows without one pass).
+
+        A row found to match is remembered with its checksum (at most :data:`VERIFIED_MAX` of them) until the
+        file is mapped again; a slot written anew comes with a new checksum and is hashed again."""
+        from core.library.database import qd_checksum
+
+        ok = np.ones(len(rows), dtype=bool)
+        memo = self._verified
+        if len(memo) > VERIFIED_MAX:
+            memo.clear()
+        for j, (slot, c, owner) in enumerate(zip(slots.tolist(), checks, owners)):
+            if c is None or memo.get(slot) == c:
+                continue
+            if qd_checksum(owner, rows[j]) == c:
+                memo[slot] = c
+            else:
+                ok[j] = False
+        return ok
 
     def close(self) -> None:
         """Drop the mapping and close the file."""
@@ -221,6 +258,8 @@ class QDCache:
             with contextlib.suppress(OSError):
                 os.close(self._fd)
             self._fd = None
+
+
 
 
 def _checks_match(rows: np.ndarray, checks: Sequence[int | None], owners: Sequence[str]) -> np.ndarray:

@@ -34,6 +34,7 @@ from core.method.engine_facts import EncodedBatch, EngineCounters, FAParams, Mod
 from core.method.markers import Marker, Placement, mark_input
 from core.method.phs import HeadSelection, HeadStrategy, RoiReduce, head_mask, roi_attention, select_heads
 from core.method.prompts import Prompt, Roi, prompt_to_roi
+from core.method.querydb import QueryDB
 from core.method.transforms import ImageLike, SquashResize, read_for_model, to_pil
 from core.models.backbones import Backbone, load_backbone, resolve_device
 
@@ -117,7 +118,7 @@ class PHSEngine(ModelFacts):
         self._source: ImageLike | None = None
         self._model_image: Image.Image | None = None  # the photo as decoded for the model (JPEG draft)
         self._image: Image.Image | None = None
-        self._bf16: Any = None
+        self._querydb: QueryDB | None = None
 
     # ----------------------------------------------------------------------------------------------------
     # the current image
@@ -331,7 +332,8 @@ class PHSEngine(ModelFacts):
         chunk: int = 4096,
         precision: str = "fp32",
     ) -> np.ndarray:
-        """Query-DB: database features recomputed with the query's head mask, no re-encoding.
+        """Query-DB: database features recomputed with the query's head mask, no re-encoding
+        (:class:`core.method.querydb.QueryDB`).
 
         Args:
             x_cls: ``(B, D)`` cached residual inputs (float16 or float32).
@@ -343,39 +345,10 @@ class PHSEngine(ModelFacts):
         Returns:
             ``(B, feature_dim)`` float32, not normalised.
         """
+        if self._querydb is None:
+            self._querydb = QueryDB(self.model, self.device, self.feature_dim, self._autocast)
         precision = _precision.resolve_precision(precision, self.device)
-        x_cls = np.asarray(x_cls)
-        o_cls = np.asarray(o_cls)
-        if x_cls.ndim != 2 or o_cls.shape != (x_cls.shape[0], self.num_heads, self.head_dim):
-            raise PromptError("Cached states must be (B, D) and (B, h, d_h) arrays for this model.")
-        m = None if head_mask is None else torch.as_tensor(np.asarray(head_mask, dtype=np.float32), device=self.device)
-        out = np.empty((x_cls.shape[0], self.feature_dim), dtype=np.float32)
-        if precision == "bf16" and self.device.type == "cpu":
-            # Pure bf16 on a bf16 copy of the last block and the head: autocast would re-cast the weights on
-            # every call and keep the norms in fp32 (measured 1.3x slower for 1,000 rows of ViT-B).
-            lite, dtype = self._bf16_head(), torch.bfloat16
-        else:
-            lite, dtype = self.model, torch.float32
-        for i in range(0, x_cls.shape[0], chunk):
-            xc = torch.as_tensor(x_cls[i : i + chunk], device=self.device).to(dtype)
-            oc = torch.as_tensor(o_cls[i : i + chunk], device=self.device).to(dtype)
-            with self._autocast(precision if lite is self.model else "fp32"):
-                f = vit.cls_feature(lite, xc, oc, m, strategy)  # type: ignore[arg-type]
-            out[i : i + chunk] = f.float().cpu().numpy()
-        return out
-
-    def _bf16_head(self) -> Any:
-        """A bf16 copy of what :func:`core.method.vit.cls_feature` uses (last block, norms, head), made once."""
-        if self._bf16 is None:
-            import copy
-            import types
-
-            m = self.model
-            parts = {n: copy.deepcopy(getattr(m, n)).to(torch.bfloat16) for n in ("norm", "fc_norm", "head")}
-            self._bf16 = types.SimpleNamespace(
-                blocks=[copy.deepcopy(m.blocks[-1]).to(torch.bfloat16)], head_drop=m.head_drop, **parts
-            )
-        return self._bf16
+        return self._querydb.features(x_cls, o_cls, head_mask, strategy, precision, chunk)
 
     # ----------------------------------------------------------------------------------------------------
     # prompts and heads

@@ -21,8 +21,11 @@ import numpy as np
 from core.errors import PHSError
 from core.library.filters import PhotoFilter
 from core.library.photo_index import EngineLike, PhotoIndex, path_of
-from core.library.vectors import APPROX_THRESHOLD, SINGLE_QUERY_THREADS, gpu_available
+from core.library.vectors import APPROX_THRESHOLD, EXACT_AMONG_MAX, SINGLE_QUERY_THREADS, gpu_available
 from core.search.service import SearchHit
+
+#: Looked-up rows (id -> path, slot, checksum) a searcher keeps between queries; past it it starts over.
+INFO_MAX = 100_000
 
 
 class Searcher:
@@ -43,7 +46,8 @@ class Searcher:
     ) -> None:
         self.engine = engine
         self.index = PhotoIndex.open(folder, engine, writable=False, approx_threshold=approx_threshold)
-        self._info: dict[int, tuple[str, int, int | None]] = {}
+        self._info: dict[int, tuple[str, int, int | None]] = {}  # id -> (rel, slot, checksum) at _info_gen
+        self._info_gen = -1
         self._filter: PhotoFilter | None = None
         self._allowed: tuple[int, np.ndarray, object] | None = None  # (generation, ids, FAISS selector)
 
@@ -78,7 +82,17 @@ class Searcher:
         return n if allowed is None else min(n, len(allowed[0]))
 
     # ------------------------------------------------------------------------------ Gallery protocol
-    def _lookup(self, ids: np.ndarray) -> dict[int, tuple[str, int, int | None]]:
+    def _fresh_info(self) -> None:
+        """Forget the looked-up rows when the database changed since (a commit, a sweep), or when there are
+        many: between commits a row's path, slot and checksum stand, so a prompt edit looks up only the
+        candidates the previous ones did not have."""
+        gen = self.index.db.generation
+        if gen != self._info_gen or len(self._info) > INFO_MAX:
+            self._info, self._info_gen = {}, gen
+
+    def _lookup(self, ids: np.ndarray | list[int]) -> dict[int, tuple[str, int, int | None]]:
+        if not len(ids):
+            return {}
         db = self.index.db
         db.conn.execute("BEGIN")
         try:
@@ -95,8 +109,8 @@ class Searcher:
             raise PHSError(
                 f"The query feature has {q.shape[0]} dimensions but the index has {self.index.dims.feature_dim}."
             )
-        self._info = {}
         vectors = self.index.vectors()  # brought up to date first, so the filter reads the same generation
+        self._fresh_info()
         allowed = self._allowed_ids()
         if allowed is None:
             scores, ids = vectors.search(q[None], int(k))
@@ -105,8 +119,8 @@ class Searcher:
             scores, ids = vectors.search_among(q, int(k), allowed[0], allowed[1])
         keep = ids >= 0
         scores, ids = scores[keep], ids[keep].astype(np.int64)
-        info = self._lookup(ids)
-        live = np.array([int(i) in info for i in ids.tolist()], dtype=bool)
+        self._lookup([i for i in ids.tolist() if i not in self._info])
+        live = np.array([i in self._info for i in ids.tolist()], dtype=bool)
         return scores[live], ids[live]
 
     def candidates(self, query: np.ndarray, n: int) -> np.ndarray:
@@ -114,14 +128,18 @@ class Searcher:
         (several objects): an ``ivfpq`` index answers from its inverted file without the exact re-scoring
         of :meth:`nearest`, which would only be repeated; ids removed meanwhile drop out of :meth:`hits`."""
         vi = self.index.vectors()
-        if vi.kind != "ivfpq" or gpu_available():
+        self._fresh_info()
+        allowed = self._allowed_ids()
+        if vi.kind != "ivfpq" or gpu_available() or (allowed is not None and len(allowed[0]) <= EXACT_AMONG_MAX):
             return self.nearest(query, n)[1]
         q = np.ascontiguousarray(np.asarray(query, np.float32).reshape(1, -1))
         before = faiss.omp_get_max_threads()
         faiss.omp_set_num_threads(SINGLE_QUERY_THREADS)
         try:
-            vi.index.nprobe = vi.nprobe
-            _, ids = vi.index.search(q, min(int(n), vi.ntotal))
+            params = faiss.SearchParametersIVF(nprobe=vi.nprobe)
+            if allowed is not None:
+                params.sel = allowed[1]
+            _, ids = vi.index.search(q, min(int(n), vi.ntotal), params=params)
         finally:
             faiss.omp_set_num_threads(before)
         return ids[0][ids[0] >= 0].astype(np.int64)
@@ -156,22 +174,30 @@ class Searcher:
         else:
             rows = self.index.db.conn.execute("SELECT id FROM files WHERE status = 'done'").fetchall()
             ids = np.array([r[0] for r in rows], dtype=np.int64)
-        self._info = {}
-        self._lookup(ids)
+        self._fresh_info()
+        self._lookup([i for i in ids.tolist() if i not in self._info])
         return ids
 
     def states(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Query-DB cache rows of ``ids`` (ids from :meth:`nearest` or :meth:`all_ids`).
+        """Query-DB cache rows of ``ids`` (ids from :meth:`nearest`, :meth:`candidates` or :meth:`all_ids`).
 
-        A row that does not match its checksum comes back as NaN, so the re-rank leaves that photo out;
-        :attr:`qd_mismatched` says how many for the last call.
+        Rows come as float16, as the cache stores them. A row that does not match its checksum comes back as NaN, so the re-rank leaves that photo out;
+        :attr:`qd_mismatched` says how many for the last call. So does the row of a photo removed from the
+        index since its id was found.
         """
-        missing = [int(i) for i in ids if int(i) not in self._info]
-        if missing:
-            self._lookup(np.asarray(missing, np.int64))
-        info = [self._info[int(i)] for i in ids]
-        slots = np.array([x[1] for x in info], dtype=np.int64)
-        return self.index.qd.read(slots, [x[2] for x in info], [x[0] for x in info])
+        ids = np.asarray(ids, np.int64).reshape(-1)
+        self._lookup([i for i in ids.tolist() if i not in self._info])
+        live = np.array([i in self._info for i in ids.tolist()], dtype=bool)
+        if live.all():
+            info = [self._info[i] for i in ids.tolist()]
+            slots = np.array([x[1] for x in info], dtype=np.int64)
+            # float16 as stored: the re-rank converts them to its own precision once
+            return self.index.qd.read(slots, [x[2] for x in info], [x[0] for x in info], dtype=np.float16)
+        x, o = self.states(ids[live])
+        x_all = np.full((len(ids), *x.shape[1:]), np.nan, x.dtype)
+        o_all = np.full((len(ids), *o.shape[1:]), np.nan, o.dtype)
+        x_all[live], o_all[live] = x, o
+        return x_all, o_all
 
     @property
     def qd_mismatched(self) -> int:
