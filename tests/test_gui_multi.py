@@ -172,3 +172,31 @@ def test_a_folder_unplugged_or_without_an_index_is_left_out_with_a_sentence_and_
         assert session.subfolders() == ["home", "trips"]
     finally:
         session.close()
+
+
+def test_checking_a_folder_opens_its_index_in_a_worker_and_reruns_the_query(qtbot, tmp_path, monkeypatch):
+    import threading
+
+    a = _folder(tmp_path / "alpha", 41, 3)
+    index_folder(a, load_engine("demo", device="cpu"))
+    w = first_launch(qtbot, n=8)
+    d = WindowDriver(qtbot, w)
+    try:
+        d.set_searched(a, False)
+        qtbot.waitUntil(lambda: d.searched_line() == "8 photos in 1 folder" and str(a) not in _parents(d),
+                        timeout=WAIT_MS)  # fmt: skip
+        opened_on = []
+        real_init = Searcher.__init__
+
+        def spy(self, folder, *args, **kwargs):
+            opened_on.append((str(folder), threading.current_thread() is threading.main_thread()))
+            real_init(self, folder, *args, **kwargs)
+
+        monkeypatch.setattr(Searcher, "__init__", spy)
+        before = w.outcome
+        d.set_searched(a, True)  # nothing else done: the answer shown is a new one, over both folders
+        qtbot.waitUntil(lambda: str(a) in _parents(d) and d.searched_line() == "11 photos in 2 folders",
+                        timeout=WAIT_MS)  # fmt: skip
+        assert w.outcome is not before and opened_on == [(str(a), False)]
+    finally:
+        w.shutdown()
