@@ -54,8 +54,8 @@ class Gallery(Protocol):
         """The ranked ``(n,)`` ``scores`` and ``ids`` as the gallery's results, best first (one per id)."""
 
     # Optional: ``candidates(query, n) -> (<= n,) ids`` near a unit query, in no particular order, for a caller
-    # that scores every one itself (the Query-DB re-rank, several objects); an approximate index answers it
-    # more cheaply than :meth:`nearest`. Without it :meth:`nearest` is used.
+    # that scores every one itself (several objects); an approximate index answers it more cheaply than
+    # :meth:`nearest`. Without it :meth:`nearest` is used.
 
 
 @dataclass(frozen=True, eq=False)

@@ -363,14 +363,10 @@ def rank(
         ids = gallery.all_ids()
     else:
         k1 = max(k, int(candidates)) if (rerank and candidates is not None) else k
-        near = getattr(gallery, "candidates", None) if rerank else None
-        if near is not None:  # an index's cheaper search: the re-rank scores every candidate itself
-            ids = near(q, min(k1, n))
-        else:
-            scores, ids = gallery.nearest(q, min(k1, n))
-            if not rerank:
-                ok = np.isfinite(scores)
-                return scores[ok][:k].astype(np.float32), ids[ok][:k].astype(np.int64)
+        scores, ids = gallery.nearest(q, min(k1, n))
+        if not rerank:
+            ok = np.isfinite(scores)
+            return scores[ok][:k].astype(np.float32), ids[ok][:k].astype(np.int64)
     if len(ids) == 0:
         return empty
     ids = np.asarray(ids)
