@@ -94,6 +94,7 @@ class QueryAnswer:
         idle_forced: ``(on, off)`` heads forced by hand that are not in effect (nothing is marked).
         passing: photos that pass the search's filter, ``None`` when no filter is set.
         subfolders: the open folder's subfolders (relative, POSIX separators), for the filter bar.
+        warnings: sentences about the searched indexes (see :meth:`SearchSession.warnings`).
     """
 
     gen: int
@@ -109,6 +110,7 @@ class QueryAnswer:
     idle_forced: tuple[tuple[int, ...], tuple[int, ...]] | None = None
     passing: int | None = None
     subfolders: tuple[str, ...] = ()
+    warnings: tuple[str, ...] = ()
 
 
 def query_job(session: SearchSession, gen: int, prompt: object, options: SearchOptions,
@@ -126,7 +128,7 @@ def query_job(session: SearchSession, gen: int, prompt: object, options: SearchO
                                                                  out.combined_map())
     rows = group_hits(list(out.hits), query_path)
     return QueryAnswer(gen, out, force_on, force_off, tiles, big, (time.perf_counter() - t0) * 1000, rows,
-                       marker, missing, passing=passing, subfolders=subfolders)
+                       marker, missing, passing=passing, subfolders=subfolders, warnings=session.warnings())
 
 
 def train_job(name: str, device: str, source: str, settings: dict, *, report: Callable,

@@ -378,6 +378,13 @@ class SearchSession:
             self.apply_filter(options)
             return self.service.run(self.spec(prompt, options, force_on, force_off))
 
+    def warnings(self) -> tuple[str, ...]:
+        """Sentences about the last search's indexes (the newest changes could not be read, Query-DB cache rows
+        that failed their checksums and were left out), as the command line prints them."""
+        with self.lock:
+            gallery = self.service.gallery
+            return tuple(getattr(gallery, "warnings", ())) if gallery is not None else ()
+
     def close(self) -> None:
         """Close the index and drop the engines' caches."""
         with self.lock:

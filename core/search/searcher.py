@@ -111,6 +111,7 @@ class Searcher:
             )
         vectors = self.index.vectors()  # brought up to date first, so the filter reads the same generation
         self._fresh_info()
+        self.index.qd.last_mismatched = 0  # a new search: what the last one left out is no longer news
         allowed = self._allowed_ids()
         if allowed is None:
             scores, ids = vectors.search(q[None], int(k))
