@@ -95,6 +95,7 @@ class QueryAnswer:
         idle_forced: ``(on, off)`` heads forced by hand that are not in effect (nothing is marked).
         passing: photos that pass the search's filter, ``None`` when no filter is set.
         subfolders: the open folder's subfolders (relative, POSIX separators), for the filter bar.
+        warnings: sentences about the searched indexes (see :meth:`SearchSession.warnings`).
     """
 
     gen: int
@@ -110,6 +111,7 @@ class QueryAnswer:
     idle_forced: tuple[tuple[int, ...], tuple[int, ...]] | None = None
     passing: int | None = None
     subfolders: tuple[str, ...] = ()
+    warnings: tuple[str, ...] = ()
 
 
 def query_job(session: SearchSession, gen: int, prompt: object, options: SearchOptions,
@@ -127,7 +129,7 @@ def query_job(session: SearchSession, gen: int, prompt: object, options: SearchO
                                                                  out.combined_map())
     rows = group_hits(list(out.hits), query_path)
     return QueryAnswer(gen, out, force_on, force_off, tiles, big, (time.perf_counter() - t0) * 1000, rows,
-                       marker, missing, passing=passing, subfolders=subfolders)
+                       marker, missing, passing=passing, subfolders=subfolders, warnings=session.warnings())
 
 
 def train_job(name: str, device: str, source: str, settings: dict, *, report: Callable,
@@ -221,14 +223,17 @@ def index_summary(n: int, report: IndexReport) -> str:
 
 @dataclass(frozen=True)
 class OpenedFolder:
-    """What opening a folder's index hands back.
+    """What opening the library's indexes hands back.
 
     Attributes:
-        folder: the folder asked for.
-        count: photos searchable (0 when the folder has no index for this model).
-        failures: the index's failed files (``(path, reason)`` rows as the library panel lists them).
-        missing: the folder has no index for this model yet.
-        error: one sentence when the index could not be opened, else ``""``.
+        folder: the current folder (the one indexed, whose failures are listed), ``""`` for none.
+        count: photos indexed in the current folder.
+        failures: the current folder's failed files (``(path, reason)`` rows as the library panel lists them).
+        missing: the current folder has no index for this model yet.
+        error: one sentence when the current folder's index could not be opened, else ``""``.
+        searched: the folders searched now (their indexes open), in the library's order.
+        left_out: the folders to search that are not, each with one sentence saying why.
+        searched_count: photos searchable in all the folders searched.
     """
 
     folder: str
@@ -236,24 +241,55 @@ class OpenedFolder:
     failures: list = field(default_factory=list)
     missing: bool = False
     error: str = ""
+    searched: tuple[str, ...] = ()
+    left_out: dict[str, str] = field(default_factory=dict)
+    searched_count: int = 0
 
 
-def open_index_job(session: SearchSession, folder: str, *, report: object, cancel: object) -> OpenedFolder:
-    """Worker body: open ``folder``'s index for searching (reads SQLite and loads FAISS: never on the GUI
-    thread). A folder without an index, or one that cannot be opened, leaves nothing open."""
-    from core.errors import PHSError
+def left_out_sentence(folder: str, err: Exception) -> str:
+    """Why a folder to search is not searched, in one sentence that names it."""
     from core.library import IndexMissingError
 
-    try:
-        n = session.open_folder(folder)
-    except IndexMissingError:
-        session.close_folder()
-        return OpenedFolder(folder, 0, missing=True)
-    except PHSError as err:
-        session.close_folder()
-        return OpenedFolder(folder, 0, error=str(err))
-    failures = session.searcher.index.failures() if session.searcher is not None else []
-    return OpenedFolder(folder, n, list(failures))
+    name = Path(folder).name or folder
+    if not Path(folder).is_dir():
+        return f"{name} is not searched: the folder is not there now (moved, deleted or on an unplugged drive)."
+    if isinstance(err, IndexMissingError):
+        return f"{name} is not searched: it has no index for this model; choose it and press Index, or uncheck it."
+    return f"{name} is not searched: {str(err).rstrip('.')}."
+
+
+def open_library_job(session: SearchSession, current: str, searched: list[str], reopen: str = "", *,
+                     report: object, cancel: object) -> OpenedFolder:
+    """Worker body: search the folders ``searched`` (opening their indexes reads SQLite and loads FAISS: never on
+    the GUI thread), ``reopen`` opened again; read the ``current`` folder's failures (from its index, opened for
+    that alone when it is not searched). A folder whose index cannot be opened is left out with a sentence."""
+    from core.errors import PHSError
+    from core.library import IndexMissingError
+    from core.library.photo_index import PhotoIndex
+
+    gone = [f for f in searched if not Path(f).is_dir()]  # unplugged: left out, as `phs search --all` does
+    problems = session.search_folders([f for f in searched if f not in gone], reopen=reopen)
+    problems.update({f: FileNotFoundError(f) for f in gone})
+    open_now = tuple(f for f in searched if f not in problems)
+    left_out = {f: left_out_sentence(f, err) for f, err in problems.items()}
+    failures: list = []
+    count, missing, error = 0, False, ""
+    if current:
+        try:
+            s = session.searchers.get(current)
+            if s is not None:
+                failures, count = s.index.failures(), int(s.index.vectors().ntotal)
+            else:
+                index = PhotoIndex.open(current, session.index_engine, writable=False)
+                try:
+                    failures, count = index.failures(), int(index.db.counts().get("done", 0))
+                finally:
+                    index.close()
+        except IndexMissingError:
+            missing = True
+        except PHSError as err:
+            error = str(err)
+    return OpenedFolder(current, count, list(failures), missing, error, open_now, left_out, session.indexed_count)
 
 
 def remove_index_job(session: SearchSession, folder: str, *, report: object, cancel: object) -> int:
@@ -265,8 +301,7 @@ def remove_index_job(session: SearchSession, folder: str, *, report: object, can
     model = st.model_label(st.normalize_fingerprint(session.index_engine.fingerprint()))
     if not st.list_indexes(folder):
         return 0
-    if session.folder is not None and st.folder_key(session.folder) == st.folder_key(folder):
-        session.close_folder()
+    session.close_folder(folder)  # when it is searched
     # A background run of it, asked to stop when it left the list, ends after its current photo: wait for it
     # (a run of another folder in the Library panel may hold the writer turn for long: then go on without it).
     writer = INDEX_WRITER.acquire(timeout=REMOVE_WAIT_S)

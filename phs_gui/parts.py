@@ -32,6 +32,7 @@ from phs_gui.controls import Controls
 from phs_gui.heads import HeadsPanel
 from phs_gui.layout import guard_wheel
 from phs_gui.library import LibraryPanel
+from phs_gui.result_rows import shown
 from phs_gui.results import ResultsGrid, ResultsPanel
 
 
@@ -108,9 +109,18 @@ class StatusBar:
             self.train_progress.setRange(0, total)
             self.train_progress.setValue(done)
 
-    def show_indexed(self, n: int, folder: str) -> None:
-        """Photos searchable now, in the folder named ``folder`` (``""``: none open)."""
-        self.indexed.setText(f"{n} photos indexed" + (f" in {folder}" if folder else ""))
+    def show_indexed(self, n: int, folders: list) -> None:
+        """Photos searched now, in how many folders (``folders``: their paths; none: "No folder is searched")."""
+        self.indexed.setText(searched_text(n, len(folders)))
+        self.indexed.setToolTip("Searched: " + ", ".join(shown(f) for f in folders) if folders else
+                                "Check a folder under Library to search it")
+
+
+def searched_text(n: int, folders: int) -> str:
+    """``1,234 photos in 3 folders``, or ``No folder is searched``."""
+    if folders == 0:
+        return "No folder is searched"
+    return f"{n:,} {'photo' if n == 1 else 'photos'} in {folders} {'folder' if folders == 1 else 'folders'}"
 
 
 class Banner(QFrame):

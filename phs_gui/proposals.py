@@ -45,20 +45,35 @@ class Proposed:
 
 def propose_job(session, prompt, paths: list[str], folders: list[str], selected, head_mask, *, report,
                 cancel) -> dict:
-    """Worker body: a proposal per photo as ``{path: Proposed | None}`` (``None``: the photo cannot be read)."""
-    from core.method.propose import propose_results
+    """Worker body: a proposal per photo as ``{path: Proposed | None}`` (``None``: the photo cannot be read).
+
+    The query's descriptor is computed once, then the photos are encoded as one batch; when one of them cannot
+    be read, each is tried alone so the others still get theirs."""
+    from core.method.propose import prompt_descriptor, propose_on
 
     out: dict = {}
-    for path in paths:
-        if cancel.is_set():
-            break
-        try:
-            photo = Photo.open(library_folder(path, folders), path)
-            with session.lock:
-                p = propose_results(session.engine, prompt, [path], selected, head_mask)[0]
+    if cancel.is_set():
+        return out
+    with session.lock:
+        descriptor = prompt_descriptor(session.engine, prompt, head_mask)
+
+    def one_batch(batch: list[str]) -> None:
+        photos = [Photo.open(library_folder(p, folders), p) for p in batch]
+        with session.lock:
+            props = propose_on(session.engine, descriptor, batch, selected, head_mask)
+        for path, photo, p in zip(batch, photos, props):
             out[path] = Proposed(photo, tuple(float(v) for v in p.box), p.mask(), float(p.score))
-        except (PHSError, OSError, ValueError):
-            out[path] = None
+
+    try:
+        one_batch(paths)
+    except (PHSError, OSError, ValueError):
+        for path in paths:
+            if cancel.is_set():
+                break
+            try:
+                one_batch([path])
+            except (PHSError, OSError, ValueError):
+                out[path] = None
     return out
 
 

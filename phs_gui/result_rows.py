@@ -168,3 +168,14 @@ def square_thumbnail(rgb: np.ndarray) -> QPixmap:
     p.drawPixmap((THUMB_MAX - img.width()) // 2, (THUMB_MAX - img.height()) // 2, img)
     p.end()
     return pm
+
+
+def tile_name(path: str, roots: list[str]) -> str:
+    """A result tile's name line: the file's name, after the name of its library folder when several folders
+    are searched (``Pictures 2019: img3.jpg``), so that two folders' files of the same name tell apart."""
+    name = Path(path).name
+    if len(roots) < 2:
+        return shown(name)
+    parents = Path(path).parents
+    inside = [r for r in roots if Path(r) in parents]
+    return shown(f"{Path(max(inside, key=len)).name}: {name}" if inside else name)

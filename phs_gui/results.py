@@ -47,6 +47,7 @@ from phs_gui.result_rows import (  # noqa: F401 - re-exported for the window's j
     photo_facts,
     shown,
     square_thumbnail,
+    tile_name,
 )
 from phs_gui.workers import Worker, WorkerPool
 
@@ -81,6 +82,7 @@ class ResultsGrid(QListWidget):
         self.itemDoubleClicked.connect(lambda it: self.preview_requested.emit(self.path_of(it)))
         self.cache = ThumbnailCache()
         self.facts: dict[str, str] = {}
+        self.roots: list[str] = []  # the folders searched (a tile names its folder when there are several)
         self._pool = WorkerPool(max_threads=2)
         self._pending: set[str] = set()
         self._empty_text = "Results appear here"
@@ -118,10 +120,11 @@ class ResultsGrid(QListWidget):
         self.doItemsLayout()
         self.viewport().update()
 
-    def show_library_size(self, n: int, folder: str) -> None:
-        """What the empty grid says, from the library: no folder open, or an empty index."""
-        self.set_empty_text("No results yet: add a photo folder and index it (Library, left)." if not folder
-                            else ("The index is empty." if n == 0 else "No results."))
+    def show_library_size(self, n: int, folders: list) -> None:
+        """What the empty grid says, from the library: no folder searched, or empty indexes."""
+        self.roots = [str(f) for f in folders]
+        self.set_empty_text("No folder is searched: add a photo folder or check one under Library (left)."
+                            if not folders else ("The index is empty." if n == 0 else "No results."))
 
     def set_empty_text(self, text: str) -> None:
         """What the empty grid says."""
@@ -164,7 +167,8 @@ class ResultsGrid(QListWidget):
                 elif row.copies:
                     second = f"+{len(row.copies)} {'copy' if len(row.copies) == 1 else 'copies'}"
                 else:
-                    second = shown(Path(path).name)
+                    second = self.fontMetrics().elidedText(tile_name(path, self.roots), Qt.TextElideMode.ElideMiddle,
+                                                           self.iconSize().width())  # one line, never wrapped
                 item = QListWidgetItem(f"#{rank}  {format_score(row.score)}\n{second}")
                 item.setData(PATH_ROLE, rank - 1)  # the real path stays in Python: Qt's text may not hold it
                 item.setToolTip(self._tooltip(row))

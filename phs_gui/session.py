@@ -1,4 +1,4 @@
-"""The search session behind the window: the query service over one engine and one open index.
+"""The search session behind the window: the query service over one engine and the folders searched.
 
 Qt-free and free of tensor math: it only calls :mod:`core`; every search is a
 :class:`core.search.service.QuerySpec` answered by :class:`core.search.service.QueryService`, the same path
@@ -54,7 +54,7 @@ class SearchOptions:
         itae_on, itae_theta: ITAE on the query photo.
         top_k: results wanted.
         after, before, under, types: the filter, as typed (``YYYY``, ``YYYY-MM`` or ``YYYY-MM-DD``; a subfolder
-            of the open folder; comma-separated suffixes); ``""`` leaves nothing out
+            of every folder searched; comma-separated suffixes); ``""`` leaves nothing out
             (:meth:`core.library.filters.PhotoFilter.from_text`).
     """
 
@@ -94,8 +94,30 @@ class SearchOptions:
         return FAParams(self.fa_alpha, self.fa_sigma, self.fa_blocks) if self.fa_on else None
 
 
+def _subfolders(root: Path, depth: int) -> list[str]:
+    """``root``'s subfolders down to ``depth`` levels, relative, POSIX separators (hidden ones left out)."""
+    import os
+
+    out: list[str] = []
+    level = [("", str(root))]
+    for _ in range(depth):
+        nxt = []
+        for rel, path in level:
+            try:
+                with os.scandir(path) as it:
+                    dirs = [e for e in it if e.is_dir(follow_symlinks=False) and not e.name.startswith(".")]
+            except OSError:
+                continue
+            for e in dirs:
+                sub = f"{rel}/{e.name}" if rel else e.name
+                out.append(sub)
+                nxt.append((sub, e.path))
+        level = nxt
+    return out
+
+
 class SearchSession:
-    """An engine plus the open photo index.
+    """An engine plus the open photo indexes of the folders searched.
 
     Args:
         engine: the loaded engine (its ITAE setting is driven by :class:`SearchOptions`).
@@ -110,88 +132,129 @@ class SearchSession:
             engine.backbone, device=engine.device, precision=engine.precision, fa_blocks=engine.fa_blocks
         )
         self.service = QueryService(engine)
-        self.searcher: Searcher | None = None
-        self.folder: Path | None = None
-        self._filter: PhotoFilter | None = None  # the filter set on the open searcher
-        self._subfolders: tuple[Path | None, tuple[str, ...]] | None = None  # (folder, its subfolders)
+        self.searchers: dict[str, Searcher] = {}  # the folders searched (those open), in the library's order
+        self._filter: PhotoFilter | None = None  # the filter set on the gallery
+        self._subfolders: tuple[tuple[str, ...], tuple[str, ...]] | None = None  # (roots, their subfolders)
         # The service is not thread-safe: the window's engine lane and the GUI thread (opening a folder)
         # take turns through this lock.
         self.lock = threading.RLock()
 
-    # ------------------------------------------------------------------------------------------- folder
+    # ------------------------------------------------------------------------------------------ folders
+    @property
+    def folders(self) -> list[Path]:
+        """The folders searched now (those with an open index), in the library's order."""
+        return [s.folder for s in self.searchers.values()]
+
+    @property
+    def folder(self) -> Path | None:
+        """The folder searched, when exactly one is (else ``None``)."""
+        return next(iter(self.searchers.values())).folder if len(self.searchers) == 1 else None
+
+    @property
+    def searcher(self) -> Searcher | None:
+        """The open index, when exactly one folder is searched (else ``None``)."""
+        return next(iter(self.searchers.values())) if len(self.searchers) == 1 else None
+
+    def search_folders(self, folders: list[str], reopen: str = "") -> dict[str, Exception]:
+        """Search ``folders`` from now on, as one gallery (reads SQLite and loads FAISS: call it from a worker).
+
+        Folders already open stay open (a :class:`core.search.searcher.Searcher` follows what an indexing run
+        commits), except ``reopen``, which is opened again; folders not listed are closed. One folder is
+        searched through its searcher, several through a :class:`core.search.multi.MultiGallery`, the same
+        gallery ``phs search --all`` ranks.
+
+        Returns:
+            The folders left out, each with why (:class:`IndexMissingError`, :class:`IndexMismatchError` or
+            another :class:`PHSError`, one sentence each); the others are searched.
+        """
+        from core.errors import PHSError
+        from core.search import Searcher
+
+        problems: dict[str, Exception] = {}
+        with self.lock:
+            wanted = list(dict.fromkeys(str(f) for f in folders))
+            for f in [f for f in self.searchers if f not in wanted or f == reopen]:
+                self.searchers.pop(f).close()
+            opened: dict[str, Searcher] = {}
+            for f in wanted:
+                s = self.searchers.get(f)
+                if s is None:
+                    try:
+                        s = Searcher(f, self.index_engine)
+                    except PHSError as err:
+                        problems[f] = err
+                        continue
+                opened[f] = s
+            self.searchers = opened
+            self._use_gallery()
+        return problems
+
+    def _use_gallery(self) -> None:
+        """Point the query service at the open searchers; the filter is set on them again on the next search."""
+        from core.search.multi import MultiGallery
+
+        members = list(self.searchers.values())
+        self.service.gallery = None if not members else members[0] if len(members) == 1 else MultiGallery(members)
+        self._filter, self._subfolders = None, None
+
     def open_folder(self, folder: str | Path) -> int:
-        """Search ``folder`` from now on; returns the number of indexed photos.
+        """Search ``folder`` alone from now on; returns the number of indexed photos.
 
         Raises:
             IndexMissingError, IndexMismatchError: the folder has no usable index for this model.
         """
-        from core.search import Searcher
+        with self.lock:
+            problems = self.search_folders([str(folder)], reopen=str(folder))
+            if problems:
+                raise next(iter(problems.values()))
+            return self.indexed_count
+
+    def close_folder(self, folder: str | Path | None = None) -> None:
+        """Stop searching ``folder`` (``None``: every folder)."""
+        from core.library.store import folder_key
 
         with self.lock:
-            self.close_folder()
-            self.searcher = Searcher(folder, self.index_engine)
-            self._filter, self._subfolders = None, None
-            self.service.gallery = self.searcher
-            self.folder = Path(folder)
-            return self.searcher.size
-
-    def close_folder(self) -> None:
-        """Stop searching the open folder."""
-        with self.lock:
-            if self.searcher is not None:
-                self.searcher.close()
-            self.searcher = None
-            self.service.gallery = None
-            self.folder = None
+            for f in list(self.searchers):
+                if folder is None or folder_key(f) == folder_key(folder):
+                    self.searchers.pop(f).close()
+            self._use_gallery()
 
     def apply_filter(self, options: SearchOptions) -> int | None:
-        """Search among the photos that pass ``options``' filter from now on (reads the index database: call
-        it from a worker); returns how many pass, or ``None`` when no filter is set.
+        """Search among the photos that pass ``options``' filter from now on, in every folder searched (reads the
+        index databases: call it from a worker); returns how many pass, or ``None`` when no filter is set.
 
         Raises:
             PHSError: a date or subfolder that is not one (one sentence).
         """
         wanted = options.photo_filter()
         with self.lock:
-            if self.searcher is None:
+            gallery = self.service.gallery
+            if gallery is None:
                 return None
             if wanted != self._filter:
-                self.searcher.set_filter(wanted)
+                gallery.set_filter(wanted)
                 self._filter = wanted
-            return None if wanted is None else self.searcher.size
+            return None if wanted is None else int(gallery.size)
 
     def subfolders(self, depth: int = 2) -> list[str]:
-        """The open folder's subfolders down to ``depth`` levels, relative, POSIX separators, sorted (hidden
-        ones left out; lists directories: call it from a worker)."""
-        import os
-
-        root = self.folder
-        if self._subfolders is not None and self._subfolders[0] == root:
+        """The subfolders of the folders searched, down to ``depth`` levels: relative, POSIX separators, each
+        name once (the filter's "under" applies to every folder searched, as ``phs search --all --under``
+        does), sorted, hidden ones left out (lists directories: call it from a worker)."""
+        roots = tuple(self.searchers)
+        if self._subfolders is not None and self._subfolders[0] == roots:
             return list(self._subfolders[1])
-        out: list[str] = []
-        level = [("", root)] if root is not None else []
-        for _ in range(depth):
-            nxt = []
-            for rel, path in level:
-                try:
-                    with os.scandir(path) as it:
-                        dirs = [e for e in it if e.is_dir(follow_symlinks=False) and not e.name.startswith(".")]
-                except OSError:
-                    continue
-                for e in dirs:
-                    sub = f"{rel}/{e.name}" if rel else e.name
-                    out.append(sub)
-                    nxt.append((sub, e.path))
-            level = nxt
-        out.sort(key=str.lower)
-        self._subfolders = (root, tuple(out))
+        found: set[str] = set()
+        for root in roots:
+            found.update(_subfolders(Path(root), depth))
+        out = sorted(found, key=str.lower)
+        self._subfolders = (roots, tuple(out))
         return out
 
     @property
     def indexed_count(self) -> int:
-        """Photos indexed in the open folder, whatever the filter lets through (0 without a folder); which
-        photos pass is read from the index database, in the engine lane only (:meth:`apply_filter`)."""
-        return 0 if self.searcher is None else int(self.searcher.index.vectors().ntotal)
+        """Photos indexed in the folders searched, whatever the filter lets through (0 without a folder); which
+        photos pass is read from the index databases, in the engine lane only (:meth:`apply_filter`)."""
+        return sum(int(s.index.vectors().ntotal) for s in list(self.searchers.values()))
 
     @property
     def last_encode_ms(self) -> float | None:
@@ -314,6 +377,13 @@ class SearchSession:
         with self.lock:
             self.apply_filter(options)
             return self.service.run(self.spec(prompt, options, force_on, force_off))
+
+    def warnings(self) -> tuple[str, ...]:
+        """Sentences about the last search's indexes (the newest changes could not be read, Query-DB cache rows
+        that failed their checksums and were left out), as the command line prints them."""
+        with self.lock:
+            gallery = self.service.gallery
+            return tuple(getattr(gallery, "warnings", ())) if gallery is not None else ()
 
     def close(self) -> None:
         """Close the index and drop the engines' caches."""

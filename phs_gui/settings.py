@@ -31,7 +31,10 @@ class Preferences:
         device: ``auto``, ``cpu``, ``cuda`` or ``mps``.
         search: the search options (method, h_on, mode, roi, FA, ITAE, top_k), their one home.
         folders: photo folders the person added (absolute paths).
-        current_folder: the folder searched now, or ``""``.
+        current_folder: the folder chosen in the Library list (the one indexed, whose failures are listed), or
+            ``""``.
+        not_searched: library folders whose check box is off; every other folder listed (added here, indexed
+            from the command line, the demo gallery) is searched, so a folder new to the list is searched.
         recent_files: query photos opened recently, newest first.
         last_photo: the query photo open when the app was closed.
         hide_query: leave the query photo itself out of the results (else it is marked "query photo").
@@ -48,6 +51,7 @@ class Preferences:
     search: SearchOptions = field(default_factory=SearchOptions)
     folders: list[str] = field(default_factory=list)
     current_folder: str = ""
+    not_searched: list[str] = field(default_factory=list)
     recent_files: list[str] = field(default_factory=list)
     last_photo: str = ""
     hide_query: bool = False

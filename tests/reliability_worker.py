@@ -175,13 +175,16 @@ def act_gui_readonly(args: dict[str, Any]) -> None:
                 raise TimeoutError("the window did not get there in time")
             time.sleep(0.01)
 
-    w = MainWindow(Preferences(model="tiny"), engine_loader=lambda n, d: tiny_engine(), check_weights=False)
+    folder = args["folder"]
+    # Not searched until the privileges are dropped: every reader of the index is the unprivileged user.
+    prefs = Preferences(model="tiny", not_searched=[folder])
+    w = MainWindow(prefs, engine_loader=lambda n, d: tiny_engine(), check_weights=False)
     w.show()
     w.load_model("tiny", "cpu")
-    wait(lambda: w.session is not None)
+    wait(lambda: w.session is not None and not w.library.busy)
     if args.get("as_nobody"):
         drop_privileges()
-    folder = args["folder"]
+    w.prefs.not_searched = []
     w.prefs.folders = [folder]
     w.library.select_folder(folder)
     wait(lambda: not w.indexing)

@@ -114,7 +114,7 @@ def test_box_drag_selects_heads_outlines_them_and_ranks_the_object_first(qtbot, 
     assert len(names) == 17
     assert {Path(p).name for p in names[:3]} == {"dup_a.jpg", "dup_b.jpg", "dup_c.jpg"}
     assert "prompt→results" in window.status.timing.text()
-    assert "17 photos indexed" in window.status.indexed.text()
+    assert window.status.indexed.text() == "17 photos in 1 folder"
 
 
 def test_toggling_a_head_changes_the_ranking_and_undo_redo_restore_results(qtbot, window, tmp_path):

@@ -11,6 +11,7 @@ from PIL import Image
 
 from core.library import index_folder
 from core.method.engine import load_engine
+from core.synthetic.gallery import demo_gallery_dir
 from core.synthetic.scenes import generate_scene
 from phs_gui.main_window import MainWindow
 from tests.gui_driver import WAIT_MS, WindowDriver, demo_loader, first_launch
@@ -42,9 +43,10 @@ def _library(tmp_path: Path) -> Path:
 
 
 def _search_folder(qtbot, w: MainWindow, folder: Path) -> None:
-    lib = w.docks.library
-    lib.folder.setCurrentIndex(lib.folders.index(str(folder)))
-    lib.folder.activated.emit(lib.folder.currentIndex())  # as a person's choice in the list
+    """Search ``folder`` alone: the demo gallery unchecked, ``folder`` chosen in the Library list."""
+    d = WindowDriver(qtbot, w)
+    d.set_searched(demo_gallery_dir(), False)
+    d.choose_folder(folder)
     qtbot.waitUntil(lambda: w.session.folder is not None and w.session.folder.name == folder.name
                     and w.settled, timeout=WAIT_MS)  # fmt: skip
 

@@ -51,7 +51,7 @@ def test_journey_first_launch_box_open_use_result_quit_relaunch_qd(qtbot, tmp_pa
     settle(qtbot, w)
     assert "Mark the object" in w.docks.heads.summary.text() and "first search" not in w.banner.text
     assert "encode" in w.status.timing.text() and "…" not in w.status.timing.text()
-    assert "12 photos indexed" in w.status.indexed.text()
+    assert w.status.indexed.text() == "12 photos in 1 folder"
     first_photo = w.photo_path
 
     # 2. A box: heads chosen, outlined, results re-ranked.

@@ -3,6 +3,8 @@ library deletes its index from disk after asking (the photos are never touched).
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from PIL import Image
 from PySide6.QtCore import Qt
@@ -10,8 +12,9 @@ from PySide6.QtCore import Qt
 from core.library import index_folder
 from core.library import store as st
 from core.method.engine import load_engine
+from core.synthetic.gallery import demo_gallery_dir
 from core.synthetic.scenes import generate_scene
-from tests.gui_driver import WAIT_MS, first_launch
+from tests.gui_driver import WAIT_MS, WindowDriver, first_launch
 from tests.index_fakes import tree_hash
 
 pytestmark = pytest.mark.gui
@@ -28,11 +31,15 @@ def test_a_cli_indexed_folder_is_listed_and_removing_it_deletes_its_index(qtbot,
     try:
         lib = w.docks.library
         assert str(folder) in lib.folders
-        # Searching it works like any folder's.
-        lib.folder.setCurrentIndex(lib.folders.index(str(folder)))
-        lib.folder.activated.emit(lib.folder.currentIndex())  # as a person's choice in the list
+        # Checked like any folder: searched with the demo gallery; alone once the gallery is unchecked.
+        assert lib.checked_folders == lib.folders
+        d = WindowDriver(qtbot, w)
+        qtbot.waitUntil(lambda: d.searched_line() == "12 photos in 2 folders", timeout=WAIT_MS)
+        d.set_searched(demo_gallery_dir(), False)
+        d.choose_folder(folder)
         qtbot.waitUntil(lambda: w.session.folder is not None and w.session.folder.name == folder.name
-                        and w.session.indexed_count == 4 and w.settled, timeout=WAIT_MS)  # fmt: skip
+                        and w.session.indexed_count == 4 and d.searched_line() == "4 photos in 1 folder"
+                        and {Path(p).parent.name for p in d.result_paths()} == {folder.name}, timeout=WAIT_MS)
         # Cancelled: nothing changes.
         asked = []
         monkeypatch.setattr("phs_gui.dialogs.confirm_remove_folder", lambda parent, f: asked.append(f) or False)
@@ -44,7 +51,9 @@ def test_a_cli_indexed_folder_is_listed_and_removing_it_deletes_its_index(qtbot,
         qtbot.waitUntil(lambda: not st.list_indexes(folder) and str(folder) not in lib.folders, timeout=WAIT_MS)
         qtbot.waitUntil(lambda: "deleted" in w.banner.text, timeout=WAIT_MS)
         assert tree_hash(folder) == before
-        assert w.session.folder is None or w.session.folder.name != folder.name
+        assert all(f.name != folder.name for f in w.session.folders)
+        qtbot.waitUntil(lambda: d.searched_line() == "No folder is searched" and not d.result_paths(),
+                        timeout=WAIT_MS)
     finally:
         w.shutdown()
 

@@ -20,6 +20,7 @@ from PIL import Image
 from core.library import IndexReport, index_folder
 from core.library import store as st
 from core.method.engine import load_engine
+from core.synthetic.gallery import demo_gallery_dir
 from core.synthetic.scenes import generate_scene
 from phs_gui.controllers import watching
 from phs_gui.folder_watch import BACKGROUND_NICENESS, WatchRun, change_sentence, lower_priority
@@ -66,11 +67,13 @@ def _indexed_folder(tmp_path: Path, n: int = 4) -> Path:
 
 
 def _search_folder(qtbot, w: MainWindow, folder: Path, n: int) -> None:
-    lib = w.docks.library
-    lib.folder.setCurrentIndex(lib.folders.index(str(folder)))
-    lib.folder.activated.emit(lib.folder.currentIndex())  # as a person's choice in the list
-    qtbot.waitUntil(lambda: w.session.folder is not None and w.session.folder.name == folder.name
-                    and w.session.indexed_count == n and w.settled and len(w.docks.results.paths()) == n,
+    """Search ``folder`` alone (the demo gallery unchecked, ``folder`` chosen in the Library list) and wait for
+    its ``n`` photos among the results."""
+    d = WindowDriver(qtbot, w)
+    d.set_searched(demo_gallery_dir(), False)
+    d.choose_folder(folder)
+    qtbot.waitUntil(lambda: w.session.folder is not None and w.session.folder.name == folder.name and w.settled
+                    and {Path(p).parent for p in d.result_paths()} == {folder} and len(d.result_paths()) == n,
                     timeout=WAIT_MS)  # fmt: skip
 
 
@@ -102,7 +105,7 @@ def test_photos_copied_in_are_found_and_deleted_ones_disappear_from_the_results(
         assert len(d.result_paths()) == 7
         qtbot.waitUntil(lambda: bool(re.search(r"^\d photos? added to Pictures \(\d\d:\d\d\)\.$", _line(w))),
                         timeout=WAIT_MS)
-        assert d.status("indexed").startswith("7 photos indexed")
+        assert d.status("indexed") == "7 photos in 1 folder"
 
         gone = [str(folder / "p1.jpg"), new[0]]
         for p in gone:

@@ -172,6 +172,7 @@ def test_a_forced_head_with_nothing_marked_is_shown_as_not_in_effect(qtbot):
 def test_result_tiles_of_any_aspect_show_the_whole_photo_and_both_caption_lines(qtbot, tmp_path):
     from PIL import Image
 
+    from core.synthetic.gallery import demo_gallery_dir
     from core.synthetic.scenes import generate_scene
 
     folder = tmp_path / "mixed"
@@ -181,6 +182,7 @@ def test_result_tiles_of_any_aspect_show_the_whole_photo_and_both_caption_lines(
         Image.fromarray(generate_scene(31, i, (224, 224)).image).resize(size).save(folder / name)
     w = first_launch(qtbot)
     try:
+        WindowDriver(qtbot, w).set_searched(demo_gallery_dir(), False)  # the new folder alone is searched
         w.library.add_folder(str(folder), select=True)
         w.library.select_folder(str(folder))
         grid = w.docks.results
@@ -257,6 +259,7 @@ def test_while_a_folder_indexes_what_it_committed_is_searched_and_counted(qtbot,
     from PIL import Image
 
     import phs_gui.controllers.library as library_controller
+    from core.synthetic.gallery import demo_gallery_dir
     from core.synthetic.scenes import generate_scene
 
     monkeypatch.setattr(library_controller, "REOPEN_S", 0.2)
@@ -274,6 +277,7 @@ def test_while_a_folder_indexes_what_it_committed_is_searched_and_counted(qtbot,
             return encode(batch)
 
         engine.encode_batch = slow_encode
+        WindowDriver(qtbot, w).set_searched(demo_gallery_dir(), False)  # the new folder alone is searched
         w.library.add_folder(str(folder), select=True)
         w.library.select_folder(str(folder))
         grid = w.docks.results
@@ -283,7 +287,7 @@ def test_while_a_folder_indexes_what_it_committed_is_searched_and_counted(qtbot,
         assert w.indexing and 0 < n < 40 and grid.count() == min(n, w.prefs.search.top_k)
         assert all(p.startswith(str(folder)) for p in grid.paths())
         qtbot.waitUntil(lambda: not w.indexing and w.settled, timeout=WAIT_MS)
-        assert w.status.indexed.text().startswith("40 photos indexed")
+        assert w.status.indexed.text() == "40 photos in 1 folder"
         assert w.docks.library.status.text().startswith("40 photos searchable")
     finally:
         w.shutdown()
@@ -320,6 +324,7 @@ def test_file_and_folder_names_that_are_not_utf8_keep_their_real_paths(qtbot, tm
 
     from PIL import Image
 
+    from core.synthetic.gallery import demo_gallery_dir
     from core.synthetic.scenes import generate_scene
 
     root = os.fsencode(str(tmp_path))
@@ -331,6 +336,7 @@ def test_file_and_folder_names_that_are_not_utf8_keep_their_real_paths(qtbot, tm
                                                                       format="JPEG" if n.endswith(b"jpg") else "PNG")
     w = first_launch(qtbot)
     try:
+        WindowDriver(qtbot, w).set_searched(demo_gallery_dir(), False)  # the new folder alone is searched
         qt_text = os.fsencode(folder).decode("utf-8", "replace")  # what Qt's folder dialog hands back
         monkeypatch.setattr(QFileDialog, "getExistingDirectory", lambda *a, **k: qt_text)
         w.add_folder_dialog()

@@ -112,3 +112,34 @@ def test_search_propose_adds_a_box_per_hit(tmp_path, capsys):
     assert box_iou(first["box"], (x, y, x + w, y + h)) > 0.3
     assert main(argv[:5] + ["--k", "2", "--propose"]) == 2
     assert "needs a point, box or mask" in capsys.readouterr().err
+
+
+def test_the_window_job_batches_the_photos_and_a_bad_one_spoils_nothing(engine, tmp_path):
+    """The app's propose job: the query's descriptor once, the photos as one batch; a photo that cannot be
+    read is None and the others get exactly what one call per photo gives."""
+    import threading
+    from types import SimpleNamespace
+
+    from PIL import Image
+
+    from phs_gui.proposals import propose_job
+
+    data = synthetic_dataset(4, seed=31, size=(128, 96), min_objects=2)
+    paths = []
+    for i, rec in enumerate(data[1:]):
+        Image.fromarray(np.asarray(rec.load())).save(tmp_path / f"r{i}.jpg")
+        paths.append(str(tmp_path / f"r{i}.jpg"))
+    (tmp_path / "bad.jpg").write_bytes(b"not a photo at all")
+    engine.set_image(data[0].load())
+    prompt = Prompt.from_box(*[float(v) for v in data[0].objects[0].bbox])
+    sel = engine.select_heads(prompt, h_on=engine.recommended_h_on)
+    want = {p: propose_results(engine, prompt, [p], sel.selected, sel.head_mask)[0] for p in paths}
+    session = SimpleNamespace(engine=engine, lock=threading.RLock())
+    for todo in (paths, [paths[0], str(tmp_path / "bad.jpg"), *paths[1:]]):
+        out = propose_job(session, prompt, todo, [str(tmp_path)], sel.selected, sel.head_mask,
+                          report=None, cancel=threading.Event())  # fmt: skip
+        assert set(out) == set(todo)
+        assert out.get(str(tmp_path / "bad.jpg"), "absent") in (None, "absent")
+        for p in paths:
+            assert out[p].box == pytest.approx(tuple(want[p].box), abs=1e-3)
+            assert out[p].score == pytest.approx(want[p].score, abs=1e-5)

@@ -166,3 +166,34 @@ def test_a_full_disk_while_writing_an_ivfpq_file_raises_its_oserror_and_keeps_th
         vi.save(tmp_path / "v.faiss")
     assert (tmp_path / "v.faiss").read_bytes() == before and list(tmp_path.iterdir()) == [tmp_path / "v.faiss"]
     assert VectorIndex.load(tmp_path / "v.faiss", 64, "ivfpq").ntotal == 2000
+
+
+def test_a_query_unlike_any_photo_searches_more_cells(monkeypatch):
+    """A query farther from every cell's centre than the library's photos are from theirs has its nearest
+    neighbours spread over many cells: it searches UNLIKE_PROBE_FACTOR times the cells, and finds them."""
+    from core.library import vectors as vec
+
+    x = clustered(20000, dim=64, clusters=200, seed=0)
+    ids = np.arange(len(x), dtype=np.int64)
+    vi = VectorIndex.build(64, "ivfpq", ids, x)
+    flat = VectorIndex.build(64, "flat", ids, x)
+    rng = np.random.default_rng(5)
+    near = x[rng.choice(len(x), 20)] + 0.3 * rng.standard_normal((20, 64)).astype(np.float32) / 8
+    far = rng.standard_normal((20, 64)).astype(np.float32)
+    near, far = (q / np.linalg.norm(q, axis=1, keepdims=True) for q in (near, far))
+    assert {vi.probes(q[None])[0] for q in near} == {vi.nprobe}
+    assert {vi.probes(q[None])[0] for q in far} == {min(vi.nlist, vec.UNLIKE_PROBE_FACTOR * vi.nprobe)}
+
+    def recall(qs: np.ndarray) -> float:
+        return float(np.mean([len(set(vi.search(q[None], 50)[1][0]) & set(flat.search(q[None], 50)[1][0])) / 50
+                              for q in qs]))  # fmt: skip
+
+    adaptive = recall(far)
+    monkeypatch.setattr(vec, "UNLIKE_PROBE_FACTOR", 1)
+    assert recall(far) < adaptive - 0.05 and adaptive >= 0.95
+    assert recall(near) >= 0.95
+    # a filtered search of an unlike query covers the same cells (the inverted file, not an exact scan)
+    monkeypatch.setattr(vec, "EXACT_AMONG_MAX", 0)
+    sel_ids = ids[::2]
+    s, got = vi.search_among(far[0], 20, sel_ids)
+    assert set(got.tolist()) <= set(sel_ids.tolist()) and len(got) == 20

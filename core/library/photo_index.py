@@ -20,7 +20,8 @@ import numpy as np
 from core.errors import IndexMismatchError
 from core.library import repair
 from core.library import store as st
-from core.library.vectors import APPROX_THRESHOLD, VectorIndex, sync_vectors
+from core.library.vector_sync import sync_vectors
+from core.library.vectors import APPROX_THRESHOLD, VectorIndex
 
 
 class EngineLike(Protocol):

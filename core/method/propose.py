@@ -381,12 +381,27 @@ def box_iou(a: Sequence[float], b: Sequence[float]) -> float:
     return float(inter / union) if union > 0 else 0.0
 
 
+def prompt_descriptor(engine, prompt, head_mask: np.ndarray | None = None) -> np.ndarray:
+    """The marked object's descriptor (:func:`query_descriptor`) on the engine's current image: compute it once
+    for a query and pass it to :func:`propose_on` for every batch of result photos."""
+    weights = engine.roi(prompt).positive
+    return query_descriptor(engine.model, current_patch_state(engine), weights, head_mask)
+
+
+def propose_on(engine, descriptor: np.ndarray, photos: Sequence, heads: np.ndarray | None = None,
+               head_mask: np.ndarray | None = None) -> list[Proposal]:
+    """One :class:`Proposal` per photo (encoded together, as one batch) for a query's ``descriptor``
+    (``match``, with the query's kept ``heads`` and ``head_mask``); boxes in each photo's pixels."""
+    return [propose(st, heads, "match", model=engine.model, descriptor=descriptor, head_mask=head_mask)
+            for st in patch_states(engine, list(photos))]  # fmt: skip
+
+
 def propose_results(engine, prompt, photos: Sequence, heads: np.ndarray | None = None,
                     head_mask: np.ndarray | None = None, batch_size: int = 16) -> list[Proposal]:
     """Proposals on result photos for the prompt on the engine's current image (the query photo).
 
-    What ``phs search --propose`` and the app's Propose toggle run: the query's descriptor once, then each
-    result photo encoded in batches and :func:`propose` (``match``) with the query's kept heads.
+    What ``phs search --propose`` runs: the query's descriptor once, then the result photos encoded in batches
+    and :func:`propose` (``match``) with the query's kept heads.
 
     Args:
         engine: a :class:`core.method.engine.PHSEngine` whose current image is the query photo.
@@ -398,10 +413,8 @@ def propose_results(engine, prompt, photos: Sequence, heads: np.ndarray | None =
     Returns:
         One :class:`Proposal` per photo, boxes in that photo's pixels.
     """
-    weights = engine.roi(prompt).positive
-    descriptor = query_descriptor(engine.model, current_patch_state(engine), weights, head_mask)
+    descriptor = prompt_descriptor(engine, prompt, head_mask)
     out: list[Proposal] = []
     for s in range(0, len(photos), batch_size):
-        for st in patch_states(engine, list(photos[s : s + batch_size])):
-            out.append(propose(st, heads, "match", model=engine.model, descriptor=descriptor, head_mask=head_mask))
+        out.extend(propose_on(engine, descriptor, photos[s : s + batch_size], heads, head_mask))
     return out

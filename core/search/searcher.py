@@ -6,7 +6,7 @@ candidates, and the paths of the hits.
 
 A :class:`Searcher` can be used while an indexing run commits batches (SQLite WAL readers do not block the
 writer): it loads the FAISS file once (atomically replaced by the indexer, so never torn), and before each
-query brings its in-memory copy up to date with the rows committed since (``core.library.vectors.sync_vectors``)
+query brings its in-memory copy up to date with the rows committed since (``core.library.vector_sync.sync_vectors``)
 whenever the database generation moved; results whose rows were removed meanwhile are dropped.
 """
 
@@ -111,6 +111,7 @@ class Searcher:
             )
         vectors = self.index.vectors()  # brought up to date first, so the filter reads the same generation
         self._fresh_info()
+        self.index.qd.last_mismatched = 0  # a new search: what the last one left out is no longer news
         allowed = self._allowed_ids()
         if allowed is None:
             scores, ids = vectors.search(q[None], int(k))
@@ -136,13 +137,10 @@ class Searcher:
         before = faiss.omp_get_max_threads()
         faiss.omp_set_num_threads(SINGLE_QUERY_THREADS)
         try:
-            params = faiss.SearchParametersIVF(nprobe=vi.nprobe)
-            if allowed is not None:
-                params.sel = allowed[1]
-            _, ids = vi.index.search(q, min(int(n), vi.ntotal), params=params)
+            ids = vi.approximate(q, n, None if allowed is None else allowed[1])
         finally:
             faiss.omp_set_num_threads(before)
-        return ids[0][ids[0] >= 0].astype(np.int64)
+        return ids.astype(np.int64)
 
     def sample_ids(self, n: int) -> np.ndarray:
         """``(min(n, N),)`` ids spread evenly over the searchable photos (from the FAISS ids: no SQLite scan)."""

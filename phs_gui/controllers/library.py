@@ -1,5 +1,5 @@
-"""The library: the photo folders, opening a folder's index (a worker job, never the GUI thread), indexing,
-and the demo gallery."""
+"""The library: the photo folders, which of them are searched (one search over all checked folders), opening
+their indexes (a worker job, never the GUI thread), indexing, and the demo gallery."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from phs_gui.jobs import (
     index_job,
     index_summary,
     indexed_folders,
-    open_index_job,
+    open_library_job,
     remove_index_job,
 )
 from phs_gui.result_rows import shown
@@ -26,7 +26,7 @@ from phs_gui.workers import SerialLane, Worker, WorkerPool
 
 DEMO_LABEL = "Demo gallery (synthetic)"
 REOPEN_S = 3.0
-"""While the folder searched is indexed, what the run has committed is opened for searching this often."""
+"""While a searched folder is indexed, what the run has committed is opened for searching this often."""
 
 
 def demo_first_marks(photo: str) -> dict:
@@ -58,29 +58,37 @@ def demo_query_photo() -> str:
 
 
 class LibraryController(QObject):
-    """Owns the folder list (in the preferences, the one home of the folder searched) and the runs over it.
+    """Owns the folder list and which folders are searched (in the preferences) and the runs over them.
+
+    The current folder (chosen in the list) is the one indexed, whose progress and failed files are shown; the
+    search runs over every checked folder with a usable index.
 
     Signals:
-        folders_changed(list, str, dict): folders, the current one, and labels for special ones.
+        folders_changed(list, str, dict, list): folders, the current one, labels for special ones, and the
+            folders searched (checked).
+        left_out(dict): checked folders that are not searched now, each with one sentence saying why.
         status(str): the library panel's one line.
         progress(object): an :class:`IndexProgress`, or ``(done, total)`` while the demo gallery is written.
         finished_bar(): the bar is full (the folder is searchable as a whole).
         running(bool): an indexing or demo-gallery run starts or ends.
-        failures(list): the failed files of the folder searched.
-        count(int, str): photos searchable now and the folder's name (``""`` when none is open).
+        failures(list): the failed files of the current folder.
+        count(int, list): photos searched now and the folders they are in (none: no folder is searched).
         searchable_changed(): what a search sees changed: ask again.
         first_photo(str, dict): a photo to open when none is shown (the demo gallery's query) and the marks it
             opens with (a box around one of its objects).
         message(str, str, object, str): a sentence, its level, an optional ``(label, slot)``, its kind.
+        message_withdrawn(str): the message of that kind no longer holds.
     """
 
-    folders_changed = Signal(list, str, dict)
+    folders_changed = Signal(list, str, dict, list)
+    left_out = Signal(dict)
+    message_withdrawn = Signal(str)
     status = Signal(str)
     progress = Signal(object)
     finished_bar = Signal()
     running = Signal(bool)
     failures = Signal(list)
-    count = Signal(int, str)
+    count = Signal(int, list)
     searchable_changed = Signal()
     first_photo = Signal(object, dict)
     message = Signal(str, str, object, str)
@@ -101,7 +109,10 @@ class LibraryController(QObject):
         self._opening = 0  # open jobs submitted and not answered
         self._open_seq = 0
         self._demo: Worker | None = None
-        self._searched: tuple[str, int] | None = None  # (folder, photos) the last answer searched
+        self._searched: tuple[tuple[str, ...], int] | None = None  # (folders, photos) the last answer searched
+        self._listed: list[str] = []  # the folders of the list, in order
+        self._left_out: dict[str, str] = {}  # the checked folders not searched, as last said
+        self._removing: set[str] = set()  # folders whose index is being deleted
 
     @property
     def indexing(self) -> bool:
@@ -118,7 +129,19 @@ class LibraryController(QObject):
         this model (from the command line too), which are listed but not remembered in the settings."""
         folders = list(self.prefs.folders)
         folders += [f for f in indexed_folders(self.session) if f not in folders]
-        self.folders_changed.emit(folders, self.prefs.current_folder, {str(demo_gallery_dir()): DEMO_LABEL})
+        self._listed = folders
+        self.folders_changed.emit(folders, self.prefs.current_folder, {str(demo_gallery_dir()): DEMO_LABEL},
+                                  self.searched_folders())
+
+    def searched_folders(self) -> list[str]:
+        """The folders of the list whose check box is on (every folder new to the list is)."""
+        return [f for f in self._listed if f not in self.prefs.not_searched and f not in self._removing]
+
+    def set_searched(self, folder: str, on: bool) -> None:
+        """Search ``folder`` (``on``) or stop searching it; the search reruns over the folders checked now."""
+        unchecked = [f for f in self.prefs.not_searched if f != folder]
+        self.prefs.not_searched = unchecked if on else [*unchecked, folder]
+        self.open_current(index_if_missing=False, during_run=True)
 
     def set_session(self, session: SearchSession, is_demo: bool) -> None:
         """A model was loaded: open the current folder's index for it (the demo gallery on the demo model)."""
@@ -158,33 +181,39 @@ class LibraryController(QObject):
         if self.session is not None:
             w = Worker(remove_index_job, self.session, folder, doing=f"removing the index of {folder}")
             w.signals.result.connect(lambda freed, f=folder: self._on_removed(f, freed))
-            w.signals.error.connect(lambda text: (self.message.emit(text, "error", None, ""), self.refresh()))
+            w.signals.error.connect(lambda text, f=folder: (self._removing.discard(f),
+                                                            self.message.emit(text, "error", None, ""), self.refresh()))
             self._open_seq += 1
             self.lane.submit(f"remove:{self._open_seq}", w)
         self.prefs.folders = [f for f in self.prefs.folders if f != folder]
+        self.prefs.not_searched = [f for f in self.prefs.not_searched if f != folder]
+        self._removing.add(folder)  # listed until its index is deleted, no longer searched
         if self.prefs.current_folder == folder:
             self.prefs.current_folder = self.prefs.folders[0] if self.prefs.folders else ""
             self.failures.emit([])
-            self.open_current(index_if_missing=False, during_run=True)
             if not self.prefs.current_folder:
                 self.status.emit("No folder yet: add one to search your photos.")
         self.refresh()
+        self.open_current(index_if_missing=False, during_run=True)
 
     def _on_removed(self, folder: str, freed: int) -> None:
+        self._removing.discard(folder)
         if freed:
             self.message.emit(f"Removed {shown(folder)} from the library: its index ({freed / 1e6:.1f} MB) is "
                               "deleted; the photos are untouched.", "info", None, "")  # fmt: skip
         self.refresh()
 
-    def open_current(self, index_if_missing: bool, during_run: bool = False) -> None:
-        """Open the current folder's index in the engine lane (no folder: close the one open); ``during_run``:
-        what a run has committed so far, for counts and results only."""
+    def open_current(self, index_if_missing: bool, during_run: bool = False, reopen: str = "") -> None:
+        """Search the checked folders and read the current folder's failures, in the engine lane; ``during_run``:
+        only what is searched changes (counts and results), the current folder's line stays; ``reopen``: a
+        folder whose index is opened again (what a run committed)."""
         if self.session is None:
             return
         self._opening += 1
-        if self.prefs.current_folder and not self.indexing:
+        if self.prefs.current_folder and not self.indexing and not during_run:
             self.status.emit(f"Opening the index of {shown(Path(self.prefs.current_folder).name)}…")
-        w = Worker(open_index_job, self.session, self.prefs.current_folder, doing="opening the index")
+        w = Worker(open_library_job, self.session, self.prefs.current_folder, self.searched_folders(), reopen,
+                   doing="opening the indexes")
         w.signals.result.connect(lambda out, i=index_if_missing, r=during_run: self._on_opened(out, i, r))
         w.signals.error.connect(lambda text, r=during_run: self._on_open_error(text, r))
         self._open_seq += 1
@@ -200,10 +229,11 @@ class LibraryController(QObject):
 
     def _on_opened(self, out: OpenedFolder, index_if_missing: bool, during_run: bool = False) -> None:
         self._opening -= 1
-        if during_run:  # what the run committed so far: counts and results only
-            if out.folder == self.prefs.current_folder:
-                self._emit_count()
-                self._notify_searchable(out)
+        self._show_left_out(out, index_if_missing)
+        if during_run:  # what is searched changed (checks, a run's commits): counts and results only
+            self._emit_count()
+            self._notify_searchable(out)
+            self._maybe_idle()
             return
         report, self._report, self._reopening = self._report, None, False
         if out.folder != self.prefs.current_folder:
@@ -222,17 +252,36 @@ class LibraryController(QObject):
         self._notify_searchable(out)
 
     def refresh_searched(self, folder: str) -> None:
-        """The index of ``folder`` changed in the background: when it is the folder searched, open it again so
-        that counts and results say so (and search again even if the number of photos is the same)."""
-        if self.session is None or folder != self.prefs.current_folder or self.indexing:
+        """The index of ``folder`` changed in the background: when it is searched, open it again so that counts
+        and results say so (and search again even if the number of photos is the same)."""
+        if self.session is None or folder not in self.searched_folders() or self.indexing:
             return
         self._searched = None
-        self.open_current(index_if_missing=False, during_run=True)
+        self.open_current(index_if_missing=False, during_run=True, reopen=folder)
 
     def _notify_searchable(self, out: OpenedFolder) -> None:
-        if (out.folder, out.count) != self._searched:  # the same photos as before: the answer shown holds
-            self._searched = (out.folder, out.count)
+        if (out.searched, out.searched_count) != self._searched:  # the same photos: the answer shown holds
+            self._searched = (out.searched, out.searched_count)
             self.searchable_changed.emit()
+
+    def _show_left_out(self, out: OpenedFolder, index_if_missing: bool) -> None:
+        """Say which checked folders are not searched (one sentence), except one that is being indexed or is
+        about to be."""
+        skip = {self._indexing_folder} if self._indexing is not None else set()
+        if index_if_missing and out.missing:
+            skip.add(out.folder)
+        problems = {f: why for f, why in out.left_out.items() if f not in skip}
+        self.left_out.emit(problems)
+        if problems == self._left_out:
+            return
+        self._left_out = problems
+        if not problems:
+            self.message_withdrawn.emit("left-out")
+            return
+        first = next(iter(problems.values()))
+        more = f" ({len(problems) - 1} more checked folders are not searched; see Library)" \
+            if len(problems) > 1 else ""
+        self.message.emit(f"{first.rstrip('.')}{more}.", "info", None, "left-out")  # not withdrawn by a search
 
     def _show_opened(self, out: OpenedFolder, report: IndexReport | None) -> None:
         if report is None:
@@ -248,8 +297,7 @@ class LibraryController(QObject):
 
     def _emit_count(self) -> None:
         s = self.session
-        folder = s.folder if s is not None else None
-        self.count.emit(s.indexed_count if s is not None else 0, shown(folder.name) if folder else "")
+        self.count.emit(s.indexed_count if s is not None else 0, [str(f) for f in s.folders] if s else [])
 
     # ----------------------------------------------------------------------------------------- indexing
     def start_indexing(self, folder: str) -> None:
@@ -282,11 +330,11 @@ class LibraryController(QObject):
     def _on_progress(self, p: IndexProgress) -> None:
         self.progress.emit(p)
         added = p.indexed + p.reused
-        if (self.prefs.current_folder == self._indexing_folder and added > self._added_seen
+        if (self._indexing_folder in self.searched_folders() and added > self._added_seen
                 and time.monotonic() - self._reopened_at >= REOPEN_S and self._opening == 0):
             # What the run committed is searchable now: open it, so results and counts say so.
             self._added_seen, self._reopened_at = added, time.monotonic()
-            self.open_current(index_if_missing=False)
+            self.open_current(index_if_missing=False, during_run=True, reopen=self._indexing_folder)
 
     def _on_indexed(self, report: IndexReport) -> None:
         if report.failures:
@@ -301,7 +349,9 @@ class LibraryController(QObject):
         if self.prefs.current_folder == self._indexing_folder:
             self._report = report  # summarised once the folder is open again with what the run added
             self._reopening = True
-            self.open_current(index_if_missing=False)
+            self.open_current(index_if_missing=False, reopen=self._indexing_folder)
+        else:
+            self.open_current(index_if_missing=False, during_run=True, reopen=self._indexing_folder)
 
     def _on_index_error(self, text: str) -> None:
         # A full disk, a vanished folder, a locked or damaged index: what was committed stays searchable.
@@ -309,7 +359,7 @@ class LibraryController(QObject):
         self.status.emit("Indexing stopped.")
         if self.prefs.current_folder == self._indexing_folder:
             self._reopening = True
-            self.open_current(index_if_missing=False)
+            self.open_current(index_if_missing=False, reopen=self._indexing_folder)
 
     def _index_finished(self) -> None:
         self._indexing = None

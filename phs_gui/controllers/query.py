@@ -336,6 +336,10 @@ class QueryController(QObject):
         self._emit_timing()
         self.message_withdrawn.emit("error")
         self._say_about_marker(ans)
+        if ans.warnings:  # e.g. Query-DB cache rows that failed their checksums: left out, and why
+            self.message.emit(" ".join(ans.warnings), "info", None, "index-warning")
+        else:
+            self.message_withdrawn.emit("index-warning")
         if self.first_results_s is None:
             self.first_results_s = time.perf_counter() - self._t_created
 

@@ -236,7 +236,7 @@ class WatchController(QObject):
             return
         self._errors.pop(run.folder, None)
         if rep.indexed or rep.reused or rep.removed:
-            self.changed.emit(run.folder)  # first: the folder searched is opened again, saying so on the line
+            self.changed.emit(run.folder)  # first, so that the sentence below is the line's last word
         text = change_sentence(run)
         if text:
             self.status.emit(text)
