@@ -113,13 +113,13 @@ def _controllers_to_widgets(self: MainWindow) -> None:
 
 def _watching(self: MainWindow) -> None:
     """The watched folders: told the model, the Library list and when the panel's own run or a model load
-    holds them; what they find goes to the Library panel's line and to the folder searched."""
+    holds them; what they find goes to the Library panel's line and to the searched folders."""
     wt, m, lib = self.watching, self.model, self.library
     m.loaded.connect(lambda session, *_: wt.set_session(session))  # after the window's own slot: folder opened
     m.loading.connect(lambda _text: wt.pause("model", True))
     m.load_over.connect(lambda: wt.pause("model", False))
     lib.folders_changed.connect(wt.set_folders)
     lib.running.connect(lambda on: wt.pause("indexing", on))
-    lib.count.connect(lambda *_: wt.pause("opening", False))  # the folder searched is open: checks may start
+    lib.count.connect(lambda *_: wt.pause("opening", False))  # the searched folders are open: checks may start
     wt.status.connect(self.docks.library.show_status)
     wt.changed.connect(lib.refresh_searched)

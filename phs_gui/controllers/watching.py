@@ -9,7 +9,7 @@ index engine (never the session's lock or the search lane), so a search is never
 while the Library panel's own indexing run or a model load is in progress.
 
 What a person sees: nothing when nothing changed; one sentence in the Library panel when photos were added,
-changed or removed (the folder searched is then opened again and the query asked again); one sentence when a
+changed or removed (a searched folder is then opened again and the query asked again); one sentence when a
 folder vanishes and when it is back; a fault (disk full, the index held by another program) once, in the
 banner, while watching goes on.
 """
@@ -44,7 +44,7 @@ MAX_WAIT_S = 30.0
 RESCAN_S = 600.0
 #: Poll instead of kernel events (tests of the fallback; network drives are rescanned anyway).
 POLLING = False
-#: Longest wait for the folder searched to open after a model load before the start-up checks begin (ms).
+#: Longest wait for the searched folders to open after a model load before the start-up checks begin (ms).
 OPENING_HOLD_MS = 10000
 
 
@@ -112,7 +112,7 @@ class WatchController(QObject):
         self.session = session
         self._queue.clear()
         self._errors.clear()
-        self._holds.add("opening")  # until the window has opened the folder searched (its line comes first)
+        self._holds.add("opening")  # until the window has opened the searched folders (its line comes first)
         QTimer.singleShot(OPENING_HOLD_MS, self, lambda: self.pause("opening", False))  # if it never says so
         self._refresh(restart=True)
 
@@ -123,7 +123,7 @@ class WatchController(QObject):
 
     def pause(self, why: str, on: bool) -> None:
         """Hold background runs while ``why`` lasts (``"indexing"``: the panel's run; ``"model"``: a load;
-        ``"opening"``: the folder searched is being opened after a model load). A run in progress stops after
+        ``"opening"``: the searched folders are being opened after a model load). A run in progress stops after
         its current photo and is queued again."""
         if on:
             self._holds.add(why)
