@@ -44,16 +44,22 @@ def drag_box(qtbot, w: MainWindow, box) -> None:
     settle(qtbot, w)
 
 
+def shown_window(qtbot, n: int = 12, size: tuple[int, int] = (1280, 720), **kwargs) -> MainWindow:
+    """A launch of the window (demo model, a demo gallery of ``n`` scenes), shown at ``size``, not started."""
+    w = MainWindow(engine_loader=demo_loader, demo_count=n, **kwargs)
+    qtbot.addWidget(w)
+    w.resize(*size)
+    w.show()
+    return w
+
+
 def first_launch(qtbot, n: int = 12, size: tuple[int, int] = (1280, 720), marked: bool = False,
                  **kwargs) -> MainWindow:
     """A fresh first launch: demo model, demo gallery of ``n`` scenes indexed, its query photo answered.
 
     The first query opens with a box around one of its objects; unless ``marked``, the box is then removed
     (Delete, an undoable edit) so that a test starts from an unmarked photo."""
-    w = MainWindow(engine_loader=demo_loader, demo_count=n, **kwargs)
-    qtbot.addWidget(w)
-    w.resize(*size)
-    w.show()
+    w = shown_window(qtbot, n, size, **kwargs)
     w.start()
     qtbot.waitUntil(lambda: w.session is not None and not w.indexing and w.photo_path is not None
                     and w.session.indexed_count >= n and w.docks.results.count() >= n - 1 and w.settled,

@@ -14,7 +14,7 @@ from core.method.engine import load_engine
 from core.synthetic.gallery import demo_gallery_dir
 from core.synthetic.scenes import generate_scene
 from phs_gui.main_window import MainWindow
-from tests.gui_driver import WAIT_MS, WindowDriver, demo_loader, first_launch
+from tests.gui_driver import WAIT_MS, WindowDriver, first_launch, shown_window
 
 pytestmark = pytest.mark.gui
 
@@ -110,10 +110,7 @@ def test_filter_bar_searches_among_passing_photos_clears_refuses_bad_dates_and_i
         w.close()
     finally:
         w.shutdown()
-    w2 = MainWindow(engine_loader=demo_loader, demo_count=8)
-    qtbot.addWidget(w2)
-    w2.resize(1280, 720)
-    w2.show()
+    w2 = shown_window(qtbot, n=8)
     d2 = WindowDriver(qtbot, w2)
     try:
         assert d2.filter_shown()["after"] == "2022"

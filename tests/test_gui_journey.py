@@ -21,7 +21,6 @@ from PySide6.QtWidgets import QApplication, QFileDialog, QScrollArea  # noqa: E4
 from core.method.engine import load_engine  # noqa: E402
 from core.synthetic.scenes import generate_scene  # noqa: E402
 from phs_gui.canvas import Tool  # noqa: E402
-from phs_gui.main_window import MainWindow  # noqa: E402
 from tests.gui_driver import (  # noqa: E402
     WAIT_MS,
     demo_loader,
@@ -30,6 +29,7 @@ from tests.gui_driver import (  # noqa: E402
     heads_shown,
     other_scene,
     settle,
+    shown_window,
     tile_images,
 )
 
@@ -90,10 +90,7 @@ def test_journey_first_launch_box_open_use_result_quit_relaunch_qd(qtbot, tmp_pa
     qtbot.waitUntil(lambda: not w.isVisible(), timeout=5000)
 
     # 6. Relaunch: the restored photo with its heads and results, without touching anything.
-    w2 = MainWindow(engine_loader=demo_loader, demo_count=12)
-    qtbot.addWidget(w2)
-    w2.resize(1280, 720)
-    w2.show()
+    w2 = shown_window(qtbot, n=12)
     try:
         w2.start()
         qtbot.waitUntil(lambda: w2.photo_path == target and w2.settled and w2.docks.results.count() > 0,

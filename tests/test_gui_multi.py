@@ -23,7 +23,7 @@ from core.search.searcher import Searcher
 from core.synthetic.gallery import demo_gallery_dir
 from core.synthetic.scenes import generate_scene
 from phs_gui.main_window import MainWindow
-from tests.gui_driver import WAIT_MS, WindowDriver, demo_loader, first_launch
+from tests.gui_driver import WAIT_MS, WindowDriver, first_launch, shown_window
 
 pytestmark = pytest.mark.gui
 
@@ -112,10 +112,7 @@ def test_checked_folders_are_searched_together_ranked_as_the_core_ranks_them_and
     # The next launch: the same check boxes; B's index deleted meanwhile is one sentence, A still searched.
     for directory, _ in st.list_indexes(b):
         shutil.rmtree(directory)
-    w2 = MainWindow(engine_loader=demo_loader, demo_count=8)
-    qtbot.addWidget(w2)
-    w2.resize(1280, 720)
-    w2.show()
+    w2 = shown_window(qtbot, n=8)
     d2 = WindowDriver(qtbot, w2)
     try:
         w2.start()

@@ -22,7 +22,14 @@ from core.search.objects import ObjectSpec  # noqa: E402
 from core.synthetic.gallery import gallery_categories  # noqa: E402
 from phs_gui.main_window import MainWindow  # noqa: E402
 from phs_gui.objects_state import PALETTE  # noqa: E402
-from tests.gui_driver import WAIT_MS, ObjectsDriver, demo_loader, first_launch, other_scene, scene_boxes  # noqa: E402
+from tests.gui_driver import (  # noqa: E402
+    WAIT_MS,
+    ObjectsDriver,
+    first_launch,
+    other_scene,
+    scene_boxes,
+    shown_window,
+)
 
 CTRL = Qt.KeyboardModifier.ControlModifier
 
@@ -137,10 +144,7 @@ def test_an_object_pinned_from_another_photo_is_searched_with_the_new_one_and_re
     qtbot.keyClick(w, Qt.Key.Key_Q, CTRL)
     qtbot.waitUntil(lambda: not w.isVisible(), timeout=5000)
 
-    w2 = MainWindow(engine_loader=demo_loader, demo_count=12)
-    qtbot.addWidget(w2)
-    w2.resize(1280, 720)
-    w2.show()
+    w2 = shown_window(qtbot, n=12)
     d2 = ObjectsDriver(qtbot, w2)
     try:
         w2.start()

@@ -11,7 +11,15 @@ from PySide6.QtGui import QWheelEvent  # noqa: E402
 from PySide6.QtWidgets import QApplication, QFileDialog, QPushButton  # noqa: E402
 
 from phs_gui.main_window import MainWindow  # noqa: E402
-from tests.gui_driver import WAIT_MS, WindowDriver, demo_loader, first_launch, other_scene, settle  # noqa: E402
+from tests.gui_driver import (  # noqa: E402
+    WAIT_MS,
+    WindowDriver,
+    demo_loader,
+    first_launch,
+    other_scene,
+    settle,
+    shown_window,
+)
 
 pytestmark = pytest.mark.gui
 
@@ -135,10 +143,7 @@ def test_relaunch_restores_the_box_the_forced_head_and_the_brush_size(qtbot):
     qtbot.keyClick(w, Qt.Key.Key_Q, Qt.KeyboardModifier.ControlModifier)
     qtbot.waitUntil(lambda: not w.isVisible(), timeout=5000)
 
-    w2 = MainWindow(engine_loader=demo_loader, demo_count=12)
-    qtbot.addWidget(w2)
-    w2.resize(1280, 720)
-    w2.show()
+    w2 = shown_window(qtbot, n=12)
     d2 = WindowDriver(qtbot, w2)
     try:
         w2.start()
