@@ -26,7 +26,7 @@ from phs_gui.controllers import watching
 from phs_gui.folder_watch import BACKGROUND_NICENESS, WatchRun, change_sentence, lower_priority
 from phs_gui.main_window import MainWindow
 from phs_gui.settings import load_preferences
-from tests.gui_driver import WAIT_MS, WindowDriver, demo_loader, first_launch
+from tests.gui_driver import WAIT_MS, WindowDriver, first_launch, shown_window
 
 pytestmark = pytest.mark.gui
 
@@ -82,10 +82,7 @@ def _line(w: MainWindow) -> str:
 
 
 def _launch_again(qtbot) -> MainWindow:
-    w = MainWindow(engine_loader=demo_loader, demo_count=8)
-    qtbot.addWidget(w)
-    w.resize(1280, 720)
-    w.show()
+    w = shown_window(qtbot, n=8)
     w.start()
     return w
 
