@@ -118,6 +118,28 @@ def test_changes_that_never_stop_still_run_after_max_wait(tmp_path):
             t.join()
 
 
+
+def test_the_kernels_watch_limit_falls_back_to_polling(tmp_path, monkeypatch):
+    """inotify refuses a watch (its per-user limit) when the observer starts: the folder is polled instead,
+    and changes are still seen."""
+    import errno
+
+    import watchdog.observers
+
+    real = watchdog.observers.Observer
+
+    class Refused(real):  # type: ignore[misc, valid-type]
+        def start(self) -> None:
+            raise OSError(errno.ENOSPC, "inotify watch limit reached")
+
+    monkeypatch.setattr(watchdog.observers, "Observer", Refused)
+    monkeypatch.setattr("core.library.watch.POLL_S", 0.2)
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    with FolderWatcher(folder, quiet_s=0.3, max_wait_s=5.0, rescan_s=0) as w:
+        assert w.backend == "polling"
+        assert _due_after(w, lambda: colour_image(3).save(folder / "new.jpg")) == "changed"
+
 def test_periodic_rescan_without_events(tmp_path):
     folder = tmp_path / "photos"
     folder.mkdir()

@@ -84,14 +84,18 @@ class FolderWatcher:
         if self.polling:
             self._observer, self.backend = PollingObserver(timeout=min(POLL_S, max(0.5, self.quiet_s))), "polling"
             self._schedule()
+            self._observer.start()
         else:
             try:
                 self._observer, self.backend = Observer(), "events"
                 self._schedule()
+                self._observer.start()  # the kernel's watches are placed here, so its refusal comes from here
             except OSError:  # inotify's watch or instance limit: poll instead
+                with contextlib.suppress(Exception):
+                    self._observer.stop()
                 self._observer, self.backend = PollingObserver(timeout=POLL_S), "polling"
                 self._schedule()
-        self._observer.start()
+                self._observer.start()
         self._next_rescan = time.monotonic() + self.rescan_s if self.rescan_s > 0 else float("inf")
 
     def _schedule(self) -> None:
