@@ -5,7 +5,8 @@ vectors (:func:`choose_kind`), the kind being recorded in the sidecar:
 
 ``flat``
     Below :data:`APPROX_THRESHOLD`: exact (``IndexIDMap2`` over ``IndexFlatIP``). One query scans every
-    vector, about 0.1 us each on one core: 2.5 ms at 25k.
+    vector, about 0.15 us each on one core while they fit the CPU's caches: p95 2.3 ms at 15k, 5.7 ms at 25k,
+    17 ms at 50k (``bench/bench_crossover.py``, 768-d).
 ``ivfpq``
     From there on: two FAISS indexes kept in step. An inverted file over ``nlist`` k-means cells
     (:func:`ivf_nlist`, about ``4 sqrt(n)``) holding 4-bit product-quantised residuals, one sub-quantiser per
@@ -48,10 +49,12 @@ from core.library.store import atomic_replace
 
 log = logging.getLogger(__name__)
 
-#: Number of vectors from which the inverted file replaces the exact index. Measured with
-#: bench/bench_scale.py (one thread, 768-d): the exact scan costs ~0.1 us per vector, so past ~25k it alone
-#: exceeds the 2.5 ms a prompt edit may spend in FAISS to reach its top-100 within 5 ms.
-APPROX_THRESHOLD = 25_000
+#: Number of vectors from which the inverted file replaces the exact index: the exact index is kept while its
+#: top-100 stays within the 2.5 ms a prompt edit may spend in FAISS to answer within 5 ms. Measured with
+#: bench/bench_crossover.py (one thread, 768-d, p95): exact 1.44 / 2.25 / 3.47 / 5.73 ms at 10k / 15k / 20k /
+#: 25k, the inverted file 0.85 / 1.09 / 1.30 / 1.56 ms at recall@100 0.97-0.99; the exact scan is as fast as
+#: the inverted file only up to about 5k.
+APPROX_THRESHOLD = 15_000
 #: k-means cells per sqrt(n); the training sample is ``IVF_TRAIN_PER_CELL`` points per cell.
 IVF_CELLS_PER_SQRT_N = 4.0
 IVF_TRAIN_PER_CELL = 40
@@ -447,10 +450,13 @@ class VectorIndex:
         Returns:
             ``n`` and the best cells' ``(1, >= n)`` scores and numbers, best first.
         """
+        q = np.ascontiguousarray(q, np.float32)
+        scores, cells = self.index.quantizer.search(q, self.nprobe)
+        if scores[0, 0] >= self._unlike_score():
+            return self.nprobe, scores, cells
         most = min(self.nlist, self.nprobe * UNLIKE_PROBE_FACTOR)
-        scores, cells = self.index.quantizer.search(np.ascontiguousarray(q, np.float32), most)
-        n = self.nprobe if scores[0, 0] >= self._unlike_score() else most
-        return n, scores, cells
+        scores, cells = self.index.quantizer.search(q, most)
+        return most, scores, cells
 
     def approximate(self, q: np.ndarray, n: int, selector: Any = None) -> np.ndarray:
         """``ivfpq``: the inverted file's ``(<= n,)`` best ids for one ``(1, dim)`` query, by their 4-bit codes
