@@ -48,6 +48,7 @@ class Searcher:
         self.index = PhotoIndex.open(folder, engine, writable=False, approx_threshold=approx_threshold)
         self._info: dict[int, tuple[str, int, int | None]] = {}  # id -> (rel, slot, checksum) at _info_gen
         self._info_gen = -1
+        self._paths: dict[int, Path] = {}  # id -> absolute path of the hits shown, with _info
         self._filter: PhotoFilter | None = None
         self._allowed: tuple[int, np.ndarray, object] | None = None  # (generation, ids, FAISS selector)
 
@@ -88,7 +89,7 @@ class Searcher:
         candidates the previous ones did not have."""
         gen = self.index.db.generation
         if gen != self._info_gen or len(self._info) > INFO_MAX:
-            self._info, self._info_gen = {}, gen
+            self._info, self._info_gen, self._paths = {}, gen, {}
 
     def _lookup(self, ids: np.ndarray | list[int]) -> dict[int, tuple[str, int, int | None]]:
         if not len(ids):
@@ -224,7 +225,10 @@ class Searcher:
             if int(i) not in self._info:  # removed from the library meanwhile
                 continue
             rel = self._info[int(i)][0]
-            out.append(SearchHit(path_of(self.index.folder, rel), rel, float(s), int(i)))
+            path = self._paths.get(i)
+            if path is None:
+                path = self._paths[i] = path_of(self.index.folder, rel)
+            out.append(SearchHit(path, rel, float(s), int(i)))
         return out
 
     def close(self) -> None:
