@@ -91,8 +91,14 @@ class Searcher:
         if gen != self._info_gen or len(self._info) > INFO_MAX:
             self._info, self._info_gen, self._paths = {}, gen, {}
 
-    def _lookup(self, ids: np.ndarray | list[int]) -> dict[int, tuple[str, int, int | None]]:
-        if not len(ids):
+    def _known(self, ids: np.ndarray) -> np.ndarray:
+        """``(n,)`` bool: which ``ids`` are done rows now, looking up (once per generation) those not known yet."""
+        ids_list = np.asarray(ids, np.int64).reshape(-1).tolist()
+        self._lookup([i for i in ids_list if i not in self._info])
+        return np.array([i in self._info for i in ids_list], dtype=bool)
+
+    def _lookup(self, ids: list[int]) -> dict[int, tuple[str, int, int | None]]:
+        if not ids:
             return {}
         db = self.index.db
         db.conn.execute("BEGIN")
@@ -121,8 +127,7 @@ class Searcher:
             scores, ids = vectors.search_among(q, int(k), allowed[0], allowed[1])
         keep = ids >= 0
         scores, ids = scores[keep], ids[keep].astype(np.int64)
-        self._lookup([i for i in ids.tolist() if i not in self._info])
-        live = np.array([i in self._info for i in ids.tolist()], dtype=bool)
+        live = self._known(ids)
         return scores[live], ids[live]
 
     def candidates(self, query: np.ndarray, n: int) -> np.ndarray:
@@ -174,19 +179,18 @@ class Searcher:
             rows = self.index.db.conn.execute("SELECT id FROM files WHERE status = 'done'").fetchall()
             ids = np.array([r[0] for r in rows], dtype=np.int64)
         self._fresh_info()
-        self._lookup([i for i in ids.tolist() if i not in self._info])
+        self._known(ids)
         return ids
 
     def states(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Query-DB cache rows of ``ids`` (ids from :meth:`nearest`, :meth:`candidates` or :meth:`all_ids`).
 
-        Rows come as float16, as the cache stores them. A row that does not match its checksum comes back as NaN, so the re-rank leaves that photo out;
-        :attr:`qd_mismatched` says how many for the last call. So does the row of a photo removed from the
-        index since its id was found.
+        Rows come as float16, as the cache stores them. A row that does not match its checksum comes back as
+        NaN, so the re-rank leaves that photo out (:attr:`qd_mismatched` says how many for the last call); so
+        does the row of a photo removed from the index since its id was found.
         """
         ids = np.asarray(ids, np.int64).reshape(-1)
-        self._lookup([i for i in ids.tolist() if i not in self._info])
-        live = np.array([i in self._info for i in ids.tolist()], dtype=bool)
+        live = self._known(ids)
         if live.all():
             info = [self._info[i] for i in ids.tolist()]
             slots = np.array([x[1] for x in info], dtype=np.int64)
@@ -217,14 +221,12 @@ class Searcher:
 
     def hits(self, scores: np.ndarray, ids: np.ndarray) -> list[SearchHit]:
         """The ranked ids as :class:`SearchHit` (path, relative path, score, id)."""
-        missing = [int(i) for i in ids if int(i) not in self._info]
-        if missing:  # ids found by an earlier search of the same query (several objects)
-            self._lookup(np.asarray(missing, np.int64))
+        live = self._known(ids)  # ids found by an earlier search of the same query (several objects) too
         out = []
-        for s, i in zip(scores.tolist(), ids.tolist()):
-            if int(i) not in self._info:  # removed from the library meanwhile
+        for s, i, ok in zip(scores.tolist(), np.asarray(ids, np.int64).tolist(), live.tolist()):
+            if not ok:  # removed from the library meanwhile
                 continue
-            rel = self._info[int(i)][0]
+            rel = self._info[i][0]
             path = self._paths.get(i)
             if path is None:
                 path = self._paths[i] = path_of(self.index.folder, rel)
