@@ -94,20 +94,15 @@ class Searcher:
     def _known(self, ids: np.ndarray) -> np.ndarray:
         """``(n,)`` bool: which ``ids`` are done rows now, looking up (once per generation) those not known yet."""
         ids_list = np.asarray(ids, np.int64).reshape(-1).tolist()
-        self._lookup([i for i in ids_list if i not in self._info])
+        missing = [i for i in ids_list if i not in self._info]
+        if missing:
+            db = self.index.db
+            db.conn.execute("BEGIN")
+            try:  # id -> (rel, slot, checksum); ids deleted since the FAISS sync drop out here
+                self._info.update(db.lookup_checked(missing))
+            finally:
+                db.conn.execute("COMMIT")
         return np.array([i in self._info for i in ids_list], dtype=bool)
-
-    def _lookup(self, ids: list[int]) -> dict[int, tuple[str, int, int | None]]:
-        if not ids:
-            return {}
-        db = self.index.db
-        db.conn.execute("BEGIN")
-        try:
-            info = db.lookup_checked(ids)  # id -> (rel, slot, checksum); ids deleted since the FAISS sync drop out here
-        finally:
-            db.conn.execute("COMMIT")
-        self._info.update(info)
-        return info
 
     def nearest(self, query: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Query-Only: ``(scores, ids)`` of the ``k`` nearest plain features of a unit ``(F,)`` query."""
