@@ -25,9 +25,9 @@ cells searched on one AVX2 core (``ivfpq``: 6.8 ms), an 8-bit scalar quantiser n
 are rebuilt from SQLite on first use. HNSW (an earlier kind still) was no faster than IVF at the same recall,
 took minutes to build at 1M on two cores and could not remove (every deletion rebuilt the graph).
 
-:func:`core.library.vector_sync.sync_vectors` is the only way an index is brought up to date, for the indexer and for searchers alike:
-it compares the FAISS ids with the done rows of SQLite and the generation the FAISS data reflects, and adds,
-removes or rebuilds accordingly. Hence a FAISS file that is stale, from a crashed run, truncated or missing
+:func:`core.library.vector_sync.sync_vectors` is the only way an index is brought up to date, for the indexer
+and for searchers alike: it compares the FAISS ids with the done rows of SQLite and the generation the FAISS
+data reflects, and adds, removes or rebuilds accordingly. Hence a FAISS file that is stale, from a crashed run, truncated or missing
 is never a problem, only extra work.
 
 On a machine with ``faiss-gpu`` and a GPU, searches run on a GPU copy of the index, kept in step with every
