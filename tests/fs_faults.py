@@ -29,7 +29,7 @@ from pathlib import Path
 from core.errors import PHSError
 from core.library import PhotoIndex, index_folder
 from core.library.store import DB_FILE, QD_FILE
-from tests.index_fakes import FakeEngine, check_consistency, make_folder
+from tests.index_fakes import FakeEngine, check_consistency, make_folder, touch
 from tests.kill_trials import data_dir_at
 from tests.search_helpers import search
 
@@ -348,8 +348,7 @@ def read_error_trial(work: Path, code_name: str, n: int = 40, k: int = 5) -> Out
         paths = make_folder(folder, n)
         index_folder(folder, FakeEngine(), batch_size=BATCH)
         before = searchable(folder, FakeEngine())
-        for p in paths:
-            os.utime(p, ns=(1, p.stat().st_mtime_ns + 10**9))
+        touch(paths)
         names = {p.name for p in paths[:k]}
         out = Outcome()
         with failing_reads(names, getattr(errno, code_name)):
@@ -494,8 +493,7 @@ def sub_album_trial(work: Path, n: int = 40, at: int = 10) -> Outcome:
         paths = make_folder(folder, n)
         index_folder(folder, FakeEngine(), batch_size=BATCH)
         before = searchable(folder, FakeEngine())
-        for p in paths:
-            os.utime(p, ns=(1, p.stat().st_mtime_ns + 10**9))
+        touch(paths)
         away = work / "album1-away"
 
         def progress(p) -> None:  # noqa: ANN001

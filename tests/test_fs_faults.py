@@ -32,7 +32,7 @@ from core.library import (
 )
 from core.library.store import QDCache
 from tests import fs_faults
-from tests.index_fakes import FakeEngine, check_consistency, make_folder, tree_hash
+from tests.index_fakes import FakeEngine, check_consistency, make_folder, touch, tree_hash
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -60,8 +60,7 @@ def test_a_sub_folder_vanishing_mid_run_is_a_deleted_sub_folder_not_a_vanished_l
     engine = FakeEngine()
     index_folder(photos, engine, batch_size=4)
     n_album1 = len(list((photos / "album1").glob("*.*")))
-    for p in photos.rglob("*.*"):
-        os.utime(p, ns=(1, p.stat().st_mtime_ns + 10**9))
+    touch(photos.rglob("*.*"))
     moved = tmp_path / "album1-away"
 
     def progress(p) -> None:

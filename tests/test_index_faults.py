@@ -30,7 +30,7 @@ from core.library import IndexDamagedError, PhotoIndex, index_folder, repair
 from core.library import store as st
 from core.search.searcher import Searcher
 from tests.fs_faults import STUCK_CHILD
-from tests.index_fakes import FakeEngine, check_consistency, colour_image, make_folder
+from tests.index_fakes import FakeEngine, check_consistency, colour_image, make_folder, touch
 from tests.search_helpers import search
 
 REPO = Path(__file__).resolve().parent.parent
@@ -45,8 +45,7 @@ def photos(tmp_path):
 
 
 def _touch_all(folder: Path) -> None:
-    for p in folder.rglob("*.*"):
-        os.utime(p, ns=(1, p.stat().st_mtime_ns + 10**9))
+    touch(folder.rglob("*.*"))
 
 
 def _searchable(folder: Path, engine: FakeEngine) -> set[str]:
