@@ -57,7 +57,7 @@ def _preimport() -> None:
     import concurrent.futures  # noqa: F401
     import fcntl  # noqa: F401
     import heapq  # noqa: F401
-    import pkgutil  # noqa: F401
+    import pkgutil
     import sqlite3  # noqa: F401
     import tempfile  # noqa: F401
     import uuid  # noqa: F401
@@ -68,14 +68,20 @@ def _preimport() -> None:
 
     Image.init()  # every Pillow format plugin
 
+    import contextlib
+    import importlib
+
+    import core
     import core.cli
+    import core.imageio as imageio
 
     core.cli.build_parser()  # discovers and imports every sub-command while the package folder is readable
-    import core.cli.commands.index  # noqa: F401
-    import core.cli.commands.search  # noqa: F401
-    import core.imageio as imageio
-    import core.library  # noqa: F401
-
+    # Every module of the package too (a checkout in a folder only root may read: the commands import most of
+    # what they use lazily). ``__main__`` would run the command line.
+    for mod in pkgutil.walk_packages(core.__path__, "core."):
+        if not mod.name.endswith("__main__"):
+            with contextlib.suppress(ImportError):  # an optional extra that is not installed
+                importlib.import_module(mod.name)
     imageio.heif_available()
     imageio.avif_available()
 
